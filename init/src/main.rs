@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("rkdump-init: not yet implemented");
+}

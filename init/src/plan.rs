@@ -1,0 +1,246 @@
+//! The capture plan: the input contract of the capture init.
+//!
+//! `rkdump build` (crate `mkinitrd`) validates `kdump.conf` and writes a [`Plan`] into the image
+//! at [`PLAN_PATH`]; `rkdump-init` reads it at capture time and executes it. The format is a tiny
+//! line-based text file so that it can be read in the image (`cat /etc/rkdump/plan`) and parsed
+//! without a serialization framework in the static init:
+//!
+//! ```text
+//! rkdump-plan 1
+//! target ext4 UUID=0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11
+//! path /var/crash
+//! module /lib/modules/6.1.0-26-amd64/kernel/drivers/block/virtio_blk.ko
+//! device_timeout 30
+//! final_action reboot
+//! failure_action reboot
+//! ```
+//!
+//! Unknown keys are an error: a plan written by a newer builder must not be half-executed.
+
+use std::fmt;
+
+/// Where the plan lives inside the capture image.
+pub const PLAN_PATH: &str = "/etc/rkdump/plan";
+
+/// Format version written on the first line.
+pub const PLAN_VERSION: u32 = 1;
+
+/// How a dump target is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// `UUID=...` of the filesystem (probed from superblocks, no udev).
+    Uuid(String),
+    /// `LABEL=...` of the filesystem.
+    Label(String),
+    /// A device node path such as `/dev/vdb1`.
+    Path(String),
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Uuid(u) => write!(f, "UUID={u}"),
+            DeviceSpec::Label(l) => write!(f, "LABEL={l}"),
+            DeviceSpec::Path(p) => f.write_str(p),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Parses `UUID=`, `LABEL=` or an absolute device path.
+    pub fn parse(s: &str) -> Result<Self, PlanError> {
+        if let Some(u) = s.strip_prefix("UUID=") {
+            let u = u.trim_matches('"');
+            if u.is_empty() {
+                return Err(PlanError::BadValue { key: "target".into(), value: s.into() });
+            }
+            Ok(DeviceSpec::Uuid(u.to_ascii_lowercase()))
+        } else if let Some(l) = s.strip_prefix("LABEL=") {
+            let l = l.trim_matches('"');
+            if l.is_empty() {
+                return Err(PlanError::BadValue { key: "target".into(), value: s.into() });
+            }
+            Ok(DeviceSpec::Label(l.to_string()))
+        } else if s.starts_with('/') {
+            Ok(DeviceSpec::Path(s.to_string()))
+        } else {
+            Err(PlanError::BadValue { key: "target".into(), value: s.into() })
+        }
+    }
+}
+
+/// A filesystem dump target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Filesystem type passed to mount(2), e.g. `ext4`.
+    pub fstype: String,
+    /// The device holding it.
+    pub device: DeviceSpec,
+}
+
+/// What to do at the end of a capture (or on failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Reboot,
+    Halt,
+    Poweroff,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "reboot" => Some(Action::Reboot),
+            "halt" => Some(Action::Halt),
+            "poweroff" => Some(Action::Poweroff),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Reboot => "reboot",
+            Action::Halt => "halt",
+            Action::Poweroff => "poweroff",
+        }
+    }
+}
+
+/// The whole capture plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub target: Target,
+    /// Directory on the target filesystem (absolute, relative to its root), e.g. `/var/crash`.
+    pub path: String,
+    /// Module files inside the image, in load order (dependencies first).
+    pub modules: Vec<String>,
+    /// Seconds to wait for the target device to appear.
+    pub device_timeout_secs: u32,
+    pub final_action: Action,
+    pub failure_action: Action,
+}
+
+impl Plan {
+    /// A plan with the defaults of kdump-utils for everything but the target.
+    pub fn new(target: Target) -> Self {
+        Plan {
+            target,
+            path: "/var/crash".into(),
+            modules: Vec::new(),
+            device_timeout_secs: 30,
+            final_action: Action::Reboot,
+            failure_action: Action::Reboot,
+        }
+    }
+
+    /// Renders the plan in its file format (see the module doc).
+    pub fn render(&self) -> String {
+        let mut s = format!("rkdump-plan {PLAN_VERSION}\n");
+        s += &format!("target {} {}\n", self.target.fstype, self.target.device);
+        s += &format!("path {}\n", self.path);
+        for m in &self.modules {
+            s += &format!("module {m}\n");
+        }
+        s += &format!("device_timeout {}\n", self.device_timeout_secs);
+        s += &format!("final_action {}\n", self.final_action.as_str());
+        s += &format!("failure_action {}\n", self.failure_action.as_str());
+        s
+    }
+
+    /// Parses a plan file.
+    pub fn parse(text: &str) -> Result<Self, PlanError> {
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, l)) if l.trim() == format!("rkdump-plan {PLAN_VERSION}") => {}
+            Some((_, l)) => return Err(PlanError::BadHeader(l.to_string())),
+            None => return Err(PlanError::BadHeader(String::new())),
+        }
+        let mut target = None;
+        let mut path = None;
+        let mut modules = Vec::new();
+        let mut timeout = 30;
+        let mut final_action = Action::Reboot;
+        let mut failure_action = Action::Reboot;
+        for (no, line) in lines {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            let value = value.trim();
+            let bad = || PlanError::BadValue { key: key.to_string(), value: value.to_string() };
+            match key {
+                "target" => {
+                    let (fs, dev) = value.split_once(' ').ok_or_else(bad)?;
+                    target = Some(Target { fstype: fs.to_string(), device: DeviceSpec::parse(dev.trim())? });
+                }
+                "path" if value.starts_with('/') => path = Some(value.to_string()),
+                "module" if !value.is_empty() => modules.push(value.to_string()),
+                "device_timeout" => timeout = value.parse().map_err(|_| bad())?,
+                "final_action" => final_action = Action::parse(value).ok_or_else(bad)?,
+                "failure_action" => failure_action = Action::parse(value).ok_or_else(bad)?,
+                "path" | "module" => return Err(bad()),
+                _ => return Err(PlanError::UnknownKey { line: no + 1, key: key.to_string() }),
+            }
+        }
+        let target = target.ok_or(PlanError::Missing("target"))?;
+        Ok(Plan {
+            target,
+            path: path.unwrap_or_else(|| "/var/crash".into()),
+            modules,
+            device_timeout_secs: timeout,
+            final_action,
+            failure_action,
+        })
+    }
+}
+
+/// Why a plan could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("not an rkdump plan (first line {0:?}, expected \"rkdump-plan {PLAN_VERSION}\")")]
+    BadHeader(String),
+    #[error("plan line {line}: unknown key {key:?}")]
+    UnknownKey { line: usize, key: String },
+    #[error("plan: bad value {value:?} for {key:?}")]
+    BadValue { key: String, value: String },
+    #[error("plan: missing {0:?}")]
+    Missing(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Plan {
+        let mut p = Plan::new(Target {
+            fstype: "ext4".into(),
+            device: DeviceSpec::Uuid("0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11".into()),
+        });
+        p.modules = vec!["/lib/modules/r/a.ko".into(), "/lib/modules/r/b.ko.xz".into()];
+        p.device_timeout_secs = 7;
+        p.failure_action = Action::Halt;
+        p
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = sample();
+        assert_eq!(Plan::parse(&p.render()).unwrap(), p);
+    }
+
+    #[test]
+    fn rejects_unknown_key_and_bad_header() {
+        let text = sample().render() + "frobnicate yes\n";
+        assert!(matches!(Plan::parse(&text), Err(PlanError::UnknownKey { key, .. }) if key == "frobnicate"));
+        assert!(matches!(Plan::parse("hello\n"), Err(PlanError::BadHeader(_))));
+        assert_eq!(Plan::parse("rkdump-plan 1\npath /x\n"), Err(PlanError::Missing("target")));
+    }
+
+    #[test]
+    fn device_specs() {
+        assert_eq!(DeviceSpec::parse("UUID=\"ABC\"").unwrap(), DeviceSpec::Uuid("abc".into()));
+        assert_eq!(DeviceSpec::parse("LABEL=dump").unwrap(), DeviceSpec::Label("dump".into()));
+        assert_eq!(DeviceSpec::parse("/dev/vdb").unwrap(), DeviceSpec::Path("/dev/vdb".into()));
+        assert!(DeviceSpec::parse("vdb").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! rkdump-kconfig (work in progress).

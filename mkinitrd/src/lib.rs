@@ -1,0 +1,1 @@
+//! rkdump-mkinitrd (work in progress).

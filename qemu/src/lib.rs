@@ -1,0 +1,1 @@
+//! rkdump-qemu (work in progress).

@@ -1,0 +1,1 @@
+//! rkdump-vmcore (work in progress).

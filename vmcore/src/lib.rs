@@ -1,1 +1,3 @@
-//! rkdump-vmcore (work in progress).
+//! rkdump-vmcore: read, classify and write vmcores (work in progress).
+
+pub mod dmesg;

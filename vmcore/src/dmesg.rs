@@ -1,0 +1,1 @@
+//! Kernel log extraction from the printk ring buffer (work in progress).

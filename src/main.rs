@@ -1,1 +1,23 @@
-fn main() {}
+//! rkdump: the host CLI. Thin glue over the workspace crates: `mkinitrd` (build), `vmcore`
+//! (info, dmesg), `qemu` (crash-test); `kexec` here for arm/disarm/status.
+//!
+//! Exit codes: 0 success, 1 failure (the message says what and how to fix it), 2 usage error.
+
+mod cli;
+mod kexec;
+mod workload;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rkdump: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,31 @@
+# rkdump: `make demo` crashes a real kernel in QEMU and captures it; `make test` runs every test.
+MUSL      := x86_64-unknown-linux-musl
+BIN       := target/$(MUSL)/release
+OUT       ?= out/demo
+CARGO     ?= cargo
+
+.PHONY: all deps build demo test unit e2e clippy clean-out
+
+all: build
+
+deps:
+	bash scripts/deps.sh
+
+# Static binaries: rkdump-init is the capture /init; rkdump itself also runs inside test guests.
+build:
+	$(CARGO) build --release --target $(MUSL) -p rkdump -p rkdump-init
+	@readelf -l $(BIN)/rkdump-init | grep -q INTERP && { echo "rkdump-init is not static" >&2; exit 1; } || true
+
+demo: deps build
+	$(BIN)/rkdump crash-test --out $(OUT)
+
+# Unit tests of every crate, then the end-to-end tests (QEMU, crash, makedumpfile as oracles).
+test: deps build
+	$(CARGO) test --workspace --no-fail-fast
+	RKDUMP_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test -p rkdump --test e2e -- --ignored --test-threads=1 --nocapture
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean-out:
+	rm -rf out

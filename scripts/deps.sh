@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs what rkdump's build, demo and tests need on a Debian 12 machine, idempotently.
+# Run as root. Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps: must run as root (apt-get, kernel packages)" >&2
+        exit 1
+    fi
+}
+
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        echo "deps: apt-get update"
+        apt-get update -qq
+        apt_updated=1
+    fi
+    echo "deps: installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Packages and a file each provides, to test for presence without dpkg queries.
+missing=()
+check() { [ -e "$2" ] || missing+=("$1"); }
+check qemu-system-x86 /usr/bin/qemu-system-x86_64
+check makedumpfile /usr/bin/makedumpfile
+check crash /usr/bin/crash
+check kexec-tools /usr/sbin/vmcore-dmesg
+check e2fsprogs /usr/sbin/debugfs
+check musl-tools /usr/bin/musl-gcc
+check cpio /usr/bin/cpio
+check zstd /usr/bin/zstd
+check xz-utils /usr/bin/xz
+check busybox-static /bin/busybox
+check binutils /usr/bin/readelf
+check gzip /bin/gzip
+
+# A Debian kernel with its modules, for the capture image and the crash test.
+newest_kernel() {
+    local best=""
+    for k in /boot/vmlinuz-*; do
+        [ -e "$k" ] || continue
+        local r=${k#/boot/vmlinuz-}
+        if [ -d "/lib/modules/$r/kernel" ] || [ -d "/usr/lib/modules/$r/kernel" ]; then
+            best=$r
+        fi
+    done
+    echo "$best"
+}
+
+need_kernel=""
+[ -n "$(newest_kernel)" ] || need_kernel=1
+
+if [ ${#missing[@]} -gt 0 ] || [ -n "$need_kernel" ]; then
+    need_root
+    pkgs=("${missing[@]}")
+    [ -n "$need_kernel" ] && pkgs+=(linux-image-amd64)
+    apt_install "${pkgs[@]}"
+fi
+
+release=$(newest_kernel)
+if [ -z "$release" ]; then
+    echo "deps: no kernel with modules under /boot after installing linux-image-amd64" >&2
+    exit 1
+fi
+
+# The debug vmlinux that crash needs, extracted from the -dbg package (only that one file).
+vmlinux=/usr/lib/debug/boot/vmlinux-$release
+if [ ! -s "$vmlinux" ]; then
+    need_root
+    if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+    dir=$(mktemp -d)
+    chmod 755 "$dir"  # apt-get download runs as _apt
+    echo "deps: fetching linux-image-$release-dbg for $vmlinux"
+    (cd "$dir" && apt-get download -qq "linux-image-$release-dbg")
+    mkdir -p /usr/lib/debug/boot
+    dpkg-deb --fsys-tarfile "$dir"/linux-image-"$release"-dbg_*.deb \
+        | tar -x -C "$dir" "./usr/lib/debug/boot/vmlinux-$release"
+    mv "$dir/usr/lib/debug/boot/vmlinux-$release" "$vmlinux.tmp"
+    mv "$vmlinux.tmp" "$vmlinux"
+    rm -rf "$dir"
+fi
+
+# Rust: the static target for the capture init.
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+        rustup target add x86_64-unknown-linux-musl
+    fi
+else
+    echo "deps: rustup not found; install a Rust toolchain with the x86_64-unknown-linux-musl target" >&2
+    exit 1
+fi
+
+echo "deps: ok (kernel $release, debug vmlinux $vmlinux)"

@@ -1,0 +1,110 @@
+//! End-to-end tests: real kernels crashing in QEMU, captured by our static init, checked with
+//! `crash` as the oracle. They take minutes under TCG, so they are `#[ignore]`d for plain
+//! `cargo test` and run by `make test` (which builds the static binaries first and sets
+//! `RKDUMP_BIN_DIR`). Artifacts stay under `target/e2e/<test>/` for post-mortems.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The static `rkdump` to test. Fails (never silently passes) when it is missing.
+fn rkdump_bin() -> PathBuf {
+    let dir = std::env::var_os("RKDUMP_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/x86_64-unknown-linux-musl/release"));
+    let bin = dir.join("rkdump");
+    assert!(bin.exists(), "{} missing: run `make build` (or `make test`)", bin.display());
+    bin
+}
+
+/// A fresh artifact directory for one test.
+fn artifacts(name: &str) -> PathBuf {
+    let d = workspace().join("target/e2e").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.parent().unwrap()).unwrap();
+    d
+}
+
+/// The debug vmlinux for `release`, installed by `make deps`.
+fn debug_vmlinux(release: &str) -> PathBuf {
+    let p = PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}"));
+    assert!(p.exists(), "{} missing: run `make deps` (extracts it from linux-image-{release}-dbg)", p.display());
+    p
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("spawn");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Runs `crash -s` with commands and returns its output.
+pub fn crash_cmds(vmlinux: &Path, dump: &Path, cmds: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cmds");
+    std::fs::write(&input, format!("{cmds}\nexit\n")).unwrap();
+    let (ok, out, err) = run(Command::new("crash").arg("-s").arg("-i").arg(&input).arg(vmlinux).arg(dump));
+    assert!(ok, "crash failed on {}: {err}\n{out}", dump.display());
+    out
+}
+
+fn summary_value<'a>(summary: &'a str, key: &str) -> Option<&'a str> {
+    summary.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+}
+
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
+    let out = artifacts("sysrq");
+    let (ok, stdout, stderr) = run(Command::new(rkdump_bin()).arg("crash-test").arg("--out").arg(&out));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test failed");
+    // The output directory holds what the issue promises.
+    for f in ["kdump.conf", "capture.img", "console.log"] {
+        assert!(out.join(f).exists(), "{f} missing in {}", out.display());
+    }
+    let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
+    let panic = summary_value(&stdout, "panic:").expect("panic line");
+    assert!(panic.contains("sysrq triggered crash"), "panic line: {panic}");
+    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let name = dump_dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.starts_with("127.0.0.1-") && name.len() == "127.0.0.1-2026-01-01-00:00:00".len(), "{name}");
+    let vmcore = dump_dir.join("vmcore");
+    assert!(vmcore.exists(), "no vmcore in {}", dump_dir.display());
+    assert!(!dump_dir.join("vmcore-incomplete").exists());
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    assert!(console.contains("rkdump: "), "the capture init never logged");
+
+    // The oracle: crash opens the dump with the debug vmlinux and sees the sysrq panic.
+    let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
+    assert!(sys.contains(&format!("RELEASE: {release}")), "crash sys:\n{sys}");
+    assert!(sys.contains("PANIC: \"sysrq: Trigger a crash\""), "crash sys:\n{sys}");
+}
+
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn missing_target_times_out_with_message_and_reboots() {
+    let out = artifacts("missing-target");
+    let (ok, stdout, stderr) = run(Command::new(rkdump_bin())
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--no-target")
+        .arg("--device-timeout")
+        .arg("5")
+        .arg("--timeout")
+        .arg("600"));
+    eprintln!("{stderr}{stdout}");
+    // crash-test only succeeds when the guest exits by itself: the init rebooted, no hang.
+    assert!(ok, "crash-test failed (a hang ends in a timeout error)");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    let line = console
+        .lines()
+        .find(|l| l.contains("did not appear within 5 s"))
+        .unwrap_or_else(|| panic!("no timeout message in the console log:\n{console}"));
+    assert!(line.contains("UUID="), "{line}");
+    assert!(line.contains("block devices seen"), "{line}");
+    assert!(console.contains("reboot"), "no reboot announced:\n{console}");
+}

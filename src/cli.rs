@@ -19,6 +19,33 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Build the capture initramfs from kdump.conf for a kernel release (replaces mkdumprd).
+    Build {
+        /// kdump.conf to read.
+        #[arg(long, default_value = "/etc/kdump.conf")]
+        config: PathBuf,
+        /// Kernel release whose modules go into the image; default: the running kernel.
+        #[arg(long)]
+        kernel_release: Option<String>,
+        /// Build from another system's tree (modules in ROOT/lib/modules or ROOT/usr/lib/modules).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Resolve the target device against this sysfs tree instead of /sys (tests).
+        #[arg(long)]
+        sysfs: Option<PathBuf>,
+        /// The static capture init; default: `rkdump-init` next to this executable.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Image compression: zstd, xz, gzip or none.
+        #[arg(long, default_value = "zstd")]
+        compression: String,
+        /// Where to write the image.
+        #[arg(long, short = 'o', required_unless_present = "list")]
+        output: Option<PathBuf>,
+        /// List the contents of an existing image instead of building.
+        #[arg(long, value_name = "IMG", conflicts_with = "output")]
+        list: Option<PathBuf>,
+    },
     /// Load a capture kernel and image into the crash reservation (kexec_file_load, on crash).
     Arm {
         /// Capture kernel image (bzImage), e.g. /boot/vmlinuz-$(uname -r).
@@ -39,6 +66,23 @@ enum Cmd {
     Disarm,
     /// Show the crash reservation and whether a capture kernel is loaded.
     Status,
+    /// Describe a dump: kernel release, crash time, CPUs, memory ranges, page classes.
+    Info {
+        /// ELF vmcore (a saved file or /proc/vmcore).
+        vmcore: PathBuf,
+        /// Machine-readable output (keys as in makedumpfile's --message-level 31 report).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the crashed kernel's log from a dump (like vmcore-dmesg).
+    Dmesg {
+        /// ELF vmcore (a saved file or /proc/vmcore).
+        dump: PathBuf,
+        /// Output format: `vmcore-dmesg` (kexec-tools), `makedumpfile` (upstream
+        /// `makedumpfile --dump-dmesg`, with caller ids) or `makedumpfile-1.7.2` (Debian 12's).
+        #[arg(long, default_value = "vmcore-dmesg", value_parser = ["vmcore-dmesg", "makedumpfile", "makedumpfile-1.7.2"])]
+        format: String,
+    },
     /// Boot a kernel in QEMU, crash it with sysrq-c, capture it with rkdump, collect the dump.
     CrashTest {
         /// Kernel release to test (/boot/vmlinuz-R); default: the newest with modules.
@@ -92,6 +136,43 @@ enum Cmd {
     },
 }
 
+fn list_image(img: &Path) -> Result<ExitCode> {
+    let entries = rkdump_mkinitrd::list(img).with_context(|| format!("cannot list {}", img.display()))?;
+    let mut total = 0u64;
+    for e in &entries {
+        total += e.size;
+        let target = e.link_target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
+        println!("{}{:04o} {:>10}  /{}{target}", e.kind.letter(), e.mode & 0o7777, e.size, e.path);
+    }
+    let packed = std::fs::metadata(img)?.len();
+    println!("{} entries, {total} bytes of data, image {packed} bytes", entries.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dmesg(dump: &Path, format: &str) -> Result<()> {
+    use rkdump_vmcore::dmesg::{extract, DumpSource, Format};
+    use std::io::Write;
+    let format = match format {
+        "makedumpfile" => Format::Makedumpfile,
+        "makedumpfile-1.7.2" => Format::Makedumpfile172,
+        _ => Format::VmcoreDmesg,
+    };
+    let core = rkdump_vmcore::ElfVmcore::open(dump).with_context(|| format!("cannot read {}", dump.display()))?;
+    let info = core
+        .vmcoreinfo()
+        .with_context(|| format!("{} has no VMCOREINFO note: the kernel log cannot be located", dump.display()))?;
+    let kmem = rkdump_vmcore::KernelMemory::new(&core, info)?;
+    let src = DumpSource { kmem, info };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let stats = extract(&src, format, &mut out)?;
+    out.flush()?;
+    if stats.corrupted > 0 || stats.stopped_early.is_some() {
+        eprintln!("rkdump: warning: the kernel log was damaged; see the last lines of the output");
+    }
+    Ok(())
+}
+
 /// The directory holding this executable (where `rkdump-init` is looked up).
 fn exe_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the rkdump executable")?;
@@ -100,6 +181,45 @@ fn exe_dir() -> Result<PathBuf> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Build { config, kernel_release, root, sysfs, init, compression, output, list } => {
+            if let Some(img) = list {
+                return list_image(&img);
+            }
+            let init = match init {
+                Some(p) => p,
+                None => exe_dir()?.join("rkdump-init"),
+            };
+            if !init.exists() {
+                bail!("capture init {} not found; build it (`make build`) or pass --init", init.display());
+            }
+            let opts = rkdump_mkinitrd::BuildOptions {
+                config,
+                kernel_release,
+                root,
+                sysfs,
+                output: output.unwrap_or_default(),
+                init_binary: init,
+                compression: compression.parse().map_err(|e| anyhow::anyhow!("--compression: {e}"))?,
+                ..Default::default()
+            };
+            let r = rkdump_mkinitrd::build(&opts)?;
+            for w in &r.warnings {
+                eprintln!("rkdump: warning: {w}");
+            }
+            println!("kernel {} ({} modules):", r.kernel_release, r.modules.len());
+            for m in &r.modules {
+                println!("  {}", m.name);
+            }
+            println!(
+                "wrote {}: {} bytes ({:.2} MiB, {}), {} bytes unpacked, in {:.0} ms",
+                r.output.display(),
+                r.image_size,
+                r.image_size as f64 / 1048576.0,
+                r.compression.as_str(),
+                r.unpacked_size,
+                r.elapsed.as_secs_f64() * 1000.0
+            );
+        }
         Cmd::Arm { kernel, initrd, append, cmdline } => {
             let cmdline = match cmdline {
                 Some(c) => c,
@@ -116,6 +236,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("disarmed");
         }
         Cmd::Status => print!("{}", kexec::status_text()),
+        Cmd::Info { vmcore, json } => {
+            let report = rkdump_vmcore::info(&vmcore).with_context(|| format!("cannot read {}", vmcore.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            } else {
+                print!("{report}");
+            }
+        }
+        Cmd::Dmesg { dump, format } => dmesg(&dump, &format)?,
         Cmd::CrashTest {
             kernel_release,
             out,
@@ -153,6 +282,5 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             workload::run(anon_mib, cache_mib, &cache_file, &ready)?;
         }
     }
-    let _ = exe_dir;
     Ok(ExitCode::SUCCESS)
 }

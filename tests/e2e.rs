@@ -80,7 +80,7 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     // The oracle: crash opens the dump with the debug vmlinux and sees the sysrq panic.
     let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
     assert!(sys.contains(&format!("RELEASE: {release}")), "crash sys:\n{sys}");
-    assert!(sys.contains("PANIC: \"sysrq: Trigger a crash\""), "crash sys:\n{sys}");
+    assert!(sys.contains("PANIC: \"Kernel panic - not syncing: sysrq triggered crash\""), "crash sys:\n{sys}");
 }
 
 #[test]

@@ -1,3 +1,132 @@
+//! `rkdump-init`: as PID 1 it runs the capture ([`rkdump_init::boot::run`]); otherwise it is
+//! a small developer tool that never mounts or reboots (`--help`, `--print-plan`,
+//! `--dry-run`, `--probe`).
+//!
+//! Exit codes (developer mode): 0 success, 1 error, 2 usage error.
+
+use std::io::Write;
+use std::time::Duration;
+
+use rkdump_init::boot::{self, Init};
+use rkdump_init::plan::{Plan, PLAN_PATH};
+use rkdump_init::probe;
+use rkdump_init::save::default_steps;
+use rkdump_init::sys::real::RealSys;
+use rkdump_init::sys::Sys;
+
+const USAGE: &str = "\
+rkdump-init: the capture init of rkdump (runs as PID 1 in the kdump capture kernel)
+
+As PID 1 it mounts /proc, /sys, /dev, /run and /tmp, reads the capture plan
+(/etc/rkdump/plan), loads its modules, waits for the dump target, saves
+/proc/vmcore into <path>/127.0.0.1-YYYY-MM-DD-HH:MM:SS/vmcore and runs the
+plan's final_action (failure_action on any error).
+
+Not as PID 1 it never mounts or reboots:
+  rkdump-init --help               this text
+  rkdump-init --version            print the version
+  rkdump-init --print-plan FILE    parse a capture plan and print it
+  rkdump-init --dry-run [FILE]     print the boot sequence a plan would run
+                                   (default /etc/rkdump/plan)
+  rkdump-init --probe              list block devices with the filesystem UUID
+                                   and LABEL the init would see (reads /dev/*)
+
+Exit codes: 0 success, 1 error, 2 usage error.
+";
+
 fn main() {
-    eprintln!("rkdump-init: not yet implemented");
+    if rustix::process::getpid().is_init() {
+        pid1();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(cli(&args));
+}
+
+/// PID 1: run the capture, then idle forever if reboot(2) returned (PID 1 must never exit).
+fn pid1() -> ! {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = format!("BUG: rkdump-init panicked: {info}").replace('\n', " ");
+        if let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+            let _ = kmsg.write_all(format!("<2>rkdump: {msg}\n").as_bytes());
+        }
+        let _ = writeln!(std::io::stderr(), "rkdump: {msg}");
+        let mut sys = RealSys::new();
+        sys.sync();
+        let _ = sys.reboot(boot::panic_action());
+    }));
+    let mut init = Init::new(RealSys::new());
+    let mut steps = default_steps();
+    boot::run(&mut init, &mut steps);
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn read_plan(path: &str) -> Result<Plan, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    Plan::parse(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+fn cli(args: &[String]) -> i32 {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["--help" | "-h"] => {
+            print!("{USAGE}");
+            0
+        }
+        ["--version" | "-V"] => {
+            println!("rkdump-init {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        ["--print-plan", file] => match read_plan(file) {
+            Ok(plan) => {
+                print!("{}", plan.render());
+                0
+            }
+            Err(e) => {
+                eprintln!("rkdump-init: {e}");
+                1
+            }
+        },
+        ["--dry-run"] | ["--dry-run", _] => {
+            let file = a.get(1).copied().unwrap_or(PLAN_PATH);
+            match read_plan(file) {
+                Ok(plan) => {
+                    for line in boot::describe(&plan) {
+                        println!("{line}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("rkdump-init: {e}");
+                    1
+                }
+            }
+        }
+        ["--probe"] => match probe::scan(&mut RealSys::new(), false) {
+            Ok(devs) => {
+                for d in devs {
+                    println!("{}\t{d}", d.node);
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!(
+                    "rkdump-init: cannot list {}: {}",
+                    probe::SYS_CLASS_BLOCK,
+                    rkdump_init::sys::OsError(e)
+                );
+                1
+            }
+        },
+        _ => {
+            eprint!("{USAGE}");
+            if a.is_empty() {
+                eprintln!("\nrkdump-init: not running as PID 1; nothing done (see --dry-run)");
+            } else {
+                eprintln!("\nrkdump-init: unknown arguments: {}", a.join(" "));
+            }
+            2
+        }
+    }
 }

@@ -1,1 +1,491 @@
-//! rkdump-mkinitrd (work in progress).
+//! rkdump-mkinitrd: `rkdump build`, the capture initramfs builder.
+//!
+//! Pipeline of [`build`]:
+//!
+//! 1. [`config`]: `kdump.conf` -> [`config::KdumpConfig`] (validated; unsupported keywords are
+//!    errors naming their line) -> [`rkdump_init::plan::Plan`] without modules.
+//! 2. Kernel: release (`uname -r` unless given), modules directory (`<root>/lib/modules/R` or
+//!    `<root>/usr/lib/modules/R`), `<root>/boot/config-R` ([`rkdump_kconfig`]) to refuse a
+//!    compression the kernel cannot unpack.
+//! 3. [`sysfs`]: find the target's block device on this machine and collect the drivers and
+//!    modaliases of its device stack (dm/md slaves followed).
+//! 4. [`modules`]: device modules + the filesystem's module + `extra_modules` -> closure over
+//!    `modules.dep` (or `.modinfo`), `modules.softdep`, `modules.alias`, `modules.builtin`,
+//!    in load order.
+//! 5. [`cpio`]: a deterministic newc archive: `/init`, `/etc/rkdump/plan`, the modules at
+//!    `/lib/modules/R/<relative path>`, `/dev /proc /sys /run /tmp /mnt`, `/dev/console`.
+//! 6. [`compress`]: zstd (default) / xz (CRC32) / gzip / none; written atomically.
+//!
+//! [`list`] reads an image back (compression detected by magic).
+
+pub mod compress;
+pub mod config;
+pub mod cpio;
+pub mod modinfo;
+pub mod modules;
+pub mod sysfs;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use compress::{compress, decompress, detect, Compression, Format};
+pub use cpio::{CpioWriter, Entry, EntryKind};
+pub use modules::ModuleFile;
+use rkdump_init::plan::{Plan, PLAN_PATH};
+
+/// Options of [`build`].
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// `kdump.conf` (default `/etc/kdump.conf`).
+    pub config: PathBuf,
+    /// Kernel release; default: the running kernel.
+    pub kernel_release: Option<String>,
+    /// Sysroot holding `lib/modules/R` (or `usr/lib/modules/R`) and `boot/config-R`.
+    pub root: Option<PathBuf>,
+    /// Fake sysfs tree (tests); default `/sys`. See [`sysfs`] for the layout (device nodes in
+    /// the sibling `../dev`).
+    pub sysfs: Option<PathBuf>,
+    /// Kernel `.config` to check the compression against; default `<root>/boot/config-R`.
+    pub kernel_config: Option<PathBuf>,
+    /// Where to write the image.
+    pub output: PathBuf,
+    /// The static `rkdump-init` binary, installed as `/init`.
+    pub init_binary: PathBuf,
+    /// Image compression.
+    pub compression: Compression,
+    /// mtime of every entry; default `SOURCE_DATE_EPOCH` from the environment, else 0.
+    pub source_date_epoch: Option<u32>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            config: PathBuf::from("/etc/kdump.conf"),
+            kernel_release: None,
+            root: None,
+            sysfs: None,
+            kernel_config: None,
+            output: PathBuf::from("rkdump-initrd.img"),
+            init_binary: PathBuf::from("rkdump-init"),
+            compression: Compression::Zstd,
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// What [`build`] did.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// The image written.
+    pub output: PathBuf,
+    /// Kernel release built for.
+    pub kernel_release: String,
+    /// Modules directory used.
+    pub modules_dir: PathBuf,
+    /// Compression used.
+    pub compression: Compression,
+    /// Size of the image file.
+    pub image_size: u64,
+    /// Size of the uncompressed cpio archive.
+    pub unpacked_size: u64,
+    /// Modules in the image, in load order.
+    pub modules: Vec<ModuleFile>,
+    /// The plan written to `/etc/rkdump/plan`.
+    pub plan: Plan,
+    /// Block device of the target on this machine, if found (`vda1`).
+    pub target_device: Option<String>,
+    /// Non-fatal problems.
+    pub warnings: Vec<String>,
+    /// Wall time of the build.
+    pub elapsed: Duration,
+    /// Wall time per step (`config`, `modules index`, `device`, `closure`, `archive`,
+    /// `compress`, `write`).
+    pub phases: Vec<(&'static str, Duration)>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `kdump.conf` rejected.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Module resolution failed.
+    #[error(transparent)]
+    Modules(#[from] modules::ModuleError),
+    /// sysfs walk failed.
+    #[error(transparent)]
+    Sysfs(#[from] sysfs::SysfsError),
+    /// Archive writing failed.
+    #[error(transparent)]
+    Cpio(#[from] cpio::CpioError),
+    /// Compression failed.
+    #[error(transparent)]
+    Compress(#[from] compress::CompressError),
+    /// The kernel config could not be read.
+    #[error(transparent)]
+    Kconfig(#[from] rkdump_kconfig::KconfigError),
+    /// A file could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The running kernel's release is unknown.
+    #[error("cannot determine the running kernel release (/proc/sys/kernel/osrelease): {0}; pass a kernel release")]
+    Release(std::io::Error),
+    /// The kernel cannot unpack the chosen compression.
+    #[error("kernel {release} cannot unpack a {compression} initramfs: {option} is not set in {config}; choose another compression (--compression {suggest})")]
+    KernelCannotUnpack {
+        /// Release.
+        release: String,
+        /// The compression asked for.
+        compression: Compression,
+        /// The missing option.
+        option: &'static str,
+        /// The config file.
+        config: PathBuf,
+        /// A compression the kernel supports.
+        suggest: &'static str,
+    },
+    /// The target is not on this machine and nothing says which driver the capture needs.
+    #[error("target {target} is not present on this machine, so its storage driver cannot be detected, and extra_modules names no storage driver; add the capture machine's driver to kdump.conf, e.g. `extra_modules virtio_blk virtio_pci` (QEMU virtio), `extra_modules nvme`, or `extra_modules ahci sd_mod`{notes}")]
+    TargetAbsent {
+        /// The target as written.
+        target: String,
+        /// Probe problems.
+        notes: String,
+    },
+    /// `SOURCE_DATE_EPOCH` is not a 32-bit number of seconds.
+    #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds between 0 and 4294967295")]
+    BadEpoch(String),
+}
+
+/// The running kernel's release.
+pub fn running_release() -> Result<String, BuildError> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .map_err(BuildError::Release)
+}
+
+fn source_date_epoch(opts: &BuildOptions) -> Result<u32, BuildError> {
+    if let Some(e) = opts.source_date_epoch {
+        return Ok(e);
+    }
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| BuildError::BadEpoch(v)),
+        _ => Ok(0),
+    }
+}
+
+/// Checks that the kernel config (when available) lets the kernel unpack `c`.
+fn check_compression(
+    opts: &BuildOptions,
+    release: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let path = opts.kernel_config.clone().unwrap_or_else(|| {
+        opts.root
+            .as_deref()
+            .unwrap_or(Path::new("/"))
+            .join("boot")
+            .join(format!("config-{release}"))
+    });
+    if !path.exists() {
+        warnings.push(format!(
+            "kernel config {} not found: cannot check that the kernel unpacks a {} initramfs",
+            path.display(),
+            opts.compression
+        ));
+        return Ok(());
+    }
+    let k = rkdump_kconfig::Kconfig::load(&path)?;
+    let Some(option) = opts.compression.kernel_option() else {
+        return Ok(());
+    };
+    if k.is_builtin(option) {
+        return Ok(());
+    }
+    let suggest = Compression::ALL
+        .iter()
+        .find(|c| c.kernel_option().map_or(true, |o| k.is_builtin(o)))
+        .map(|c| c.as_str())
+        .unwrap_or("none");
+    Err(BuildError::KernelCannotUnpack {
+        release: release.to_string(),
+        compression: opts.compression,
+        option,
+        config: path,
+        suggest,
+    })
+}
+
+fn init_binary_warnings(data: &[u8], path: &Path, warnings: &mut Vec<String>) {
+    match goblin::elf::Elf::parse(data) {
+        Ok(elf) => {
+            if let Some(interp) = elf.interpreter {
+                warnings.push(format!(
+                    "init binary {} is dynamically linked (interpreter {interp}); as /init it will fail with \"no such file or directory\": build rkdump-init static (musl)",
+                    path.display()
+                ));
+            }
+        }
+        Err(_) => warnings.push(format!(
+            "init binary {} is not an ELF executable",
+            path.display()
+        )),
+    }
+}
+
+/// Builds the capture image described by `opts`.
+pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+    let start = Instant::now();
+    let mut phases = Vec::new();
+    let mut lap = Instant::now();
+    let mut phase = |name: &'static str| {
+        phases.push((name, lap.elapsed()));
+        lap = Instant::now();
+    };
+    let mut warnings = Vec::new();
+    let release = match &opts.kernel_release {
+        Some(r) => r.clone(),
+        None => running_release()?,
+    };
+    let mtime = source_date_epoch(opts)?;
+    let cfg = config::KdumpConfig::load(&opts.config)?;
+    warnings.extend(cfg.warnings.iter().cloned());
+    check_compression(opts, &release, &mut warnings)?;
+    phase("config");
+
+    let dir = modules::ModuleIndex::find_dir(opts.root.as_deref(), &release)?;
+    let mut index = modules::ModuleIndex::load(&dir, &release)?;
+    phase("modules index");
+
+    // Roots of the module closure: the device stack, extra_modules, the filesystem.
+    let mut roots: Vec<(String, String)> = Vec::new();
+    let probe = sysfs::Probe::new(opts.sysfs.as_deref());
+    let mut notes = Vec::new();
+    let target_device = probe.find(&cfg.target.device, &mut notes);
+    match &target_device {
+        Some(dev) => {
+            let stack = probe.device_modules(dev)?;
+            roots.extend(stack.modules.iter().cloned());
+            for (alias, why) in &stack.modaliases {
+                for m in index.match_alias(alias)? {
+                    roots.push((m, why.clone()));
+                }
+            }
+            if stack.stacked {
+                warnings.push(format!(
+                    "target {} is on a device-mapper/md stack ({}); rkdump-init does not assemble dm/md devices yet (not yet supported)",
+                    cfg.target.device,
+                    stack.stack.join(" <- ")
+                ));
+            }
+        }
+        None => {
+            let storage = cfg
+                .extra_modules
+                .iter()
+                .filter_map(|m| index.file(m))
+                .any(|f| f.is_storage_driver());
+            let notes_text = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" (probe notes: {})", notes.join("; "))
+            };
+            if !storage {
+                return Err(BuildError::TargetAbsent {
+                    target: cfg.target.device.to_string(),
+                    notes: notes_text,
+                });
+            }
+            warnings.push(format!(
+                "target {} is not present on this machine; relying on extra_modules ({}) for its storage driver{notes_text}",
+                cfg.target.device,
+                cfg.extra_modules.join(" ")
+            ));
+        }
+    }
+    phase("device");
+    for m in &cfg.extra_modules {
+        roots.push((m.clone(), "extra_modules".to_string()));
+    }
+    let fstype = &cfg.target.fstype;
+    let fs_root = match index.resolve(fstype)? {
+        modules::Resolution::NotFound => format!("fs-{fstype}"),
+        _ => fstype.clone(),
+    };
+    roots.push((fs_root, format!("filesystem {fstype}")));
+    let (mods, mod_warnings) = index.closure(&roots)?;
+    warnings.extend(mod_warnings);
+    phase("closure");
+
+    // The archive.
+    let image_mod_dir = format!("/lib/modules/{release}");
+    let mut plan = cfg.to_plan();
+    plan.modules = mods
+        .iter()
+        .map(|m| format!("{image_mod_dir}/{}", m.rel_path))
+        .collect();
+    let init = std::fs::read(&opts.init_binary).map_err(|source| BuildError::Io {
+        what: "cannot read init binary",
+        path: opts.init_binary.clone(),
+        source,
+    })?;
+    init_binary_warnings(&init, &opts.init_binary, &mut warnings);
+
+    let mut w = CpioWriter::new(Vec::new()).with_mtime(mtime);
+    for d in ["dev", "proc", "sys", "run", "tmp", "mnt", "etc/rkdump"] {
+        w.add_dir(d, 0o755)?;
+    }
+    w.add_dir("tmp", 0o1777)?;
+    w.add_char_device("dev/console", 0o600, 5, 1)?;
+    w.add_file("init", 0o755, &init)?;
+    w.add_file(PLAN_PATH, 0o644, plan.render().as_bytes())?;
+    for (m, in_image) in mods.iter().zip(&plan.modules) {
+        let src = dir.join(&m.rel_path);
+        let data = std::fs::read(&src).map_err(|source| BuildError::Io {
+            what: "cannot read module",
+            path: src.clone(),
+            source,
+        })?;
+        w.add_file(in_image, 0o644, &data)?;
+    }
+    let archive = w.finish()?;
+    phase("archive");
+    let image = compress(&archive, opts.compression)?;
+    phase("compress");
+    write_atomic(&opts.output, &image)?;
+    phase("write");
+
+    Ok(BuildReport {
+        output: opts.output.clone(),
+        kernel_release: release,
+        modules_dir: dir,
+        compression: opts.compression,
+        image_size: image.len() as u64,
+        unpacked_size: archive.len() as u64,
+        modules: mods,
+        plan,
+        target_device,
+        warnings,
+        elapsed: start.elapsed(),
+        phases,
+    })
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BuildError> {
+    use std::io::Write;
+    let io = |what, source| BuildError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.rkdump-tmp-{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("cannot write image", e));
+    }
+    Ok(())
+}
+
+/// Why an image could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The file could not be read.
+    #[error("cannot read image {path}: {source}")]
+    Read {
+        /// The image.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Unknown or corrupt compression.
+    #[error("image {path}: {source}")]
+    Compress {
+        /// The image.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: compress::CompressError,
+    },
+    /// Corrupt archive.
+    #[error("image {path}: {source}")]
+    Cpio {
+        /// The image.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: cpio::CpioError,
+    },
+}
+
+/// Lists an image's entries (all concatenated segments; compression detected by magic).
+pub fn list(image: &Path) -> Result<Vec<Entry>, ListError> {
+    let data = std::fs::read(image).map_err(|source| ListError::Read {
+        path: image.to_path_buf(),
+        source,
+    })?;
+    list_bytes(&data).map_err(|e| match e {
+        Ok(source) => ListError::Compress {
+            path: image.to_path_buf(),
+            source,
+        },
+        Err(source) => ListError::Cpio {
+            path: image.to_path_buf(),
+            source,
+        },
+    })
+}
+
+/// [`list`] on bytes; `Err(Ok(_))` compression errors, `Err(Err(_))` archive errors.
+#[allow(clippy::type_complexity)]
+fn list_bytes(data: &[u8]) -> Result<Vec<Entry>, Result<compress::CompressError, cpio::CpioError>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    // The kernel accepts a concatenation of (compressed) archives, e.g. early microcode first.
+    loop {
+        let skip = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
+        rest = &rest[skip..];
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        match detect(rest).map_err(Ok)? {
+            Format::Cpio => {
+                let (entries, end) = cpio::parse_archive(rest).map_err(Err)?;
+                out.extend(entries.into_iter().map(|(e, _)| e));
+                rest = &rest[end..];
+            }
+            Format::Compressed(c) => {
+                // The decoders consume every concatenated stream of their kind; what follows
+                // in another format is not listed (not yet supported).
+                let raw = decompress(rest, c).map_err(Ok)?;
+                out.extend(list_bytes(&raw)?);
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

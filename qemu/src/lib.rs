@@ -512,7 +512,7 @@ fn run_guest(
         ("rkdump-stage1: arming", "guest booted, workload ready, arming"),
         ("rkdump-stage1: triggering sysrq-c", "armed; triggering sysrq-c"),
         ("Kernel panic - not syncing", "panicked; kexec into the capture kernel"),
-        ("rkdump: ", "capture init running"),
+        ("rkdump: rkdump-init", "capture init running"),
         ("rkdump: saved", "dump saved"),
     ];
     let mut seen = 0;

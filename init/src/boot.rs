@@ -1,0 +1,1062 @@
+//! The boot sequence of the capture init, as PID 1:
+//!
+//! 1. [`setup`]: mount proc, sysfs, devtmpfs, tmpfs on /run and /tmp ([`EARLY_MOUNTS`]); make
+//!    sure fds 0-2 are the console; open `/dev/kmsg` (creating the node if devtmpfs failed)
+//!    and turn off its rate limit. Messages from before kmsg is open are replayed into it.
+//! 2. [`capture`]: `/proc/vmcore` must exist; read the plan; load its modules; wait (bounded)
+//!    for the target device; mount it on [`TARGET_MNT`]; create `<path>/127.0.0.1-<time>/`;
+//!    run the [`SaveStep`]s.
+//! 3. [`finish`]: unmount the target, sync, and `reboot(2)` with final_action (or
+//!    failure_action after any error).
+//!
+//! [`run`] does all three and returns the action it applied; it never panics on bad input and
+//! never waits unboundedly. All effects go through [`Sys`], so the tests run the whole sequence
+//! against the recording fake.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::log::{parse_console_loglevel, Level, Logger};
+use crate::modules::{Loaded, ModuleLoader};
+use crate::plan::{Action, DeviceSpec, Plan, PlanError, PLAN_PATH};
+use crate::probe::{self, Device};
+use crate::save::{dump_dir_name, DumpDir, SaveError, SaveStep, VMCORE};
+use crate::sys::{mkdir_p, read_file, Errno, MountFlags, NodeKind, Open, OsError, Sys};
+
+/// Where the dump target is mounted.
+pub const TARGET_MNT: &str = "/kdumproot";
+/// The host part of the dump directory name (local targets; kdump-utils does the same).
+pub const LOCAL_HOST: &str = "127.0.0.1";
+/// Interval between two scans for the target device.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Interval between two "still waiting" messages.
+pub const WAIT_NOTE_INTERVAL: Duration = Duration::from_secs(5);
+/// Largest plan file accepted (bytes).
+pub const MAX_PLAN: usize = 1 << 20;
+
+/// One API filesystem mounted at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountPoint {
+    /// `source` argument of mount(2).
+    pub source: &'static str,
+    /// Mount point (created if missing).
+    pub target: &'static str,
+    /// Filesystem type.
+    pub fstype: &'static str,
+    /// Mount flags.
+    pub flags: MountFlags,
+    /// Filesystem options.
+    pub data: &'static str,
+}
+
+impl fmt::Display for MountPoint {
+    /// The shell equivalent, for logs and `--dry-run`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opts = crate::sys::mount_options(self.flags, self.data);
+        let opts = if opts.is_empty() {
+            String::new()
+        } else {
+            format!(" -o {opts}")
+        };
+        write!(
+            f,
+            "mount -t {}{opts} {} {}",
+            self.fstype, self.source, self.target
+        )
+    }
+}
+
+const NOSUID_NODEV: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
+const NOSUID_NODEV_NOEXEC: MountFlags = NOSUID_NODEV.union(MountFlags::NOEXEC);
+
+/// The API filesystems, in mount order (devtmpfs before anything opens `/dev`).
+pub const EARLY_MOUNTS: [MountPoint; 5] = [
+    MountPoint {
+        source: "proc",
+        target: "/proc",
+        fstype: "proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    MountPoint {
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    MountPoint {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: MountFlags::NOSUID,
+        data: "mode=0755",
+    },
+    MountPoint {
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=0755",
+    },
+    MountPoint {
+        source: "tmpfs",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+    },
+];
+
+static PANIC_ACTION: AtomicU8 = AtomicU8::new(0);
+
+fn action_code(a: Action) -> u8 {
+    match a {
+        Action::Reboot => 0,
+        Action::Halt => 1,
+        Action::Poweroff => 2,
+    }
+}
+
+/// The failure action the panic hook applies (the plan's once it is read; reboot before).
+pub fn panic_action() -> Action {
+    match PANIC_ACTION.load(Ordering::Relaxed) {
+        1 => Action::Halt,
+        2 => Action::Poweroff,
+        _ => Action::Reboot,
+    }
+}
+
+/// Why the capture failed. Every message says what failed, on what, and what to do.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CaptureError {
+    #[error("not a capture boot (no {VMCORE}): this image only runs in a kdump capture kernel")]
+    NotCaptureBoot,
+    #[error("cannot read the capture plan {path}: {}; rebuild the image with `rkdump build`", OsError(*.errno))]
+    PlanRead { path: String, errno: Errno },
+    #[error("bad capture plan {path}: {source}; rebuild the image with `rkdump build`")]
+    Plan { path: String, source: PlanError },
+    #[error("capture plan {path} is not UTF-8; rebuild the image with `rkdump build`")]
+    PlanEncoding { path: String },
+    #[error(
+        "target {spec} did not appear within {secs} s; block devices seen: {seen}; check extra_modules and the target line in kdump.conf"
+    )]
+    DeviceTimeout {
+        spec: String,
+        secs: u32,
+        seen: String,
+    },
+    #[error("cannot mount {device} ({fstype}) on {mnt}: {}{hint}", OsError(*.errno))]
+    MountTarget {
+        device: String,
+        fstype: String,
+        mnt: String,
+        errno: Errno,
+        hint: String,
+    },
+    #[error("bad dump path {path:?}: it must be absolute and must not contain \"..\"")]
+    BadPath { path: String },
+    #[error("cannot create {path}: {}", OsError(*.errno))]
+    Mkdir { path: String, errno: Errno },
+    #[error("saving {step} failed: {source}; the partial file keeps its -incomplete name")]
+    Save { step: String, source: SaveError },
+}
+
+/// The capture init's state: the system, the log, and what to undo at the end.
+#[derive(Debug)]
+pub struct Init<S: Sys> {
+    /// The system calls.
+    pub sys: S,
+    /// Where messages go.
+    pub log: Logger<S::File>,
+    /// Action on failure: reboot until the plan says otherwise.
+    pub failure_action: Action,
+    /// Whether the target is mounted on [`TARGET_MNT`].
+    pub target_mounted: bool,
+    /// Whether devtmpfs is mounted on `/dev` (otherwise device nodes are created by hand).
+    pub devtmpfs: bool,
+    early: Vec<(Level, String)>,
+}
+
+impl<S: Sys> Init<S> {
+    /// A fresh init over `sys`, logging to the console only.
+    pub fn new(sys: S) -> Self {
+        Init {
+            sys,
+            log: Logger::default(),
+            failure_action: Action::Reboot,
+            target_mounted: false,
+            devtmpfs: false,
+            early: Vec::new(),
+        }
+    }
+
+    /// Logs a message (see [`crate::log`]).
+    pub fn log(&mut self, level: Level, msg: &str) {
+        self.log.log(&mut self.sys, level, msg);
+        if !self.log.has_kmsg() {
+            self.early.push((level, msg.to_string()));
+        }
+    }
+
+    fn set_failure_action(&mut self, a: Action) {
+        self.failure_action = a;
+        PANIC_ACTION.store(action_code(a), Ordering::Relaxed);
+    }
+}
+
+/// Step 1: API filesystems, console, kmsg.
+pub fn setup<S: Sys>(init: &mut Init<S>) {
+    for m in EARLY_MOUNTS {
+        if !init.sys.exists(m.target) {
+            if let Err(e) = init.sys.mkdir(m.target, 0o755) {
+                if e != Errno::EXIST {
+                    init.log(
+                        Level::Err,
+                        &format!("cannot create mount point {}: {}", m.target, OsError(e)),
+                    );
+                }
+            }
+        }
+        match init
+            .sys
+            .mount(m.source, m.target, m.fstype, m.flags, m.data)
+        {
+            // EBUSY: already mounted (e.g. by the kernel).
+            Ok(()) | Err(Errno::BUSY) => {
+                if m.fstype == "devtmpfs" {
+                    init.devtmpfs = true;
+                }
+            }
+            Err(e) => init.log(Level::Err, &format!("{m} failed: {}", OsError(e))),
+        }
+    }
+    match init.sys.ensure_console() {
+        Ok(true) => init.log(
+            Level::Warning,
+            "PID 1 had no console; reopened /dev/console",
+        ),
+        Ok(false) => {}
+        Err(e) => init.log(
+            Level::Warning,
+            &format!("cannot open /dev/console: {}", OsError(e)),
+        ),
+    }
+    let mut kmsg = init.sys.open("/dev/kmsg", Open::Write);
+    if matches!(kmsg, Err(Errno::NOENT))
+        && init.sys.mknod("/dev/kmsg", NodeKind::Char, 1, 11).is_ok()
+    {
+        kmsg = init.sys.open("/dev/kmsg", Open::Write);
+    }
+    match kmsg {
+        Ok(file) => {
+            // Without this the kernel drops user records beyond 10 per 5 s.
+            if let Ok(mut f) = init
+                .sys
+                .open("/proc/sys/kernel/printk_devkmsg", Open::Write)
+            {
+                let _ = crate::sys::write_all(&mut init.sys, &mut f, b"on\n");
+            }
+            let cl = read_file(&mut init.sys, "/proc/sys/kernel/printk", 256)
+                .ok()
+                .and_then(|t| parse_console_loglevel(&String::from_utf8_lossy(&t)));
+            init.log.attach_kmsg(file, cl);
+            // Replay what was only on the console into the kernel log (it already was echoed).
+            let early = std::mem::take(&mut init.early);
+            for (level, msg) in early {
+                init.log.log_kmsg_only(&mut init.sys, level, &msg);
+            }
+        }
+        Err(e) => init.log(
+            Level::Warning,
+            &format!(
+                "cannot open /dev/kmsg ({}); logging to the console only",
+                OsError(e)
+            ),
+        ),
+    }
+    init.early.clear();
+    init.log(
+        Level::Notice,
+        &format!("rkdump-init {} starting", env!("CARGO_PKG_VERSION")),
+    );
+}
+
+fn read_plan<S: Sys>(init: &mut Init<S>) -> Result<Plan, CaptureError> {
+    let path = PLAN_PATH.to_string();
+    let bytes =
+        read_file(&mut init.sys, &path, MAX_PLAN).map_err(|errno| CaptureError::PlanRead {
+            path: path.clone(),
+            errno,
+        })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| CaptureError::PlanEncoding { path: path.clone() })?;
+    Plan::parse(&text).map_err(|source| CaptureError::Plan { path, source })
+}
+
+fn load_modules<S: Sys>(init: &mut Init<S>, modules: &[String]) {
+    if modules.is_empty() {
+        return;
+    }
+    let mut loader = ModuleLoader::default();
+    let (mut loaded, mut present, mut failed) = (0, 0, 0);
+    for m in modules {
+        match loader.load(&mut init.sys, m) {
+            Ok(Loaded::Loaded) => loaded += 1,
+            Ok(Loaded::AlreadyPresent) => present += 1,
+            Err(e) => {
+                failed += 1;
+                init.log(Level::Err, &format!("{e}; continuing"));
+            }
+        }
+    }
+    let how = if loader.kernel_cannot_decompress {
+        " (decompressed in-process)"
+    } else {
+        ""
+    };
+    init.log(
+        Level::Info,
+        &format!(
+            "modules: {loaded} loaded{how}, {present} already present or built in, {failed} failed"
+        ),
+    );
+}
+
+fn describe_seen(seen: &BTreeMap<String, String>, scan_error: Option<Errno>) -> String {
+    const MAX: usize = 32;
+    if seen.is_empty() {
+        return match scan_error {
+            Some(e) => format!(
+                "none (cannot list {}: {})",
+                probe::SYS_CLASS_BLOCK,
+                OsError(e)
+            ),
+            None => "none".into(),
+        };
+    }
+    let mut parts: Vec<&str> = seen.values().map(String::as_str).take(MAX).collect();
+    let more = seen.len().saturating_sub(MAX);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    parts.dedup();
+    format!("{}{more}", parts.join(", "))
+}
+
+/// Waits for the plan's target device and returns its node path.
+fn wait_for_target<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<String, CaptureError> {
+    let spec = &plan.target.device;
+    let timeout = Duration::from_secs(u64::from(plan.device_timeout_secs));
+    let start = init.sys.monotonic();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut scan_error;
+    let mut next_note = WAIT_NOTE_INTERVAL;
+    init.log(
+        Level::Info,
+        &format!(
+            "waiting up to {} s for target {spec}",
+            plan.device_timeout_secs
+        ),
+    );
+    loop {
+        let found = match spec {
+            DeviceSpec::Path(p) => {
+                if !init.devtmpfs && !init.sys.exists(p) {
+                    mknod_from_sysfs(init, p);
+                }
+                match init.sys.read_dir(probe::SYS_CLASS_BLOCK) {
+                    Ok(names) => {
+                        scan_error = None;
+                        for n in names {
+                            seen.insert(n.clone(), n);
+                        }
+                    }
+                    Err(e) => scan_error = Some(e),
+                }
+                init.sys.exists(p).then(|| p.clone())
+            }
+            DeviceSpec::Uuid(_) | DeviceSpec::Label(_) => {
+                match probe::scan(&mut init.sys, !init.devtmpfs) {
+                    Ok(devs) => {
+                        scan_error = None;
+                        let hit = devs
+                            .iter()
+                            .find(|d| matches!(&d.probe, Ok(Some(i)) if i.matches(spec)))
+                            .map(|d| d.node.clone());
+                        for d in devs {
+                            let Device { name, .. } = &d;
+                            seen.insert(name.clone(), d.to_string());
+                        }
+                        hit
+                    }
+                    Err(e) => {
+                        scan_error = Some(e);
+                        None
+                    }
+                }
+            }
+        };
+        let elapsed = init.sys.monotonic().saturating_sub(start);
+        if let Some(node) = found {
+            init.log(
+                Level::Info,
+                &format!(
+                    "found target {spec} at {node} after {:.1} s",
+                    elapsed.as_secs_f64()
+                ),
+            );
+            return Ok(node);
+        }
+        if elapsed >= timeout {
+            return Err(CaptureError::DeviceTimeout {
+                spec: spec.to_string(),
+                secs: plan.device_timeout_secs,
+                seen: describe_seen(&seen, scan_error),
+            });
+        }
+        if elapsed >= next_note {
+            init.log(
+                Level::Info,
+                &format!(
+                    "still waiting for {spec} ({} of {} s)",
+                    elapsed.as_secs(),
+                    plan.device_timeout_secs
+                ),
+            );
+            next_note += WAIT_NOTE_INTERVAL;
+        }
+        init.sys.sleep(POLL_INTERVAL.min(timeout - elapsed));
+    }
+}
+
+/// Without devtmpfs, creates `/dev/<name>` from `/sys/class/block/<name>/dev`.
+fn mknod_from_sysfs<S: Sys>(init: &mut Init<S>, path: &str) {
+    let Some(name) = path.strip_prefix("/dev/") else {
+        return;
+    };
+    let dev = read_file(
+        &mut init.sys,
+        &format!("{}/{}/dev", probe::SYS_CLASS_BLOCK, name.replace('/', "!")),
+        64,
+    );
+    if let Some((ma, mi)) = dev
+        .ok()
+        .and_then(|d| probe::parse_major_minor(&String::from_utf8_lossy(&d)))
+    {
+        let _ = init.sys.mknod(path, NodeKind::Block, ma, mi);
+    }
+}
+
+fn mount_target<S: Sys>(init: &mut Init<S>, plan: &Plan, device: &str) -> Result<(), CaptureError> {
+    let fstype = plan.target.fstype.as_str();
+    mkdir_p(&mut init.sys, "/", TARGET_MNT, 0o755).map_err(|errno| CaptureError::Mkdir {
+        path: TARGET_MNT.into(),
+        errno,
+    })?;
+    init.sys
+        .mount(device, TARGET_MNT, fstype, MountFlags::empty(), "")
+        .map_err(|errno| {
+            let hint = match errno {
+                Errno::NODEV => format!(
+                    "; the capture kernel has no {fstype} driver: add its module to extra_modules"
+                ),
+                Errno::INVAL => {
+                    format!("; is {device} really {fstype}? check the target line in kdump.conf")
+                }
+                _ => String::new(),
+            };
+            CaptureError::MountTarget {
+                device: device.into(),
+                fstype: fstype.into(),
+                mnt: TARGET_MNT.into(),
+                errno,
+                hint,
+            }
+        })?;
+    init.target_mounted = true;
+    init.log(
+        Level::Info,
+        &format!("mounted {device} ({fstype}) on {TARGET_MNT}"),
+    );
+    Ok(())
+}
+
+fn make_dump_dir<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<DumpDir, CaptureError> {
+    let path = plan.path.trim_end_matches('/');
+    if !plan.path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return Err(CaptureError::BadPath {
+            path: plan.path.clone(),
+        });
+    }
+    let base = format!("{TARGET_MNT}{path}");
+    mkdir_p(&mut init.sys, TARGET_MNT, path, 0o755).map_err(|errno| CaptureError::Mkdir {
+        path: base.clone(),
+        errno,
+    })?;
+    let now = init.sys.wall_clock();
+    let name = dump_dir_name(LOCAL_HOST, now);
+    let dir = DumpDir {
+        path: format!("{base}/{name}"),
+        on_target: format!("{path}/{name}"),
+    };
+    match init.sys.mkdir(&dir.path, 0o700) {
+        Ok(()) | Err(Errno::EXIST) => Ok(dir),
+        Err(errno) => Err(CaptureError::Mkdir {
+            path: dir.path,
+            errno,
+        }),
+    }
+}
+
+/// Step 2: everything between the mounts and the final action. Returns the final action.
+pub fn capture<S: Sys>(
+    init: &mut Init<S>,
+    steps: &mut [Box<dyn SaveStep<S>>],
+) -> Result<Action, CaptureError> {
+    if !init.sys.exists(VMCORE) {
+        return Err(CaptureError::NotCaptureBoot);
+    }
+    let plan = read_plan(init)?;
+    init.set_failure_action(plan.failure_action);
+    init.log(
+        Level::Info,
+        &format!(
+            "plan: target {} {}, path {}, {} module(s), final_action {}, failure_action {}",
+            plan.target.fstype,
+            plan.target.device,
+            plan.path,
+            plan.modules.len(),
+            plan.final_action.as_str(),
+            plan.failure_action.as_str()
+        ),
+    );
+    load_modules(init, &plan.modules);
+    let device = wait_for_target(init, &plan)?;
+    mount_target(init, &plan, &device)?;
+    let dir = make_dump_dir(init, &plan)?;
+    for step in steps.iter_mut() {
+        let name = step.name().to_string();
+        if let Err(source) = step.run(init, &dir) {
+            if step.required() {
+                return Err(CaptureError::Save { step: name, source });
+            }
+            init.log(
+                Level::Warning,
+                &format!("saving {name} failed: {source}; continuing"),
+            );
+        }
+    }
+    Ok(plan.final_action)
+}
+
+/// Step 3: unmount the target, sync, apply `action` with reboot(2).
+pub fn finish<S: Sys>(init: &mut Init<S>, action: Action) {
+    if init.target_mounted {
+        match init.sys.umount(TARGET_MNT) {
+            Ok(()) => init.target_mounted = false,
+            Err(e) => init.log(
+                Level::Warning,
+                &format!("cannot unmount {TARGET_MNT}: {}", OsError(e)),
+            ),
+        }
+    }
+    init.sys.sync();
+    init.log(Level::Notice, &format!("{}ing", action_verb(action)));
+    if let Err(e) = init.sys.reboot(action) {
+        init.log(
+            Level::Err,
+            &format!("reboot(2) for {} failed: {}", action.as_str(), OsError(e)),
+        );
+    }
+}
+
+fn action_verb(a: Action) -> &'static str {
+    match a {
+        Action::Reboot => "reboot",
+        Action::Halt => "halt",
+        Action::Poweroff => "power",
+    }
+}
+
+/// The whole PID 1 sequence; returns the action applied (reboot(2) only returns in tests or
+/// on failure, after which the caller must idle forever: PID 1 never exits).
+pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Action {
+    setup(init);
+    let start = init.sys.monotonic();
+    let action = match capture(init, steps) {
+        Ok(a) => {
+            let secs = init.sys.monotonic().saturating_sub(start).as_secs_f64();
+            init.log(
+                Level::Notice,
+                &format!(
+                    "capture complete in {secs:.1} s; final action {}",
+                    a.as_str()
+                ),
+            );
+            a
+        }
+        Err(e) => {
+            init.log(Level::Err, &e.to_string());
+            let a = init.failure_action;
+            init.log(
+                Level::Err,
+                &format!("capture failed; failure action {}", a.as_str()),
+            );
+            a
+        }
+    };
+    finish(init, action);
+    action
+}
+
+/// The boot sequence the plan would run, as shell-like lines (for `--dry-run`).
+pub fn describe(plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = EARLY_MOUNTS.iter().map(|m| m.to_string()).collect();
+    out.push("exec >/dev/console 2>&1  # only if PID 1 has no console".into());
+    out.push("echo on >/proc/sys/kernel/printk_devkmsg; log to /dev/kmsg".into());
+    out.push(format!(
+        "test -e {VMCORE} || failure_action {}",
+        plan.failure_action.as_str()
+    ));
+    for m in &plan.modules {
+        out.push(format!("finit_module {m}"));
+    }
+    out.push(format!(
+        "wait up to {} s for {}",
+        plan.device_timeout_secs, plan.target.device
+    ));
+    out.push(format!(
+        "mount -t {} <device> {TARGET_MNT}",
+        plan.target.fstype
+    ));
+    let path = plan.path.trim_end_matches('/');
+    out.push(format!("mkdir -p {TARGET_MNT}{path}"));
+    let dir = format!("{TARGET_MNT}{path}/{LOCAL_HOST}-YYYY-MM-DD-HH:MM:SS");
+    out.push(format!("mkdir -m 0700 {dir}"));
+    out.push(format!(
+        "cp {VMCORE} {dir}/vmcore-incomplete && sync && mv {dir}/vmcore-incomplete {dir}/vmcore"
+    ));
+    out.push(format!(
+        "umount {TARGET_MNT}; sync; {}  # on any error: {}",
+        plan.final_action.as_str(),
+        plan.failure_action.as_str()
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::tests::{fake_ko, xz};
+    use crate::probe::tests::{ext4_image, UUID};
+    use crate::save::{default_steps, CopyVmcore};
+    use crate::sys::fake::{FakeSys, Node};
+
+    const UUID_STR: &str = "0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11";
+    /// 2024-02-29 23:59:59 UTC.
+    const WALL: u64 = 1_709_251_199;
+    const DIR: &str = "/kdumproot/var/crash/127.0.0.1-2024-02-29-23:59:59";
+
+    fn vmcore() -> Vec<u8> {
+        (0..5 * 4096).map(|i| (i % 241) as u8).collect()
+    }
+
+    fn plan_text(target: &str, extra: &str) -> String {
+        format!(
+            "rkdump-plan 1\ntarget ext4 {target}\npath /var/crash\nmodule /lib/modules/virtio_blk.ko.xz\nmodule /lib/modules/ext4.ko\ndevice_timeout 3\n{extra}"
+        )
+    }
+
+    fn add_block(sys: &mut FakeSys, name: &str, devno: &str, content: Vec<u8>) {
+        sys.add_file(
+            &format!("/sys/class/block/{name}/dev"),
+            format!("{devno}\n"),
+        );
+        sys.add_file(
+            &format!("/sys/class/block/{name}/size"),
+            format!("{}\n", content.len() / 512),
+        );
+        sys.add(&format!("/dev/{name}"), Node::Block(content));
+    }
+
+    /// A capture kernel after kexec: /proc/vmcore, a plan, two modules; vda (no filesystem)
+    /// exists from the start; vdb (the ext4 target) appears once virtio_blk is loaded.
+    fn capture_kernel(plan: &str) -> FakeSys {
+        let mut sys = FakeSys::new();
+        sys.wall = WALL;
+        sys.add_file(VMCORE, vmcore());
+        sys.add("/dev/kmsg", Node::Char);
+        sys.add_file("/proc/sys/kernel/printk", "4\t4\t1\t7\n");
+        sys.add_file(PLAN_PATH, plan);
+        sys.add_file("/lib/modules/virtio_blk.ko.xz", xz(&fake_ko()));
+        sys.add_file("/lib/modules/ext4.ko", fake_ko());
+        // Debian 12's 6.1: no in-kernel module decompression.
+        sys.fail(
+            "finit_module /lib/modules/virtio_blk.ko.xz flags=4",
+            Errno::INVAL,
+        );
+        add_block(&mut sys, "vda", "254:0", vec![0xAA; 8192]);
+        for (path, node) in [
+            ("/sys/class/block/vdb/dev", Node::File(b"254:16\n".to_vec())),
+            ("/sys/class/block/vdb/size", Node::File(b"4\n".to_vec())),
+            ("/dev/vdb", Node::Block(ext4_image(&UUID, "crashdump"))),
+        ] {
+            sys.appear_on
+                .push(("init_module".into(), path.into(), node));
+        }
+        sys
+    }
+
+    fn run_fake(sys: FakeSys) -> (Action, Init<FakeSys>) {
+        let mut init = Init::new(sys);
+        let mut steps = default_steps();
+        let action = run(&mut init, &mut steps);
+        (action, init)
+    }
+
+    const SEQUENCE: &[&str] = &[
+        "mount",
+        "umount",
+        "mkdir",
+        "mknod",
+        "finit_module",
+        "init_module",
+        "ensure_console",
+        "fsync",
+        "rename",
+        "sync",
+        "reboot",
+    ];
+
+    #[test]
+    fn happy_path_call_sequence() {
+        let (action, init) = run_fake(capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), "")));
+        assert_eq!(action, Action::Reboot);
+        let expected = vec![
+            "mount -t proc -o nodev,noexec,nosuid proc /proc".to_string(),
+            "mount -t sysfs -o nodev,noexec,nosuid sysfs /sys".into(),
+            "mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev".into(),
+            "mkdir -m 755 /run".into(),
+            "mount -t tmpfs -o nodev,nosuid,mode=0755 tmpfs /run".into(),
+            "mkdir -m 755 /tmp".into(),
+            "mount -t tmpfs -o nodev,nosuid,mode=1777 tmpfs /tmp".into(),
+            "ensure_console".into(),
+            "finit_module /lib/modules/virtio_blk.ko.xz flags=4".into(),
+            format!("init_module {} bytes", fake_ko().len()),
+            "finit_module /lib/modules/ext4.ko flags=0".into(),
+            "mkdir -m 755 /kdumproot".into(),
+            "mount -t ext4 /dev/vdb /kdumproot".into(),
+            "mkdir -m 755 /kdumproot/var".into(),
+            "mkdir -m 755 /kdumproot/var/crash".into(),
+            format!("mkdir -m 700 {DIR}"),
+            format!("fsync {DIR}/vmcore-incomplete"),
+            format!("rename {DIR}/vmcore-incomplete {DIR}/vmcore"),
+            format!("fsync {DIR}"),
+            "umount /kdumproot".into(),
+            "sync".into(),
+            "reboot reboot".into(),
+        ];
+        assert_eq!(init.sys.calls_matching(SEQUENCE), expected);
+        // kmsg is opened after devtmpfs is mounted.
+        let calls = &init.sys.calls;
+        let devtmpfs = calls
+            .iter()
+            .position(|c| c.contains("devtmpfs /dev"))
+            .unwrap();
+        let kmsg = calls
+            .iter()
+            .position(|c| c == "open /dev/kmsg write")
+            .unwrap();
+        assert!(devtmpfs < kmsg);
+        assert_eq!(
+            init.sys.file(&format!("{DIR}/vmcore")).unwrap(),
+            &vmcore()[..]
+        );
+        assert_eq!(init.sys.modes[DIR], 0o700);
+        assert_eq!(init.sys.modes[&format!("{DIR}/vmcore")], 0o600);
+        assert_eq!(
+            init.sys.file("/proc/sys/kernel/printk_devkmsg"),
+            None,
+            "only written when present"
+        );
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(
+            kmsg.contains("<5>rkdump: rkdump-init 0.1.0 starting"),
+            "{kmsg}"
+        );
+        assert!(
+            kmsg.contains(&format!("found target UUID={UUID_STR} at /dev/vdb")),
+            "{kmsg}"
+        );
+        assert!(
+            kmsg.contains("modules: 2 loaded (decompressed in-process), 0 already present"),
+            "{kmsg}"
+        );
+        assert!(kmsg.contains("<5>rkdump: capture complete"), "{kmsg}");
+        assert!(kmsg.contains("vmcore: 100%"), "{kmsg}");
+        // console_loglevel 4 (quiet): the kernel does not print info/notice lines: echoed.
+        assert!(init.sys.console.contains("rkdump: vmcore: 100%"));
+        assert!(init.sys.console.contains("rkdump: capture complete"));
+    }
+
+    #[test]
+    fn not_a_capture_boot() {
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), ""));
+        sys.nodes.remove(VMCORE);
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Reboot);
+        assert!(
+            init.sys
+                .kmsg
+                .iter()
+                .any(|l| l.starts_with("<3>rkdump: not a capture boot (no /proc/vmcore)")),
+            "{:?}",
+            init.sys.kmsg
+        );
+        // KERN_ERR is below console_loglevel 4: the kernel prints it, no duplicate echo.
+        assert!(
+            !init.sys.console.contains("not a capture boot"),
+            "{}",
+            init.sys.console
+        );
+        assert!(init
+            .sys
+            .calls_matching(&["open /etc/rkdump/plan", "finit_module", "umount"])
+            .is_empty());
+        assert_eq!(init.sys.calls.last().unwrap(), "reboot reboot");
+        assert_eq!(init.sys.calls[init.sys.calls.len() - 2], "sync");
+    }
+
+    #[test]
+    fn bad_or_missing_plan_runs_failure_action() {
+        let (_, init) = run_fake(capture_kernel(
+            "rkdump-plan 1\ntarget ext4 /dev/vdb\nfrobnicate yes\n",
+        ));
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(
+            kmsg.contains(
+                "bad capture plan /etc/rkdump/plan: plan line 3: unknown key \"frobnicate\""
+            ),
+            "{kmsg}"
+        );
+        assert!(kmsg.contains("rebuild the image with `rkdump build`"));
+        assert_eq!(init.sys.calls.last().unwrap(), "reboot reboot");
+        assert!(init.sys.calls_matching(&["finit_module"]).is_empty());
+
+        let mut sys = capture_kernel("");
+        sys.nodes.remove(PLAN_PATH);
+        let (_, init) = run_fake(sys);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(
+            kmsg.contains(
+                "cannot read the capture plan /etc/rkdump/plan: No such file or directory"
+            ),
+            "{kmsg}"
+        );
+        assert_eq!(init.sys.calls.last().unwrap(), "reboot reboot");
+    }
+
+    #[test]
+    fn module_failures_are_logged_and_capture_continues() {
+        let plan = format!(
+            "rkdump-plan 1\ntarget ext4 UUID={UUID_STR}\nmodule /lib/modules/virtio_blk.ko.xz\nmodule /lib/modules/ext4.ko\nmodule /lib/modules/gone.ko\nmodule /lib/modules/bad.ko\n"
+        );
+        let mut sys = capture_kernel(&plan);
+        sys.add_file("/lib/modules/bad.ko", b"junk".to_vec());
+        sys.fail("finit_module /lib/modules/ext4.ko", Errno::EXIST);
+        sys.fail("finit_module /lib/modules/bad.ko", Errno::NOEXEC);
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Reboot);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(
+            kmsg.contains("<3>rkdump: cannot open module /lib/modules/gone.ko: No such file or directory (os error 2); continuing"),
+            "{kmsg}"
+        );
+        assert!(kmsg.contains("<3>rkdump: kernel refused module /lib/modules/bad.ko: Exec format error (os error 8)"), "{kmsg}");
+        assert!(kmsg.contains("modules: 1 loaded (decompressed in-process), 1 already present or built in, 2 failed"), "{kmsg}");
+        assert!(
+            init.sys.file(&format!("{DIR}/vmcore")).is_some(),
+            "the capture went on"
+        );
+    }
+
+    #[test]
+    fn device_wait_times_out_naming_devices_seen() {
+        let mut sys = capture_kernel(&plan_text(
+            "UUID=11111111-2222-3333-4444-555555555555",
+            "failure_action halt\n",
+        ));
+        add_block(&mut sys, "sr0", "11:0", Vec::new());
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Halt);
+        // 3 s at 100 ms per poll, with a fake clock: it terminates and does not oversleep.
+        assert_eq!(init.sys.sleeps, 30);
+        assert_eq!(init.sys.now, Duration::from_secs(3));
+        let msg = init
+            .sys
+            .kmsg
+            .iter()
+            .find(|l| l.contains("did not appear"))
+            .unwrap()
+            .clone();
+        assert_eq!(
+            msg,
+            format!(
+                "<3>rkdump: target UUID=11111111-2222-3333-4444-555555555555 did not appear within 3 s; block devices seen: \
+                 sr0 (unreadable: No medium found (os error 123)), vda (no ext/xfs/btrfs superblock), \
+                 vdb (ext4 UUID={UUID_STR} LABEL=crashdump); check extra_modules and the target line in kdump.conf"
+            )
+        );
+        assert!(init
+            .sys
+            .calls_matching(&["mount -t ext4", "umount"])
+            .is_empty());
+        let tail = &init.sys.calls[init.sys.calls.len() - 2..];
+        assert_eq!(tail, ["sync", "reboot halt"]);
+        assert_eq!(panic_action_for_test(&init), Action::Halt);
+    }
+
+    fn panic_action_for_test(init: &Init<FakeSys>) -> Action {
+        init.failure_action
+    }
+
+    #[test]
+    fn device_wait_with_no_block_devices_at_all() {
+        let mut sys = capture_kernel(&plan_text("/dev/sdz", ""));
+        sys.appear_on.clear();
+        // sysfs without a block class at all.
+        sys.nodes.retain(|k, _| !k.starts_with("/sys/class"));
+        let (_, init) = run_fake(sys);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("target /dev/sdz did not appear within 3 s; block devices seen: none (cannot list /sys/class/block"), "{kmsg}");
+    }
+
+    #[test]
+    fn label_and_late_path_targets() {
+        let (_, init) = run_fake(capture_kernel(&plan_text("LABEL=crashdump", "")));
+        assert_eq!(
+            init.sys.calls_matching(&["mount -t ext4"]),
+            vec!["mount -t ext4 /dev/vdb /kdumproot"]
+        );
+
+        // A device path that shows up 1.5 s after the modules are loaded.
+        let mut sys = capture_kernel(&plan_text("/dev/vdc", ""));
+        sys.appear_at.push((
+            Duration::from_millis(1500),
+            "/dev/vdc".into(),
+            Node::Block(vec![0; 4096]),
+        ));
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Reboot);
+        assert_eq!(init.sys.sleeps, 15);
+        assert_eq!(
+            init.sys.calls_matching(&["mount -t ext4"]),
+            vec!["mount -t ext4 /dev/vdc /kdumproot"]
+        );
+    }
+
+    #[test]
+    fn enospc_during_copy_leaves_incomplete_and_runs_failure_action() {
+        let mut sys = capture_kernel(&plan_text(
+            &format!("UUID={UUID_STR}"),
+            "final_action halt\nfailure_action poweroff\n",
+        ));
+        sys.quota = Some(("/kdumproot/".into(), 6000));
+        let mut init = Init::new(sys);
+        let mut steps: Vec<Box<dyn SaveStep<FakeSys>>> = vec![Box::new(CopyVmcore {
+            window: 4096,
+            ..Default::default()
+        })];
+        let action = run(&mut init, &mut steps);
+        assert_eq!(action, Action::Poweroff);
+        assert_eq!(
+            init.sys.file(&format!("{DIR}/vmcore-incomplete")).unwrap(),
+            &vmcore()[..6000]
+        );
+        assert!(init.sys.file(&format!("{DIR}/vmcore")).is_none());
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(
+            kmsg.contains(&format!(
+                "saving vmcore failed: cannot write {DIR}/vmcore-incomplete at offset 6000: No space left on device (os error 28)"
+            )),
+            "{kmsg}"
+        );
+        assert!(!kmsg.contains("capture complete"));
+        let tail = &init.sys.calls[init.sys.calls.len() - 3..];
+        assert_eq!(tail, ["umount /kdumproot", "sync", "reboot poweroff"]);
+    }
+
+    #[test]
+    fn devtmpfs_failure_still_logs_and_creates_nodes() {
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), ""));
+        sys.fail("mount -t devtmpfs", Errno::PERM);
+        // Without devtmpfs there are no nodes: only sysfs knows the devices.
+        sys.nodes.retain(|k, _| !k.starts_with("/dev/"));
+        sys.appear_on.retain(|(_, p, _)| !p.starts_with("/dev/"));
+        sys.block_devices
+            .insert((254, 16), ext4_image(&UUID, "crashdump"));
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Reboot);
+        let failed = "rkdump: mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev failed: Operation not permitted (os error 1)";
+        assert!(init.sys.console.contains(failed), "{}", init.sys.console);
+        // kmsg was created by hand and the early error replayed into it.
+        assert!(init
+            .sys
+            .calls
+            .contains(&"mknod /dev/kmsg c 1 11".to_string()));
+        assert!(
+            init.sys.kmsg.iter().any(|l| l.ends_with(failed)),
+            "{:?}",
+            init.sys.kmsg
+        );
+        assert!(init
+            .sys
+            .calls
+            .contains(&"mknod /dev/vdb b 254 16".to_string()));
+        assert_eq!(
+            init.sys.calls_matching(&["mount -t ext4"]),
+            vec!["mount -t ext4 /dev/vdb /kdumproot"]
+        );
+    }
+
+    #[test]
+    fn no_kmsg_falls_back_to_console() {
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), ""));
+        sys.fail("open /dev/kmsg", Errno::ACCESS);
+        let (_, init) = run_fake(sys);
+        assert!(init.sys.kmsg.is_empty());
+        assert!(init.sys.console.contains("rkdump: cannot open /dev/kmsg (Permission denied (os error 13)); logging to the console only"));
+        assert!(init.sys.console.contains("rkdump: capture complete"));
+    }
+
+    #[test]
+    fn dump_path_with_dotdot_is_refused() {
+        let plan = plan_text(&format!("UUID={UUID_STR}"), "")
+            .replace("path /var/crash", "path /var/../../etc");
+        let (_, init) = run_fake(capture_kernel(&plan));
+        assert!(init
+            .sys
+            .kmsg
+            .iter()
+            .any(|l| l.contains("bad dump path \"/var/../../etc\"")));
+        assert_eq!(init.sys.calls.last().unwrap(), "reboot reboot");
+        assert!(init.sys.calls.contains(&"umount /kdumproot".to_string()));
+    }
+
+    #[test]
+    fn describe_lists_the_sequence() {
+        let plan = Plan::parse(&plan_text(&format!("UUID={UUID_STR}"), "")).unwrap();
+        let lines = describe(&plan);
+        assert_eq!(lines[0], "mount -t proc -o nodev,noexec,nosuid proc /proc");
+        assert!(lines.contains(&"finit_module /lib/modules/virtio_blk.ko.xz".to_string()));
+        assert!(lines
+            .last()
+            .unwrap()
+            .starts_with("umount /kdumproot; sync; reboot"));
+    }
+}

@@ -1,0 +1,615 @@
+//! `kdump.conf` parser (kdump-utils syntax, kdump.conf(5)).
+//!
+//! One directive per line: `keyword value...`; `#` starts a comment anywhere on a line (as
+//! kdumpctl strips them); blank lines are ignored. Directives:
+//!
+//! | keyword | rkdump |
+//! |---|---|
+//! | `<fstype> <dev\|UUID=\|LABEL=>` (ext2, ext3, ext4, xfs, btrfs) | dump target; one only |
+//! | `path <dir>` | directory on the target (default `/var/crash`) |
+//! | `extra_modules m1 m2` | more modules (repeatable) |
+//! | `core_collector makedumpfile <flags>` | parsed into [`CoreCollector`]; not yet honoured (warning) |
+//! | `failure_action` / `default` | reboot, halt, poweroff; shell/dump_to_rootfs not yet supported |
+//! | `final_action` | reboot, halt, poweroff |
+//! | `force_rebuild`, `force_no_rebuild` | `0`/`1`; every `rkdump build` rebuilds anyway |
+//! | `auto_reset_crashkernel`, `override_resettable` | accepted and ignored (warning) |
+//! | `device_timeout <secs>` | rkdump only: how long the capture waits for the target |
+//! | `raw nfs ssh sshkey kdump_pre kdump_post extra_bins dracut_args fence_kdump_*` | error: not yet supported |
+//!
+//! Anything else is an error naming the line.
+
+use rkdump_init::plan::{Action, DeviceSpec, Plan, Target};
+
+/// Filesystems accepted as dump targets.
+pub const FILESYSTEMS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs"];
+
+/// Keywords of kdump-utils that rkdump recognises but cannot honour yet.
+pub const NOT_YET_SUPPORTED: &[&str] = &[
+    "raw",
+    "nfs",
+    "nfs4",
+    "ssh",
+    "sshkey",
+    "kdump_pre",
+    "kdump_post",
+    "extra_bins",
+    "dracut_args",
+    "fence_kdump_args",
+    "fence_kdump_nodes",
+    "virtiofs",
+    "squashfs",
+    "minix",
+];
+
+/// Why a `kdump.conf` is rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A kdump-utils keyword rkdump does not implement yet.
+    #[error("kdump.conf line {line}: `{keyword}` is not yet supported by rkdump")]
+    NotYetSupported {
+        /// 1-based line.
+        line: usize,
+        /// The keyword.
+        keyword: String,
+    },
+    /// A keyword nobody knows.
+    #[error("kdump.conf line {line}: unknown keyword `{keyword}`")]
+    Unknown {
+        /// 1-based line.
+        line: usize,
+        /// The keyword.
+        keyword: String,
+    },
+    /// A keyword without its value.
+    #[error("kdump.conf line {line}: `{keyword}` needs a value")]
+    MissingValue {
+        /// 1-based line.
+        line: usize,
+        /// The keyword.
+        keyword: String,
+    },
+    /// A value that does not fit the keyword.
+    #[error("kdump.conf line {line}: bad value {value:?} for `{keyword}`: expected {expected}")]
+    BadValue {
+        /// 1-based line.
+        line: usize,
+        /// The keyword.
+        keyword: String,
+        /// The value.
+        value: String,
+        /// What would be accepted.
+        expected: String,
+    },
+    /// A second target line.
+    #[error("kdump.conf line {line}: more than one dump target (first on line {first})")]
+    TwoTargets {
+        /// The second target's line.
+        line: usize,
+        /// The first target's line.
+        first: usize,
+    },
+    /// No target line.
+    #[error("kdump.conf: no dump target; add a line such as `ext4 UUID=<uuid>` (dumping to the root filesystem without a target line is not yet supported)")]
+    NoTarget,
+    /// The file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        message: String,
+    },
+    /// `force_rebuild 1` with `force_no_rebuild 1`.
+    #[error("kdump.conf line {line}: force_rebuild and force_no_rebuild are mutually exclusive")]
+    RebuildConflict {
+        /// Line of the second one.
+        line: usize,
+    },
+}
+
+/// makedumpfile's compression flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectorCompression {
+    /// `-c`
+    Zlib,
+    /// `-l`
+    Lzo,
+    /// `-p`
+    Snappy,
+    /// `-z`
+    Zstd,
+}
+
+/// A parsed `core_collector` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreCollector {
+    /// The program (`makedumpfile`, `cp`, ...).
+    pub program: String,
+    /// `-d N`.
+    pub dump_level: Option<u8>,
+    /// `-c` / `-l` / `-p` / `-z`.
+    pub compression: Option<CollectorCompression>,
+    /// `-F` (flattened output).
+    pub flattened: bool,
+    /// `-E` (ELF output).
+    pub elf: bool,
+    /// `--message-level N`.
+    pub message_level: Option<u32>,
+    /// `--num-threads N`.
+    pub num_threads: Option<u32>,
+    /// Any other argument, verbatim.
+    pub other: Vec<String>,
+    /// The whole command line as written.
+    pub raw: String,
+}
+
+impl CoreCollector {
+    /// Parses `makedumpfile -l --message-level 7 -d 31` and friends.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut words = value.split_whitespace();
+        let program = words.next().ok_or("a command")?.to_string();
+        let mut c = CoreCollector {
+            program: program.clone(),
+            dump_level: None,
+            compression: None,
+            flattened: false,
+            elf: false,
+            message_level: None,
+            num_threads: None,
+            other: Vec::new(),
+            raw: value.to_string(),
+        };
+        if program.rsplit('/').next() != Some("makedumpfile") {
+            c.other = words.map(str::to_string).collect();
+            return Ok(c);
+        }
+        let num = |w: Option<&str>, flag: &str| -> Result<u32, String> {
+            w.and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("a number after {flag}"))
+        };
+        while let Some(w) = words.next() {
+            // `-d31` as well as `-d 31`; `--message-level=7` as well as `--message-level 7`.
+            match w {
+                "-d" => c.dump_level = Some(dump_level(num(words.next(), "-d")?)?),
+                _ if w.starts_with("-d") && w.len() > 2 => {
+                    c.dump_level = Some(dump_level(num(Some(&w[2..]), "-d")?)?)
+                }
+                "--message-level" => c.message_level = Some(num(words.next(), w)?),
+                "--num-threads" => c.num_threads = Some(num(words.next(), w)?),
+                _ if w.starts_with("--message-level=") => {
+                    c.message_level = Some(num(w.split_once('=').map(|x| x.1), "--message-level")?)
+                }
+                _ if w.starts_with("--num-threads=") => {
+                    c.num_threads = Some(num(w.split_once('=').map(|x| x.1), "--num-threads")?)
+                }
+                _ if w.starts_with('-') && !w.starts_with("--") && w.len() > 1 => {
+                    // Bundled short flags such as `-lF`.
+                    for f in w[1..].chars() {
+                        match f {
+                            'c' => c.compression = Some(CollectorCompression::Zlib),
+                            'l' => c.compression = Some(CollectorCompression::Lzo),
+                            'p' => c.compression = Some(CollectorCompression::Snappy),
+                            'z' => c.compression = Some(CollectorCompression::Zstd),
+                            'F' => c.flattened = true,
+                            'E' => c.elf = true,
+                            _ => {
+                                c.other.push(w.to_string());
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => c.other.push(w.to_string()),
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn dump_level(n: u32) -> Result<u8, String> {
+    u8::try_from(n)
+        .ok()
+        .filter(|&d| d <= 31)
+        .ok_or_else(|| "a dump level 0..31 after -d".into())
+}
+
+/// Everything `kdump.conf` says, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KdumpConfig {
+    /// The dump target.
+    pub target: Target,
+    /// `path` (default `/var/crash`).
+    pub path: String,
+    /// `extra_modules`, in order of appearance, without duplicates.
+    pub extra_modules: Vec<String>,
+    /// `core_collector`.
+    pub core_collector: Option<CoreCollector>,
+    /// `failure_action` / `default` (default reboot).
+    pub failure_action: Action,
+    /// `final_action` (default reboot).
+    pub final_action: Action,
+    /// `force_rebuild 1`.
+    pub force_rebuild: bool,
+    /// `force_no_rebuild 1`.
+    pub force_no_rebuild: bool,
+    /// `device_timeout` (rkdump only; default 30).
+    pub device_timeout_secs: u32,
+    /// Non-fatal remarks (each names its line).
+    pub warnings: Vec<String>,
+}
+
+impl KdumpConfig {
+    /// Reads and parses a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses `kdump.conf` text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut target: Option<(usize, Target)> = None;
+        let mut path = None;
+        let mut extra_modules: Vec<String> = Vec::new();
+        let mut core_collector = None;
+        let mut failure_action = Action::Reboot;
+        let mut final_action = Action::Reboot;
+        let mut force_rebuild = false;
+        let mut force_no_rebuild = false;
+        let mut device_timeout_secs = 30;
+        let mut warnings = Vec::new();
+
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let content = raw.split('#').next().unwrap_or("").trim();
+            if content.is_empty() {
+                continue;
+            }
+            let (keyword, value) = match content.split_once(char::is_whitespace) {
+                Some((k, v)) => (k, v.trim()),
+                None => (content, ""),
+            };
+            let kw = keyword.to_string();
+            let bad = |expected: &str| ConfigError::BadValue {
+                line,
+                keyword: kw.clone(),
+                value: value.to_string(),
+                expected: expected.to_string(),
+            };
+            if NOT_YET_SUPPORTED.contains(&keyword) {
+                return Err(ConfigError::NotYetSupported { line, keyword: kw });
+            }
+            let known = FILESYSTEMS.contains(&keyword)
+                || matches!(
+                    keyword,
+                    "path"
+                        | "extra_modules"
+                        | "core_collector"
+                        | "failure_action"
+                        | "default"
+                        | "final_action"
+                        | "force_rebuild"
+                        | "force_no_rebuild"
+                        | "device_timeout"
+                        | "auto_reset_crashkernel"
+                        | "override_resettable"
+                );
+            if !known {
+                return Err(ConfigError::Unknown { line, keyword: kw });
+            }
+            if value.is_empty() {
+                return Err(ConfigError::MissingValue { line, keyword: kw });
+            }
+            match keyword {
+                fs if FILESYSTEMS.contains(&fs) => {
+                    if let Some((first, _)) = target {
+                        return Err(ConfigError::TwoTargets { line, first });
+                    }
+                    let device = DeviceSpec::parse(value)
+                        .map_err(|_| bad("a device path, UUID=<uuid> or LABEL=<label>"))?;
+                    target = Some((
+                        line,
+                        Target {
+                            fstype: fs.to_string(),
+                            device,
+                        },
+                    ));
+                }
+                "path" => {
+                    if !value.starts_with('/') || value.contains(char::is_whitespace) {
+                        return Err(bad("an absolute directory without spaces"));
+                    }
+                    let p = value.trim_end_matches('/');
+                    path = Some(if p.is_empty() {
+                        "/".to_string()
+                    } else {
+                        p.to_string()
+                    });
+                }
+                "extra_modules" => {
+                    for m in value.split_whitespace() {
+                        if !extra_modules.iter().any(|x| x == m) {
+                            extra_modules.push(m.to_string());
+                        }
+                    }
+                }
+                "core_collector" => {
+                    let c = CoreCollector::parse(value).map_err(|e| bad(&e))?;
+                    warnings.push(format!(
+                        "kdump.conf line {line}: core_collector is not yet honoured by the rkdump capture (it ignores `{}`)",
+                        c.raw
+                    ));
+                    core_collector = Some(c);
+                }
+                "failure_action" | "default" | "final_action" => {
+                    let action = match value {
+                        "shell" | "dump_to_rootfs" => {
+                            return Err(ConfigError::NotYetSupported {
+                                line,
+                                keyword: format!("{keyword} {value}"),
+                            })
+                        }
+                        v => Action::parse(v).ok_or_else(|| bad("reboot, halt or poweroff"))?,
+                    };
+                    if keyword == "final_action" {
+                        final_action = action;
+                    } else {
+                        failure_action = action;
+                    }
+                }
+                "force_rebuild" | "force_no_rebuild" => {
+                    let on = match value {
+                        "1" => true,
+                        "0" => false,
+                        _ => return Err(bad("0 or 1")),
+                    };
+                    if keyword == "force_rebuild" {
+                        force_rebuild = on;
+                    } else {
+                        force_no_rebuild = on;
+                    }
+                    if force_rebuild && force_no_rebuild {
+                        return Err(ConfigError::RebuildConflict { line });
+                    }
+                }
+                "device_timeout" => {
+                    device_timeout_secs = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&s| (1..=3600).contains(&s))
+                        .ok_or_else(|| bad("seconds, 1..3600"))?;
+                }
+                // auto_reset_crashkernel, override_resettable: kdumpctl policies.
+                _ => warnings.push(format!(
+                    "kdump.conf line {line}: `{keyword}` is a kdumpctl setting; rkdump ignores it"
+                )),
+            }
+        }
+        let (_, target) = target.ok_or(ConfigError::NoTarget)?;
+        Ok(KdumpConfig {
+            target,
+            path: path.unwrap_or_else(|| "/var/crash".to_string()),
+            extra_modules,
+            core_collector,
+            failure_action,
+            final_action,
+            force_rebuild,
+            force_no_rebuild,
+            device_timeout_secs,
+            warnings,
+        })
+    }
+
+    /// The capture plan (without modules; the builder fills them in).
+    pub fn to_plan(&self) -> Plan {
+        let mut p = Plan::new(self.target.clone());
+        p.path = self.path.clone();
+        p.device_timeout_secs = self.device_timeout_secs;
+        p.final_action = self.final_action;
+        p.failure_action = self.failure_action;
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = "\
+# a comment
+ext4 UUID=0B6F5A6E-2b6c-4d43-9c59-2f1f5b0b8c11   # trailing comment
+
+path /var/crash/
+extra_modules virtio_blk  virtio-pci
+extra_modules nvme virtio_blk
+core_collector makedumpfile -l --message-level 7 -d 31
+failure_action halt
+final_action poweroff
+force_rebuild 1
+device_timeout 45
+auto_reset_crashkernel yes
+";
+
+    #[test]
+    fn full_config() {
+        let c = KdumpConfig::parse(FULL).unwrap();
+        assert_eq!(c.target.fstype, "ext4");
+        assert_eq!(
+            c.target.device,
+            DeviceSpec::Uuid("0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11".into())
+        );
+        assert_eq!(c.path, "/var/crash");
+        assert_eq!(c.extra_modules, ["virtio_blk", "virtio-pci", "nvme"]);
+        let cc = c.core_collector.as_ref().unwrap();
+        assert_eq!(cc.program, "makedumpfile");
+        assert_eq!(cc.dump_level, Some(31));
+        assert_eq!(cc.compression, Some(CollectorCompression::Lzo));
+        assert_eq!(cc.message_level, Some(7));
+        assert!(!cc.flattened && cc.other.is_empty());
+        assert_eq!(c.failure_action, Action::Halt);
+        assert_eq!(c.final_action, Action::Poweroff);
+        assert!(c.force_rebuild && !c.force_no_rebuild);
+        assert_eq!(c.device_timeout_secs, 45);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("line 7") && c.warnings[0].contains("not yet honoured"));
+        assert!(
+            c.warnings[1].contains("line 12") && c.warnings[1].contains("auto_reset_crashkernel")
+        );
+        let plan = c.to_plan();
+        assert_eq!(plan.path, "/var/crash");
+        assert_eq!(plan.device_timeout_secs, 45);
+        assert_eq!(plan.failure_action, Action::Halt);
+        assert_eq!(plan.final_action, Action::Poweroff);
+        assert!(plan.modules.is_empty());
+    }
+
+    #[test]
+    fn defaults_and_other_targets() {
+        let c = KdumpConfig::parse("xfs LABEL=dump\n").unwrap();
+        assert_eq!(c.target.device, DeviceSpec::Label("dump".into()));
+        assert_eq!(
+            (c.path.as_str(), c.final_action, c.failure_action),
+            ("/var/crash", Action::Reboot, Action::Reboot)
+        );
+        assert_eq!(c.device_timeout_secs, 30);
+        assert!(c.warnings.is_empty() && c.core_collector.is_none());
+        let c = KdumpConfig::parse("btrfs /dev/vdb1\ndefault poweroff\n").unwrap();
+        assert_eq!(c.target.device, DeviceSpec::Path("/dev/vdb1".into()));
+        assert_eq!(c.failure_action, Action::Poweroff);
+        for fs in ["ext2", "ext3"] {
+            assert_eq!(
+                KdumpConfig::parse(&format!("{fs} /dev/sda1"))
+                    .unwrap()
+                    .target
+                    .fstype,
+                fs
+            );
+        }
+    }
+
+    #[test]
+    fn not_yet_supported_keywords_name_line() {
+        for kw in [
+            "raw /dev/sdb1",
+            "nfs host:/x",
+            "ssh user@host",
+            "sshkey /root/.ssh/k",
+            "kdump_pre /bin/x",
+            "kdump_post /bin/y",
+            "extra_bins /bin/z",
+            "dracut_args --x",
+            "fence_kdump_args -p 7410",
+            "fence_kdump_nodes n1",
+        ] {
+            let err = KdumpConfig::parse(&format!("ext4 /dev/vda\n\n{kw}\n")).unwrap_err();
+            let k = kw.split(' ').next().unwrap();
+            assert_eq!(
+                err,
+                ConfigError::NotYetSupported {
+                    line: 3,
+                    keyword: k.into()
+                }
+            );
+            assert!(
+                err.to_string().contains("line 3") && err.to_string().contains("not yet supported")
+            );
+        }
+        for v in ["shell", "dump_to_rootfs"] {
+            let err =
+                KdumpConfig::parse(&format!("ext4 /dev/vda\nfailure_action {v}\n")).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::NotYetSupported { line: 2, .. }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_lines() {
+        let e = KdumpConfig::parse("ext4 /dev/vda\nfrobnicate 1\n").unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::Unknown {
+                line: 2,
+                keyword: "frobnicate".into()
+            }
+        );
+        assert!(e.to_string().contains("line 2"));
+        let e = KdumpConfig::parse("ext4 /dev/vda\npath\n").unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::MissingValue {
+                line: 2,
+                keyword: "path".into()
+            }
+        );
+        assert!(matches!(
+            KdumpConfig::parse("ext4 /dev/vda\npath rel\n"),
+            Err(ConfigError::BadValue { line: 2, .. })
+        ));
+        assert!(matches!(
+            KdumpConfig::parse("ext4 vda\n"),
+            Err(ConfigError::BadValue { line: 1, .. })
+        ));
+        assert!(matches!(
+            KdumpConfig::parse("ext4 UUID=\n"),
+            Err(ConfigError::BadValue { line: 1, .. })
+        ));
+        assert_eq!(
+            KdumpConfig::parse("ext4 /dev/a\nxfs /dev/b\n").unwrap_err(),
+            ConfigError::TwoTargets { line: 2, first: 1 }
+        );
+        assert_eq!(
+            KdumpConfig::parse("path /x\n").unwrap_err(),
+            ConfigError::NoTarget
+        );
+        assert!(matches!(
+            KdumpConfig::parse("ext4 /dev/a\nfinal_action explode\n"),
+            Err(ConfigError::BadValue { line: 2, .. })
+        ));
+        assert!(matches!(
+            KdumpConfig::parse("ext4 /dev/a\nforce_rebuild yes\n"),
+            Err(ConfigError::BadValue { line: 2, .. })
+        ));
+        assert_eq!(
+            KdumpConfig::parse("ext4 /dev/a\nforce_rebuild 1\nforce_no_rebuild 1\n").unwrap_err(),
+            ConfigError::RebuildConflict { line: 3 }
+        );
+        assert!(matches!(
+            KdumpConfig::parse("ext4 /dev/a\ndevice_timeout 0\n"),
+            Err(ConfigError::BadValue { line: 2, .. })
+        ));
+        assert!(matches!(
+            KdumpConfig::parse("ext4 /dev/a\ncore_collector makedumpfile -d 99\n"),
+            Err(ConfigError::BadValue { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn core_collector_variants() {
+        let c = CoreCollector::parse("makedumpfile -F -c -d31 --num-threads=4 --message-level=1")
+            .unwrap();
+        assert_eq!(
+            (c.dump_level, c.compression, c.flattened),
+            (Some(31), Some(CollectorCompression::Zlib), true)
+        );
+        assert_eq!((c.num_threads, c.message_level), (Some(4), Some(1)));
+        let c =
+            CoreCollector::parse("/usr/sbin/makedumpfile -zE -d 1 --cyclic-buffer 100").unwrap();
+        assert_eq!(
+            (c.compression, c.elf, c.dump_level),
+            (Some(CollectorCompression::Zstd), true, Some(1))
+        );
+        assert_eq!(c.other, ["--cyclic-buffer", "100"]);
+        let c = CoreCollector::parse("makedumpfile -p -d 0").unwrap();
+        assert_eq!(c.compression, Some(CollectorCompression::Snappy));
+        let c = CoreCollector::parse("cp --sparse=always").unwrap();
+        assert_eq!(
+            (c.program.as_str(), c.other.len(), c.dump_level),
+            ("cp", 1, None)
+        );
+        assert!(CoreCollector::parse("makedumpfile -d").is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! makedumpfile's page-count report as an oracle.
+//!
+//! Parses the report `makedumpfile --message-level 31` prints ("Pages filled with zero :
+//! 0x...", ...) and compares it with [`crate::info::InfoReport::to_json`]. Used by the tests
+//! that check rkdump's classification against the real makedumpfile.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Counts from a makedumpfile report, keyed like [`crate::info::InfoReport::to_json`].
+pub type MdfCounts = Vec<(&'static str, u64)>;
+
+const LINES: [(&str, &str); 11] = [
+    ("Original pages", "original"),
+    ("Pages filled with zero", "zero"),
+    ("Non-private cache pages", "cache"),
+    ("Private cache pages", "cache_private"),
+    ("User process data pages", "user"),
+    ("Free pages", "free"),
+    ("Hwpoison pages", "hwpoison"),
+    ("Offline pages", "offline"),
+    ("Remaining pages", "remaining_at_level_31"),
+    ("Memory Hole", "memory_hole"),
+    ("Total pages", "total"),
+];
+
+/// Parse the report text; `None` if any expected line is missing.
+pub fn parse_report(text: &str) -> Option<MdfCounts> {
+    let mut out = Vec::new();
+    for (label, key) in LINES {
+        let v = text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            if k.trim() != label {
+                return None;
+            }
+            u64::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok()
+        })?;
+        out.push((key, v));
+    }
+    Some(out)
+}
+
+/// Run `makedumpfile -l -d 31 --message-level 31 VMCORE OUT` and parse its report.
+pub fn run_makedumpfile(vmcore: &Path, out: &Path) -> Result<MdfCounts, String> {
+    let _ = std::fs::remove_file(out);
+    let o = Command::new("makedumpfile")
+        .args(["-l", "-d", "31", "--message-level", "31"])
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .map_err(|e| format!("cannot run makedumpfile: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_file(out);
+    if !o.status.success() {
+        return Err(format!("makedumpfile failed on {}:\n{text}", vmcore.display()));
+    }
+    parse_report(&text).ok_or_else(|| format!("no page report in makedumpfile output:\n{text}"))
+}
+
+/// Panic with a per-key diff unless every makedumpfile count equals rkdump's.
+pub fn assert_same(theirs: &MdfCounts, ours: &serde_json::Value, what: &str) {
+    let mut diffs = Vec::new();
+    for (k, v) in theirs {
+        let o = ours.get(*k).and_then(|x| x.as_u64());
+        if o != Some(*v) {
+            diffs.push(format!("{k}: makedumpfile {v}, rkdump {o:?}"));
+        }
+    }
+    assert!(diffs.is_empty(), "{what}: counts differ:\n  {}", diffs.join("\n  "));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_report() {
+        let t = "Original pages  : 0x000000000000439f\n  Excluded pages   : 0x1\n    Pages filled with zero  : 0x0000000000003a21\n    Non-private cache pages : 0x14\n    Private cache pages     : 0x8\n    User process data pages : 0x410\n    Free pages              : 0x419\n    Hwpoison pages          : 0x1\n    Offline pages           : 0x4\n  Remaining pages  : 0x134\nMemory Hole     : 0xc061\nTotal pages     : 0x10400\n";
+        let r = parse_report(t).unwrap();
+        assert_eq!(r[0], ("original", 0x439f));
+        assert_eq!(r[10], ("total", 0x10400));
+        assert!(parse_report("nothing").is_none());
+    }
+}

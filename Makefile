@@ -19,10 +19,13 @@ build:
 demo: deps build
 	$(BIN)/rkdump crash-test --out $(OUT)
 
-# Unit tests of every crate, then the end-to-end tests (QEMU, crash, makedumpfile as oracles).
+# Unit tests of every crate, then the end-to-end tests (QEMU, crash as the oracle), then the
+# vmcore crate again against the real vmcores the end-to-end tests captured (makedumpfile,
+# vmcore-dmesg and crash as oracles).
 test: deps build
 	$(CARGO) test --workspace --no-fail-fast
 	RKDUMP_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test -p rkdump --test e2e -- --ignored --test-threads=1 --nocapture
+	RKDUMP_VMCORES=$(CURDIR)/target/e2e/vmcores $(CARGO) test -p rkdump-vmcore --no-fail-fast -- --nocapture
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

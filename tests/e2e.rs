@@ -50,6 +50,17 @@ pub fn crash_cmds(vmlinux: &Path, dump: &Path, cmds: &str) -> String {
     out
 }
 
+/// Links a captured vmcore into `target/e2e/vmcores/<name>/vmcore`, where `make test` points
+/// the vmcore crate's real-dump tests (`RKDUMP_VMCORES`).
+fn publish_vmcore(name: &str, vmcore: &Path) {
+    let dir = workspace().join("target/e2e/vmcores").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::hard_link(vmcore, dir.join("vmcore"))
+        .or_else(|_| std::fs::copy(vmcore, dir.join("vmcore")).map(|_| ()))
+        .unwrap();
+}
+
 fn summary_value<'a>(summary: &'a str, key: &str) -> Option<&'a str> {
     summary.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
 }
@@ -81,6 +92,22 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
     assert!(sys.contains(&format!("RELEASE: {release}")), "crash sys:\n{sys}");
     assert!(sys.contains("PANIC: \"Kernel panic - not syncing: sysrq triggered crash\""), "crash sys:\n{sys}");
+    publish_vmcore("five-level", &vmcore);
+}
+
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn crash_test_with_four_level_paging() {
+    let out = artifacts("four-level");
+    let (ok, stdout, stderr) =
+        run(Command::new(rkdump_bin()).arg("crash-test").arg("--out").arg(&out).arg("--cpu").arg("max,la57=off"));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test failed");
+    let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
+    let vmcore = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line")).join("vmcore");
+    let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    publish_vmcore("four-level", &vmcore);
 }
 
 #[test]
@@ -107,4 +134,83 @@ fn missing_target_times_out_with_message_and_reboots() {
     assert!(line.contains("UUID="), "{line}");
     assert!(line.contains("block devices seen"), "{line}");
     assert!(console.contains("reboot"), "no reboot announced:\n{console}");
+}
+
+/// Makes `<root>/lib/modules/<release>` holding `.ko.xz` copies of `modules` (paths relative to
+/// the modules dir) and index files rewritten to name them, as xz-module distributions ship them.
+fn xz_module_tree(root: &Path, src: &Path, modules: &[String]) {
+    let release = src.file_name().unwrap();
+    let dst = root.join("lib/modules").join(release);
+    std::fs::create_dir_all(&dst).unwrap();
+    for index in ["modules.dep", "modules.order"] {
+        let text = std::fs::read_to_string(src.join(index)).unwrap();
+        let rewritten: String = text
+            .lines()
+            .map(|l| l.split(' ').map(|w| w.replace(".ko:", ".ko.xz:").replace(".ko", ".ko.xz").replace(".ko.xz.xz", ".ko.xz")).collect::<Vec<_>>().join(" ") + "\n")
+            .collect();
+        std::fs::write(dst.join(index), rewritten).unwrap();
+    }
+    for index in ["modules.alias", "modules.softdep", "modules.builtin", "modules.builtin.modinfo"] {
+        if src.join(index).exists() {
+            std::fs::copy(src.join(index), dst.join(index)).unwrap();
+        }
+    }
+    for m in modules {
+        let to = dst.join(format!("{m}.xz"));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let out = Command::new("xz").args(["--check=crc32", "-c"]).arg(src.join(m)).output().unwrap();
+        assert!(out.status.success(), "xz {m}");
+        std::fs::write(&to, out.stdout).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn xz_compressed_modules_boot_and_capture() {
+    let base = artifacts("xz-modules");
+    std::fs::create_dir_all(&base).unwrap();
+    let bin = rkdump_bin();
+    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    // The modules a normal image for the crash-test target holds.
+    let conf = base.join("kdump.conf");
+    std::fs::write(&conf, "ext4 UUID=11111111-2222-3333-4444-555555555555\nextra_modules virtio_blk virtio_pci\n").unwrap();
+    let plain = base.join("plain.img");
+    let (ok, _, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&plain));
+    assert!(ok, "{err}");
+    let (ok, listing, err) = run(Command::new(&bin).arg("build").arg("--list").arg(&plain));
+    assert!(ok, "{err}");
+    let prefix = format!("/lib/modules/{}/", kernel.release);
+    let modules: Vec<String> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter_map(|p| p.strip_prefix(&prefix))
+        .filter(|p| p.ends_with(".ko"))
+        .map(str::to_string)
+        .collect();
+    assert!(modules.iter().any(|m| m.ends_with("virtio_blk.ko")), "{listing}");
+    let root = base.join("root");
+    xz_module_tree(&root, &kernel.modules, &modules);
+
+    let out = base.join("run");
+    let (ok, stdout, stderr) = run(Command::new(&bin)
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--memory")
+        .arg("1024")
+        .arg("--build-root")
+        .arg(&root)
+        .arg("--build-arg=--compression=xz"));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test with xz modules failed");
+    // The image really carried xz modules, and the init loaded every one of them.
+    let (ok, listing, _) = run(Command::new(&bin).arg("build").arg("--list").arg(out.join("capture.img")));
+    assert!(ok);
+    let xz = listing.lines().filter(|l| l.ends_with(".ko.xz")).count();
+    assert_eq!(xz, modules.len(), "{listing}");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    assert!(console.contains(&format!("modules: {} loaded", modules.len())), "{console}");
+    assert!(console.contains(" 0 failed"), "{console}");
+    let dump = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    assert!(dump.join("vmcore").exists());
 }

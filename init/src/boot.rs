@@ -177,7 +177,8 @@ pub struct Init<S: Sys> {
     pub target_mounted: bool,
     /// Whether devtmpfs is mounted on `/dev` (otherwise device nodes are created by hand).
     pub devtmpfs: bool,
-    early: Vec<(Level, String)>,
+    /// Messages logged before kmsg was opened (replayed into it); None once setup is done.
+    early: Option<Vec<(Level, String)>>,
 }
 
 impl<S: Sys> Init<S> {
@@ -189,15 +190,15 @@ impl<S: Sys> Init<S> {
             failure_action: Action::Reboot,
             target_mounted: false,
             devtmpfs: false,
-            early: Vec::new(),
+            early: Some(Vec::new()),
         }
     }
 
     /// Logs a message (see [`crate::log`]).
     pub fn log(&mut self, level: Level, msg: &str) {
         self.log.log(&mut self.sys, level, msg);
-        if !self.log.has_kmsg() {
-            self.early.push((level, msg.to_string()));
+        if let Some(early) = self.early.as_mut() {
+            early.push((level, msg.to_string()));
         }
     }
 
@@ -264,8 +265,7 @@ pub fn setup<S: Sys>(init: &mut Init<S>) {
                 .and_then(|t| parse_console_loglevel(&String::from_utf8_lossy(&t)));
             init.log.attach_kmsg(file, cl);
             // Replay what was only on the console into the kernel log (it already was echoed).
-            let early = std::mem::take(&mut init.early);
-            for (level, msg) in early {
+            for (level, msg) in init.early.take().unwrap_or_default() {
                 init.log.log_kmsg_only(&mut init.sys, level, &msg);
             }
         }
@@ -277,7 +277,7 @@ pub fn setup<S: Sys>(init: &mut Init<S>) {
             ),
         ),
     }
-    init.early.clear();
+    init.early = None;
     init.log(
         Level::Notice,
         &format!("rkdump-init {} starting", env!("CARGO_PKG_VERSION")),
@@ -337,14 +337,13 @@ fn describe_seen(seen: &BTreeMap<String, String>, scan_error: Option<Errno>) -> 
             None => "none".into(),
         };
     }
-    let mut parts: Vec<&str> = seen.values().map(String::as_str).take(MAX).collect();
+    let parts: Vec<&str> = seen.values().map(String::as_str).take(MAX).collect();
     let more = seen.len().saturating_sub(MAX);
     let more = if more > 0 {
         format!(" and {more} more")
     } else {
         String::new()
     };
-    parts.dedup();
     format!("{}{more}", parts.join(", "))
 }
 
@@ -918,11 +917,7 @@ mod tests {
             .is_empty());
         let tail = &init.sys.calls[init.sys.calls.len() - 2..];
         assert_eq!(tail, ["sync", "reboot halt"]);
-        assert_eq!(panic_action_for_test(&init), Action::Halt);
-    }
-
-    fn panic_action_for_test(init: &Init<FakeSys>) -> Action {
-        init.failure_action
+        assert_eq!(init.failure_action, Action::Halt);
     }
 
     #[test]

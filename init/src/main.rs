@@ -3,6 +3,15 @@
 //! `--dry-run`, `--probe`).
 //!
 //! Exit codes (developer mode): 0 success, 1 error, 2 usage error.
+//!
+//! `#![no_main]`: std's runtime start-up replaces closed fds 0-2 with `/dev/null` and *aborts*
+//! when `/dev/null` cannot be opened, which is exactly the situation of PID 1 in an image
+//! without `/dev/console` (the kernel then starts init with no fds, and nothing is mounted
+//! yet): a kernel panic "Attempted to kill init". Starting from the C `main` skips that; the
+//! boot sequence reopens `/dev/console` itself after mounting devtmpfs
+//! ([`rkdump_init::sys::Sys::ensure_console`]). Arguments are read from `/proc/self/cmdline`
+//! in developer mode, as std's argument capture is part of the skipped start-up on musl.
+#![cfg_attr(not(test), no_main)]
 
 use std::io::Write;
 use std::time::Duration;
@@ -34,15 +43,35 @@ Not as PID 1 it never mounts or reboots:
 Exit codes: 0 success, 1 error, 2 usage error.
 ";
 
-fn main() {
+/// The C entry point (see the module doc for why not `fn main`).
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
     if rustix::process::getpid().is_init() {
         pid1();
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(cli(&args));
+    let args: Vec<String> = match std::fs::read("/proc/self/cmdline") {
+        Ok(raw) => raw
+            .split(|&b| b == 0)
+            .skip(1)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+        Err(e) => {
+            eprintln!("rkdump-init: cannot read /proc/self/cmdline for the arguments: {e}");
+            return 2;
+        }
+    };
+    let code = cli(&args);
+    let _ = std::io::stdout().flush();
+    code
 }
 
 /// PID 1: run the capture, then idle forever if reboot(2) returned (PID 1 must never exit).
+#[cfg_attr(test, allow(dead_code))]
 fn pid1() -> ! {
     std::panic::set_hook(Box::new(|info| {
         let msg = format!("BUG: rkdump-init panicked: {info}").replace('\n', " ");
@@ -128,5 +157,40 @@ fn cli(args: &[String]) -> i32 {
             }
             2
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn developer_mode_exit_codes() {
+        assert_eq!(cli(&args(&["--help"])), 0);
+        assert_eq!(cli(&args(&["--version"])), 0);
+        assert_eq!(cli(&args(&[])), 2);
+        assert_eq!(cli(&args(&["--reboot-now"])), 2);
+        assert_eq!(cli(&args(&["--print-plan", "/nonexistent/plan"])), 1);
+        assert!(USAGE.contains("--print-plan FILE"));
+    }
+
+    #[test]
+    fn print_plan_and_dry_run() {
+        let path =
+            std::env::temp_dir().join(format!("rkdump-init-cli-plan-{}", std::process::id()));
+        std::fs::write(&path, "rkdump-plan 1\ntarget xfs LABEL=dump\n").unwrap();
+        let p = path.to_str().unwrap();
+        assert_eq!(read_plan(p).unwrap().target.fstype, "xfs");
+        assert_eq!(cli(&args(&["--print-plan", p])), 0);
+        assert_eq!(cli(&args(&["--dry-run", p])), 0);
+        std::fs::write(&path, "rkdump-plan 1\nfrobnicate\n").unwrap();
+        let e = read_plan(p).unwrap_err();
+        assert!(e.contains("unknown key \"frobnicate\""), "{e}");
+        assert_eq!(cli(&args(&["--print-plan", p])), 1);
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -149,6 +149,54 @@ impl Entry {
     pub fn perm(&self) -> u32 {
         self.mode & 0o7777
     }
+
+    /// `ls -l` style permissions, e.g. `drwxr-xr-x`, `drwxrwxrwt`.
+    pub fn mode_string(&self) -> String {
+        let m = self.mode;
+        let bit = |mask: u32, c: char| if m & mask != 0 { c } else { '-' };
+        let special = |x: char, set: bool, upper: char, lower: char| match (x != '-', set) {
+            (true, true) => lower,
+            (false, true) => upper,
+            _ => x,
+        };
+        let mut s = String::with_capacity(10);
+        s.push(self.kind.letter());
+        s.push(bit(0o400, 'r'));
+        s.push(bit(0o200, 'w'));
+        s.push(special(bit(0o100, 'x'), m & 0o4000 != 0, 'S', 's'));
+        s.push(bit(0o040, 'r'));
+        s.push(bit(0o020, 'w'));
+        s.push(special(bit(0o010, 'x'), m & 0o2000 != 0, 'S', 's'));
+        s.push(bit(0o004, 'r'));
+        s.push(bit(0o002, 'w'));
+        s.push(special(bit(0o001, 'x'), m & 0o1000 != 0, 'T', 't'));
+        s
+    }
+}
+
+/// One `rkdump build --list` line: mode, uid, gid, size (or `major, minor`), path, link target.
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = match self.kind {
+            EntryKind::CharDevice | EntryKind::BlockDevice => {
+                format!("{}, {}", self.rdev.0, self.rdev.1)
+            }
+            _ => self.size.to_string(),
+        };
+        write!(
+            f,
+            "{} {:>4} {:>4} {:>10} /{}",
+            self.mode_string(),
+            self.uid,
+            self.gid,
+            size,
+            self.path
+        )?;
+        if let Some(t) = &self.link_target {
+            write!(f, " -> {t}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -504,10 +552,26 @@ mod tests {
                 "dev/console" => {
                     assert_eq!(e.kind, EntryKind::CharDevice);
                     assert_eq!((e.rdev, e.perm()), ((5, 1), 0o600));
+                    assert_eq!(
+                        e.to_string(),
+                        "crw-------    0    0       5, 1 /dev/console"
+                    );
                 }
-                "bin" => assert_eq!(e.link_target.as_deref(), Some("usr/bin")),
+                "bin" => {
+                    assert_eq!(e.link_target.as_deref(), Some("usr/bin"));
+                    assert!(
+                        e.to_string().starts_with("lrwxrwxrwx")
+                            && e.to_string().ends_with("/bin -> usr/bin")
+                    );
+                }
                 "lib/modules/6.1/kernel/a.ko" => assert_eq!(&a[r.clone()], &[1, 2, 3, 4, 5]),
-                "lib" => assert_eq!(e.mode, 0o040_755),
+                "lib" => {
+                    assert_eq!(e.mode, 0o040_755);
+                    assert_eq!(
+                        e.to_string(),
+                        format!("drwxr-xr-x    0    0          0 /lib")
+                    );
+                }
                 _ => {}
             }
         }

@@ -53,6 +53,8 @@ pub struct BuildOptions {
     pub init_binary: PathBuf,
     /// Image compression.
     pub compression: Compression,
+    /// Compression level; `None`: the defaults of [`compress`] (zstd 17, xz 9, gzip 9).
+    pub compression_level: Option<i32>,
     /// mtime of every entry; default `SOURCE_DATE_EPOCH` from the environment, else 0.
     pub source_date_epoch: Option<u32>,
 }
@@ -68,6 +70,7 @@ impl Default for BuildOptions {
             output: PathBuf::from("rkdump-initrd.img"),
             init_binary: PathBuf::from("rkdump-init"),
             compression: Compression::Zstd,
+            compression_level: None,
             source_date_epoch: None,
         }
     }
@@ -291,7 +294,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
             let storage = cfg
                 .extra_modules
                 .iter()
-                .filter_map(|m| index.file(m))
+                .filter_map(|m| index.file(m).or_else(|| index.builtin_file(m)))
                 .any(|f| f.is_storage_driver());
             let notes_text = if notes.is_empty() {
                 String::new()
@@ -358,7 +361,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     }
     let archive = w.finish()?;
     phase("archive");
-    let image = compress(&archive, opts.compression)?;
+    let image = compress::compress_level(&archive, opts.compression, opts.compression_level)?;
     phase("compress");
     write_atomic(&opts.output, &image)?;
     phase("write");

@@ -221,7 +221,7 @@ pub struct ModuleIndex {
     files: BTreeMap<String, String>,
     deps: BTreeMap<String, Vec<String>>,
     softdeps: BTreeMap<String, Softdep>,
-    builtin: BTreeSet<String>,
+    builtin: BTreeMap<String, String>,
     aliases: Option<Vec<(String, String)>>,
     has_dep_file: bool,
     modinfo_loaded: BTreeSet<String>,
@@ -277,7 +277,7 @@ impl ModuleIndex {
             files: BTreeMap::new(),
             deps: BTreeMap::new(),
             softdeps: BTreeMap::new(),
-            builtin: BTreeSet::new(),
+            builtin: BTreeMap::new(),
             aliases: None,
             has_dep_file: false,
             modinfo_loaded: BTreeSet::new(),
@@ -313,7 +313,7 @@ impl ModuleIndex {
         if let Some(text) = read_opt(&dir.join("modules.builtin"))? {
             idx.builtin = text
                 .lines()
-                .filter_map(|l| name_from_path(l.trim()))
+                .filter_map(|l| name_from_path(l.trim()).map(|n| (n, l.trim().to_string())))
                 .collect();
         }
         if let Some(text) = read_opt(&dir.join("modules.alias"))? {
@@ -419,7 +419,16 @@ impl ModuleIndex {
 
     /// `true` when `name` is built into the kernel.
     pub fn is_builtin(&self, name: &str) -> bool {
-        self.builtin.contains(&normalize_name(name))
+        self.builtin.contains_key(&normalize_name(name))
+    }
+
+    /// A built-in module, with the path `modules.builtin` gives it (nothing to load).
+    pub fn builtin_file(&self, name: &str) -> Option<ModuleFile> {
+        let name = normalize_name(name);
+        self.builtin.get(&name).map(|rel| ModuleFile {
+            name,
+            rel_path: rel.clone(),
+        })
     }
 
     /// Modules whose alias pattern matches `text` (e.g. a device's `modalias`).
@@ -441,14 +450,14 @@ impl ModuleIndex {
         if self.files.contains_key(&n) {
             return Ok(Resolution::Module(n));
         }
-        if self.builtin.contains(&n) {
+        if self.builtin.contains_key(&n) {
             return Ok(Resolution::Builtin);
         }
         let matches = self.match_alias(name)?;
         if matches.is_empty() {
             return Ok(Resolution::NotFound);
         }
-        let builtin = matches.iter().any(|m| self.builtin.contains(m));
+        let builtin = matches.iter().any(|m| self.builtin.contains_key(m));
         let loadable: Vec<String> = matches
             .into_iter()
             .filter(|m| self.files.contains_key(m))
@@ -545,7 +554,7 @@ impl ModuleIndex {
         for d in deps {
             if self.files.contains_key(&d) {
                 self.visit(&d, seen, order, warnings)?;
-            } else if !self.builtin.contains(&d) {
+            } else if !self.builtin.contains_key(&d) {
                 return Err(ModuleError::NotFound {
                     name: d,
                     why: format!("dependency of {name}"),

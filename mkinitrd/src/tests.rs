@@ -38,6 +38,7 @@ fn fixture(conf: &str, with_virtio_sysfs: bool) -> Fixture {
         output: base.join("out.img"),
         init_binary: base.join("init"),
         compression: Compression::Zstd,
+        compression_level: None,
         source_date_epoch: Some(0),
     };
     Fixture {
@@ -106,6 +107,7 @@ fn build_with_target_present_in_fake_sysfs() {
     );
     let tmp = entries.iter().find(|e| e.path == "tmp").unwrap();
     assert_eq!(tmp.perm(), 0o1777);
+    assert!(tmp.to_string().starts_with("drwxrwxrwt"), "{tmp}");
     assert_eq!(
         r.image_size,
         std::fs::metadata(&f.opts.output).unwrap().len()
@@ -154,6 +156,23 @@ fn target_absent_needs_a_storage_driver() {
     assert!(
         names.contains(&"virtio_blk") && names.contains(&"virtio_pci") && names.contains(&"ext4")
     );
+}
+
+#[test]
+fn target_absent_with_builtin_storage_driver() {
+    let f = fixture(
+        &format!("ext4 UUID={UUID_STR}\nextra_modules nvme_builtin\n"),
+        false,
+    );
+    let mdir = f.opts.root.as_ref().unwrap().join("lib/modules/9.9-test");
+    std::fs::write(
+        mdir.join("modules.builtin"),
+        "kernel/drivers/nvme/host/nvme_builtin.ko\n",
+    )
+    .unwrap();
+    let r = build(&f.opts).unwrap();
+    assert!(r.modules.iter().all(|m| m.name != "nvme_builtin"));
+    assert!(r.modules.iter().any(|m| m.name == "ext4"));
 }
 
 #[test]
@@ -426,6 +445,7 @@ fn real_debian_kernel_build() {
         output: dir.path().join("img"),
         init_binary: dir.path().join("init"),
         compression: Compression::Zstd,
+        compression_level: None,
         source_date_epoch: Some(0),
     };
     let r = build(&opts).unwrap();

@@ -92,6 +92,13 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
     assert!(sys.contains(&format!("RELEASE: {release}")), "crash sys:\n{sys}");
     assert!(sys.contains("PANIC: \"Kernel panic - not syncing: sysrq triggered crash\""), "crash sys:\n{sys}");
+    // The kernel log was saved beside the dump (first), identical to kexec-tools' vmcore-dmesg.
+    let dmesg = std::fs::read_to_string(dump_dir.join("vmcore-dmesg.txt")).expect("vmcore-dmesg.txt in the dump dir");
+    let tail: Vec<&str> = dmesg.lines().rev().take(60).collect();
+    assert!(tail.iter().any(|l| l.contains("Kernel panic - not syncing: sysrq triggered crash")), "{dmesg}");
+    let (ok, reference, err) = run(Command::new("vmcore-dmesg").arg(&vmcore));
+    assert!(ok, "vmcore-dmesg failed: {err}");
+    assert!(dmesg == reference, "vmcore-dmesg.txt differs from vmcore-dmesg's output");
     publish_vmcore("five-level", &vmcore);
 }
 

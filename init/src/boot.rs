@@ -653,7 +653,7 @@ mod tests {
     use super::*;
     use crate::modules::tests::{fake_ko, xz};
     use crate::probe::tests::{ext4_image, UUID};
-    use crate::save::{default_steps, CopyVmcore};
+    use crate::save::{CopyVmcore, SaveDmesg};
     use crate::sys::fake::{FakeSys, Node};
 
     const UUID_STR: &str = "0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11";
@@ -711,9 +711,25 @@ mod tests {
         sys
     }
 
+    const LOG: &[u8] = b"[    8.083923] Kernel panic - not syncing: sysrq triggered crash\n";
+
+    fn fake_log(path: &str) -> Result<Vec<u8>, String> {
+        assert_eq!(path, VMCORE);
+        Ok(LOG.to_vec())
+    }
+
+    fn broken_log(_: &str) -> Result<Vec<u8>, String> {
+        Err("the dump has no VMCOREINFO note".into())
+    }
+
+    /// The default steps with the kernel log taken from `log` instead of a real dump.
+    fn steps(log: crate::save::LogExtractor) -> Vec<Box<dyn SaveStep<FakeSys>>> {
+        vec![Box::new(SaveDmesg::new(log)), Box::new(CopyVmcore::default())]
+    }
+
     fn run_fake(sys: FakeSys) -> (Action, Init<FakeSys>) {
         let mut init = Init::new(sys);
-        let mut steps = default_steps();
+        let mut steps = steps(fake_log);
         let action = run(&mut init, &mut steps);
         (action, init)
     }
@@ -753,6 +769,9 @@ mod tests {
             "mkdir -m 755 /kdumproot/var".into(),
             "mkdir -m 755 /kdumproot/var/crash".into(),
             format!("mkdir -m 700 {DIR}"),
+            format!("fsync {DIR}/vmcore-dmesg.txt-incomplete"),
+            format!("rename {DIR}/vmcore-dmesg.txt-incomplete {DIR}/vmcore-dmesg.txt"),
+            format!("fsync {DIR}"),
             format!("fsync {DIR}/vmcore-incomplete"),
             format!("rename {DIR}/vmcore-incomplete {DIR}/vmcore"),
             format!("fsync {DIR}"),
@@ -963,27 +982,54 @@ mod tests {
         ));
         sys.quota = Some(("/kdumproot/".into(), 6000));
         let mut init = Init::new(sys);
-        let mut steps: Vec<Box<dyn SaveStep<FakeSys>>> = vec![Box::new(CopyVmcore {
-            window: 4096,
-            ..Default::default()
-        })];
+        let mut steps: Vec<Box<dyn SaveStep<FakeSys>>> = vec![
+            Box::new(SaveDmesg::new(fake_log)),
+            Box::new(CopyVmcore {
+                window: 4096,
+                ..Default::default()
+            }),
+        ];
         let action = run(&mut init, &mut steps);
         assert_eq!(action, Action::Poweroff);
-        assert_eq!(
-            init.sys.file(&format!("{DIR}/vmcore-incomplete")).unwrap(),
-            &vmcore()[..6000]
-        );
+        // The kernel log was saved first and survives the failed vmcore (issue 5).
+        assert_eq!(init.sys.file(&format!("{DIR}/vmcore-dmesg.txt")).unwrap(), LOG);
+        // The quota covers the whole target: the kernel log took its share first.
+        let room = 6000 - LOG.len();
+        assert!(init.sys.file(&format!("{DIR}/vmcore-incomplete")).unwrap() == &vmcore()[..room]);
         assert!(init.sys.file(&format!("{DIR}/vmcore")).is_none());
         let kmsg = init.sys.kmsg.join("\n");
         assert!(
             kmsg.contains(&format!(
-                "saving vmcore failed: cannot write {DIR}/vmcore-incomplete at offset 6000: No space left on device (os error 28)"
+                "saving vmcore failed: cannot write {DIR}/vmcore-incomplete at offset {room}: No space left on device (os error 28)"
             )),
             "{kmsg}"
         );
         assert!(!kmsg.contains("capture complete"));
         let tail = &init.sys.calls[init.sys.calls.len() - 3..];
         assert_eq!(tail, ["umount /kdumproot", "sync", "reboot poweroff"]);
+    }
+
+    #[test]
+    fn kernel_log_is_saved_before_the_vmcore() {
+        let (action, init) = run_fake(capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), "")));
+        assert_eq!(action, Action::Reboot);
+        assert_eq!(init.sys.file(&format!("{DIR}/vmcore-dmesg.txt")).unwrap(), LOG);
+        assert_eq!(init.sys.modes[&format!("{DIR}/vmcore-dmesg.txt")], 0o600);
+        let pos = |needle: &str| init.sys.calls.iter().position(|c| c.contains(needle)).unwrap();
+        assert!(pos("rename {DIR}/vmcore-dmesg.txt-incomplete".replace("{DIR}", DIR).as_str()) < pos("vmcore-incomplete"));
+    }
+
+    #[test]
+    fn a_failed_kernel_log_does_not_stop_the_vmcore() {
+        let mut init = Init::new(capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), "")));
+        let mut steps = steps(broken_log);
+        let action = run(&mut init, &mut steps);
+        assert_eq!(action, Action::Reboot);
+        assert!(init.sys.file(&format!("{DIR}/vmcore-dmesg.txt")).is_none());
+        assert_eq!(init.sys.file(&format!("{DIR}/vmcore")).unwrap(), &vmcore()[..]);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("the dump has no VMCOREINFO note"), "{kmsg}");
+        assert!(kmsg.contains("capture complete"), "{kmsg}");
     }
 
     #[test]

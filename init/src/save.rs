@@ -61,6 +61,8 @@ pub enum SaveError {
         to: String,
         errno: Errno,
     },
+    #[error("cannot extract {what}: {reason}")]
+    Extract { what: String, reason: String },
 }
 
 /// One thing saved into the dump directory.
@@ -76,9 +78,58 @@ pub trait SaveStep<S: Sys> {
     fn run(&mut self, init: &mut Init<S>, dir: &DumpDir) -> Result<(), SaveError>;
 }
 
-/// The default steps: today only the unfiltered vmcore copy.
+/// The default steps: the crashed kernel's log first (so that a failed vmcore still leaves the
+/// panic message, as kdump-utils does), then the unfiltered vmcore copy.
 pub fn default_steps<S: Sys>() -> Vec<Box<dyn SaveStep<S>>> {
-    vec![Box::new(CopyVmcore::default())]
+    vec![Box::new(SaveDmesg::new(vmcore_dmesg)), Box::new(CopyVmcore::default())]
+}
+
+/// Extracts the kernel log of the dump at `path` in kexec-tools `vmcore-dmesg` format.
+pub type LogExtractor = fn(path: &str) -> Result<Vec<u8>, String>;
+
+/// The real [`LogExtractor`]: the vmcore crate's ELF reader, page tables and printk walker.
+pub fn vmcore_dmesg(path: &str) -> Result<Vec<u8>, String> {
+    use rkdump_vmcore::dmesg::{extract, DumpSource, Format};
+    let core = rkdump_vmcore::ElfVmcore::open(path).map_err(|e| e.to_string())?;
+    let info = core.vmcoreinfo().ok_or("the dump has no VMCOREINFO note")?;
+    let kmem = rkdump_vmcore::KernelMemory::new(&core, info).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let stats = extract(&DumpSource { kmem, info }, Format::VmcoreDmesg, &mut out).map_err(|e| e.to_string())?;
+    if stats.corrupted > 0 {
+        // The note is already at the end of the text; the count goes to the console too.
+        eprintln!("rkdump: kernel log: skipped {} corrupted records", stats.corrupted);
+    }
+    Ok(out)
+}
+
+/// Writes `vmcore-dmesg.txt` (under its `-incomplete` name, fsynced, renamed). Best effort: a
+/// failure is logged and the vmcore is still saved.
+pub struct SaveDmesg {
+    extract: LogExtractor,
+}
+
+impl SaveDmesg {
+    pub fn new(extract: LogExtractor) -> Self {
+        SaveDmesg { extract }
+    }
+}
+
+impl<S: Sys> SaveStep<S> for SaveDmesg {
+    fn name(&self) -> &str {
+        "vmcore-dmesg.txt"
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+
+    fn run(&mut self, init: &mut Init<S>, dir: &DumpDir) -> Result<(), SaveError> {
+        let text = (self.extract)(VMCORE)
+            .map_err(|reason| SaveError::Extract { what: "the kernel log".into(), reason })?;
+        write_small_file(&mut init.sys, &dir.path, "vmcore-dmesg.txt", &text)?;
+        init.log(Level::Info, &format!("saved {}/vmcore-dmesg.txt ({} bytes)", dir.on_target, text.len()));
+        Ok(())
+    }
 }
 
 /// Renames `<dir>/<name>-incomplete` to `<dir>/<name>` and fsyncs the directory. The file must

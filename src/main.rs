@@ -12,6 +12,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`rkdump dmesg DUMP | head`) like the C tools we replace,
+    // instead of panicking in println!.
+    // SAFETY: setting a signal disposition to SIG_DFL before any thread exists has no memory
+    // safety requirements.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

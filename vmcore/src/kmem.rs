@@ -84,10 +84,12 @@ impl X86_64Paging {
         let phys_base = vi.number("phys_base").ok_or(KmemError::MissingKey {
             key: "NUMBER(phys_base)",
         })? as u64;
+        // phys_base is signed: with physical KASLR the kernel can sit below its link-time
+        // physical address, and the kernel computes __pa_symbol() modulo 2^64 too.
         let root = pgt
             .checked_sub(START_KERNEL_MAP)
-            .and_then(|v| v.checked_add(phys_base))
-            .ok_or(KmemError::Overflow { va: VirtAddr(pgt) })?;
+            .ok_or(KmemError::Overflow { va: VirtAddr(pgt) })?
+            .wrapping_add(phys_base);
         let levels = if vi.number("pgtable_l5_enabled").unwrap_or(0) != 0 {
             5
         } else {
@@ -214,5 +216,22 @@ impl<'m, M: PhysMemory + ?Sized> KernelMemory<'m, M> {
         let mut b = [0u8; 4];
         self.read_virt(va, &mut b)?;
         Ok(u32::from_le_bytes(b))
+    }
+}
+
+#[cfg(test)]
+mod regression_tests {
+    use super::*;
+
+    /// A capture of the Debian 12 kernel whose physical KASLR slide put it below its link-time
+    /// address: VMCOREINFO said `NUMBER(phys_base)=-218103808` and the root table address was
+    /// computed with checked arithmetic, so every translation failed with "address overflow".
+    #[test]
+    fn negative_phys_base_is_twos_complement() {
+        let text = b"SYMBOL(init_top_pgt)=ffffffffa1410000\nNUMBER(phys_base)=-218103808\n";
+        let vi = VmcoreInfo::parse(text).unwrap();
+        let paging = X86_64Paging::from_vmcoreinfo(&vi).unwrap();
+        assert_eq!(paging.root, PhysAddr(0x2141_0000 - 218_103_808));
+        assert_eq!(paging.levels, 4);
     }
 }

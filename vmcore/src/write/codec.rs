@@ -1,0 +1,300 @@
+//! Per-page compression methods of the kdump-compressed format (FORMATS.md §7).
+//!
+//! One [`PageCompressor`] per thread keeps its codec context (zlib stream, zstd context, LZO
+//! hash table, snappy encoder) for the whole dump: no per-page allocation. [`PageDecompressor`]
+//! is the reader's counterpart.
+
+use super::lzo;
+
+/// `DUMP_DH_COMPRESSED_ZLIB`.
+pub const FLAG_ZLIB: u32 = 0x1;
+/// `DUMP_DH_COMPRESSED_LZO`.
+pub const FLAG_LZO: u32 = 0x2;
+/// `DUMP_DH_COMPRESSED_SNAPPY`.
+pub const FLAG_SNAPPY: u32 = 0x4;
+/// `DUMP_DH_COMPRESSED_INCOMPLETE` (header status only).
+pub const FLAG_INCOMPLETE: u32 = 0x8;
+/// `DUMP_DH_EXCLUDED_VMEMMAP` (header status only).
+pub const FLAG_EXCLUDED_VMEMMAP: u32 = 0x10;
+/// `DUMP_DH_COMPRESSED_ZSTD`.
+pub const FLAG_ZSTD: u32 = 0x20;
+
+/// A page compression method (makedumpfile `-c`, `-l`, `-p`, `-z`, or none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Every page stored raw.
+    None,
+    /// zlib-wrapped deflate, level 1 (`-c`).
+    Zlib,
+    /// LZO1X (`-l`).
+    Lzo,
+    /// Raw snappy block (`-p`).
+    Snappy,
+    /// zstd frame, level 1 (`-z`).
+    Zstd,
+}
+
+impl Compression {
+    /// The flag bit stored in the header status and in page descriptors (0 for none).
+    pub fn flag(self) -> u32 {
+        match self {
+            Compression::None => 0,
+            Compression::Zlib => FLAG_ZLIB,
+            Compression::Lzo => FLAG_LZO,
+            Compression::Snappy => FLAG_SNAPPY,
+            Compression::Zstd => FLAG_ZSTD,
+        }
+    }
+
+    /// Every method, for tests and benchmarks.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Zlib,
+        Compression::Lzo,
+        Compression::Snappy,
+        Compression::Zstd,
+    ];
+
+    /// Short lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zlib => "zlib",
+            Compression::Lzo => "lzo",
+            Compression::Snappy => "snappy",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Errors of the codecs.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// A codec context could not be created.
+    #[error("cannot create the {method} compression context")]
+    Init {
+        /// Method name.
+        method: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A descriptor names no known method.
+    #[error("unknown page compression flags {0:#x}")]
+    UnknownFlags(u32),
+    /// The compressed data is corrupt.
+    #[error("{method} data does not decompress: {reason}")]
+    Corrupt {
+        /// Method name.
+        method: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The page decompresses to the wrong size.
+    #[error("{method} data decompresses to {got} bytes instead of {want}")]
+    WrongSize {
+        /// Method name.
+        method: &'static str,
+        /// Actual size.
+        got: usize,
+        /// Page size.
+        want: usize,
+    },
+}
+
+enum Ctx {
+    None,
+    Zlib(Box<flate2::Compress>),
+    Lzo(Box<lzo::LzoCompressor>),
+    Snappy(snap::raw::Encoder),
+    Zstd(Box<zstd::bulk::Compressor<'static>>),
+}
+
+/// A compression context for one thread.
+pub struct PageCompressor {
+    method: Compression,
+    ctx: Ctx,
+}
+
+impl PageCompressor {
+    /// A context for `method` (level 1 for zlib and zstd, like makedumpfile).
+    pub fn new(method: Compression) -> Result<PageCompressor, CodecError> {
+        let ctx = match method {
+            Compression::None => Ctx::None,
+            Compression::Zlib => Ctx::Zlib(Box::new(flate2::Compress::new(
+                flate2::Compression::new(1),
+                true,
+            ))),
+            Compression::Lzo => Ctx::Lzo(Box::new(lzo::LzoCompressor::new())),
+            Compression::Snappy => Ctx::Snappy(snap::raw::Encoder::new()),
+            Compression::Zstd => Ctx::Zstd(Box::new(
+                zstd::bulk::Compressor::new(1).map_err(|source| CodecError::Init {
+                    method: "zstd",
+                    source,
+                })?,
+            )),
+        };
+        Ok(PageCompressor { method, ctx })
+    }
+
+    /// The method.
+    pub fn method(&self) -> Compression {
+        self.method
+    }
+
+    /// Compress `page`, appending the result to `out`. Returns the compressed length if it is
+    /// strictly smaller than the page (makedumpfile's rule); otherwise `out` is restored to its
+    /// original length and `None` says "store raw".
+    pub fn compress(&mut self, page: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+        let start = out.len();
+        let n = page.len();
+        let ok = match &mut self.ctx {
+            Ctx::None => None,
+            Ctx::Zlib(c) => {
+                c.reset();
+                out.reserve(n + n / 8 + 64);
+                match c.compress_vec(page, out, flate2::FlushCompress::Finish) {
+                    Ok(flate2::Status::StreamEnd) => Some(out.len() - start),
+                    _ => None,
+                }
+            }
+            Ctx::Lzo(c) => c.compress(page, out, n).then(|| out.len() - start),
+            Ctx::Snappy(e) => {
+                let max = snap::raw::max_compress_len(n);
+                out.resize(start + max, 0);
+                e.compress(page, &mut out[start..]).ok()
+            }
+            Ctx::Zstd(c) => {
+                let bound = zstd::zstd_safe::compress_bound(n);
+                out.resize(start + bound, 0);
+                c.compress_to_buffer(page, &mut out[start..]).ok()
+            }
+        };
+        match ok {
+            Some(len) if len < n => {
+                out.truncate(start + len);
+                Some(len)
+            }
+            _ => {
+                out.truncate(start);
+                None
+            }
+        }
+    }
+}
+
+/// Decompression contexts for a reader.
+#[derive(Default)]
+pub struct PageDecompressor {
+    zlib: Option<Box<flate2::Decompress>>,
+    zstd: Option<Box<zstd::bulk::Decompressor<'static>>>,
+    snappy: Option<snap::raw::Decoder>,
+    lzo_buf: Vec<u8>,
+}
+
+impl PageDecompressor {
+    /// Empty contexts, created on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decompress `data` stored with descriptor `flags` into `out`, which must come out exactly
+    /// full (one page). `flags` with no method bit means raw.
+    pub fn decompress(&mut self, flags: u32, data: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+        let want = out.len();
+        let check = |method: &'static str, got: usize| {
+            if got == want {
+                Ok(())
+            } else {
+                Err(CodecError::WrongSize { method, got, want })
+            }
+        };
+        let corrupt = |method: &'static str, reason: String| CodecError::Corrupt { method, reason };
+        if flags & FLAG_ZLIB != 0 {
+            let d = self
+                .zlib
+                .get_or_insert_with(|| Box::new(flate2::Decompress::new(true)));
+            d.reset(true);
+            match d.decompress(data, out, flate2::FlushDecompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => check("zlib", d.total_out() as usize),
+                Ok(s) => Err(corrupt("zlib", format!("stream does not end ({s:?})"))),
+                Err(e) => Err(corrupt("zlib", e.to_string())),
+            }
+        } else if flags & FLAG_LZO != 0 {
+            lzo::decompress(data, &mut self.lzo_buf, want)
+                .map_err(|e| corrupt("lzo", e.to_string()))?;
+            check("lzo", self.lzo_buf.len())?;
+            out.copy_from_slice(&self.lzo_buf);
+            Ok(())
+        } else if flags & FLAG_SNAPPY != 0 {
+            let len = snap::raw::decompress_len(data).map_err(|e| corrupt("snappy", e.to_string()))?;
+            check("snappy", len)?;
+            let d = self.snappy.get_or_insert_with(snap::raw::Decoder::new);
+            let n = d
+                .decompress(data, out)
+                .map_err(|e| corrupt("snappy", e.to_string()))?;
+            check("snappy", n)
+        } else if flags & FLAG_ZSTD != 0 {
+            if self.zstd.is_none() {
+                let d = zstd::bulk::Decompressor::new().map_err(|source| CodecError::Init {
+                    method: "zstd",
+                    source,
+                })?;
+                self.zstd = Some(Box::new(d));
+            }
+            let Some(d) = self.zstd.as_mut() else {
+                return Err(CodecError::UnknownFlags(flags));
+            };
+            let n = d
+                .decompress_to_buffer(data, out)
+                .map_err(|e| corrupt("zstd", e.to_string()))?;
+            check("zstd", n)
+        } else if flags == 0 {
+            check("raw", data.len())?;
+            out.copy_from_slice(data);
+            Ok(())
+        } else {
+            Err(CodecError::UnknownFlags(flags))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_round_trips_and_keeps_raw_rule() {
+        let text: Vec<u8> = (0..4096u32).map(|i| b"kernel data "[i as usize % 12]).collect();
+        let mut x = 7u64;
+        let rnd: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut dec = PageDecompressor::new();
+        for m in Compression::ALL {
+            let mut c = PageCompressor::new(m).unwrap();
+            let mut out = vec![0xAA; 3];
+            let len = c.compress(&text, &mut out);
+            if m == Compression::None {
+                assert_eq!(len, None);
+                continue;
+            }
+            let len = len.unwrap();
+            assert_eq!(out.len(), 3 + len);
+            let mut back = vec![0u8; 4096];
+            dec.decompress(m.flag(), &out[3..], &mut back).unwrap();
+            assert_eq!(back, text, "{m:?}");
+            // Incompressible data: stored raw, buffer untouched.
+            assert_eq!(c.compress(&rnd, &mut out), None, "{m:?}");
+            assert_eq!(out.len(), 3 + len);
+            // Wrong page size is an error.
+            let mut small = vec![0u8; 2048];
+            assert!(dec.decompress(m.flag(), &out[3..], &mut small).is_err());
+        }
+    }
+}

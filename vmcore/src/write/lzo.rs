@@ -1,0 +1,410 @@
+//! LZO1X stream compressor and a bounds-checked decompressor, written for rkdump.
+//!
+//! makedumpfile `-l` stores each page as one raw LZO1X stream (what `lzo1x_1_compress`
+//! produces and `lzo1x_decompress_safe` reads). The compressor here is a greedy LZ77 with a
+//! 4-byte hash table that emits only the instruction forms every LZO1X decompressor accepts:
+//!
+//! - the first-byte literal form (`17 + n`, n <= 238) or the long literal form (`0000LLLL`);
+//! - short matches `01LDDDSS`/`1LLDDDSS` (3..8 bytes, distance <= 2 KiB);
+//! - medium matches `001LLLLL` + LE16 (distance <= 16 KiB, any length);
+//! - 0..3 trailing literals carried in the `SS` bits of the previous match;
+//! - the end marker `0x11 0x00 0x00`.
+//!
+//! Distances never exceed 16 KiB, so the far-match form (`0001HLLL`) is only used for the end
+//! marker. The format follows the Linux kernel's description of the LZO stream
+//! (`Documentation/staging/lzo.rst`); the code is our own.
+
+/// log2 of the hash table size.
+const HASH_BITS: u32 = 13;
+/// Largest distance of the medium-match form.
+const MAX_DIST: usize = 16384;
+/// Largest distance of the short-match form.
+const M2_MAX_DIST: usize = 2048;
+
+/// Errors from [`decompress`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LzoError {
+    /// The stream ended inside an instruction.
+    #[error("lzo stream truncated at input byte {0}")]
+    Truncated(usize),
+    /// The output would exceed the expected size.
+    #[error("lzo stream expands beyond {0} bytes")]
+    OutputOverrun(usize),
+    /// A match refers to data before the start of the output.
+    #[error("lzo match distance {dist} exceeds the {have} bytes decoded so far")]
+    LookBehind {
+        /// Distance of the match.
+        dist: usize,
+        /// Bytes decoded so far.
+        have: usize,
+    },
+    /// Bytes follow the end marker.
+    #[error("{0} bytes follow the lzo end marker")]
+    TrailingInput(usize),
+}
+
+/// A reusable LZO1X compressor (the hash table is kept between calls; no per-call allocation).
+pub struct LzoCompressor {
+    table: Vec<u32>,
+    base: u32,
+}
+
+impl Default for LzoCompressor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[inline]
+fn rd32(b: &[u8], i: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[i..i + 4]);
+    u32::from_le_bytes(a)
+}
+
+#[inline]
+fn rd64(b: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Number of equal bytes of `b[x..]` and `b[y..]` (x < y), bounded by the end of `b`.
+#[inline]
+fn common_len(b: &[u8], mut x: usize, mut y: usize) -> usize {
+    let start = y;
+    while y + 8 <= b.len() {
+        let d = rd64(b, x) ^ rd64(b, y);
+        if d != 0 {
+            return y - start + (d.trailing_zeros() / 8) as usize;
+        }
+        x += 8;
+        y += 8;
+    }
+    while y < b.len() && b[x] == b[y] {
+        x += 1;
+        y += 1;
+    }
+    y - start
+}
+
+impl LzoCompressor {
+    /// A compressor with an empty table.
+    pub fn new() -> Self {
+        LzoCompressor {
+            table: vec![0; 1 << HASH_BITS],
+            base: 1,
+        }
+    }
+
+    /// Compress `input`, appending one stream to `out`. Returns false, with the appended part
+    /// in an unspecified state, as soon as the stream reaches `limit` bytes (the caller then
+    /// stores the data uncompressed).
+    pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> bool {
+        let start = out.len();
+        let n = input.len();
+        // Table entries are `base + position`; entries below `base` belong to earlier calls.
+        if u64::from(self.base) + n as u64 + 1 >= u64::from(u32::MAX) {
+            self.table.fill(0);
+            self.base = 1;
+        }
+        let base = self.base;
+        self.base += n as u32 + 1;
+        let mut lit = 0usize;
+        let mut ip = 0usize;
+        if n >= 8 {
+            let last = n - 4;
+            while ip <= last {
+                let seq = rd32(input, ip);
+                let h = (seq.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize;
+                let cand = self.table[h];
+                self.table[h] = base + ip as u32;
+                if cand >= base {
+                    let c = (cand - base) as usize;
+                    let dist = ip - c;
+                    if dist <= MAX_DIST && rd32(input, c) == seq {
+                        let len = 4 + common_len(input, c + 4, ip + 4);
+                        emit_literals(out, &input[lit..ip], out.len() == start);
+                        emit_match(out, dist, len);
+                        if out.len() - start >= limit {
+                            return false;
+                        }
+                        ip += len;
+                        lit = ip;
+                        continue;
+                    }
+                }
+                // Skip faster through incompressible data, like LZO1X-1.
+                ip += 1 + ((ip - lit) >> 5);
+            }
+        }
+        emit_literals(out, &input[lit..], out.len() == start);
+        out.extend_from_slice(&[0x11, 0, 0]);
+        out.len() - start < limit
+    }
+}
+
+fn emit_literals(out: &mut Vec<u8>, lits: &[u8], first: bool) {
+    let t = lits.len();
+    if t == 0 {
+        return;
+    }
+    if first {
+        if t <= 238 {
+            out.push(17 + t as u8);
+        } else {
+            push_long_literal_len(out, t);
+        }
+    } else if t <= 3 {
+        // Carried in the SS bits of the previous match; its second-to-last byte holds them.
+        let k = out.len() - 2;
+        out[k] |= t as u8;
+    } else {
+        push_long_literal_len(out, t);
+    }
+    out.extend_from_slice(lits);
+}
+
+/// `0000LLLL` with length = 3 + (L ?: 15 + 255·zeros + last), t >= 4.
+fn push_long_literal_len(out: &mut Vec<u8>, t: usize) {
+    if t <= 18 {
+        out.push((t - 3) as u8);
+    } else {
+        out.push(0);
+        push_ext(out, t - 18);
+    }
+}
+
+/// Length extension: zero bytes worth 255 each, then a non-zero remainder (x >= 1).
+fn push_ext(out: &mut Vec<u8>, mut x: usize) {
+    while x > 255 {
+        out.push(0);
+        x -= 255;
+    }
+    out.push(x as u8);
+}
+
+fn emit_match(out: &mut Vec<u8>, dist: usize, len: usize) {
+    let d = dist - 1;
+    if len <= 8 && dist <= M2_MAX_DIST {
+        let op = if len <= 4 {
+            0x40 | (((len - 3) as u8) << 5)
+        } else {
+            0x80 | (((len - 5) as u8) << 5)
+        };
+        out.push(op | (((d & 7) as u8) << 2));
+        out.push((d >> 3) as u8);
+    } else {
+        if len - 2 <= 31 {
+            out.push(0x20 | (len - 2) as u8);
+        } else {
+            out.push(0x20);
+            push_ext(out, len - 2 - 31);
+        }
+        out.push(((d << 2) & 0xff) as u8);
+        out.push((d >> 6) as u8);
+    }
+}
+
+/// Decompress one LZO1X stream into `out` (cleared first), producing at most `max_out` bytes.
+/// Every LZO1X instruction form is accepted (not only those our compressor emits).
+pub fn decompress(input: &[u8], out: &mut Vec<u8>, max_out: usize) -> Result<(), LzoError> {
+    out.clear();
+    let mut ip = 0usize;
+    let byte = |ip: &mut usize| -> Result<usize, LzoError> {
+        let b = *input.get(*ip).ok_or(LzoError::Truncated(*ip))?;
+        *ip += 1;
+        Ok(b as usize)
+    };
+    let ext = |ip: &mut usize, base: usize| -> Result<usize, LzoError> {
+        let mut len = base;
+        loop {
+            let b = *input.get(*ip).ok_or(LzoError::Truncated(*ip))?;
+            *ip += 1;
+            if b != 0 {
+                return Ok(len + b as usize);
+            }
+            len += 255;
+            if len > max_out {
+                return Err(LzoError::OutputOverrun(max_out));
+            }
+        }
+    };
+    let copy_lits = |ip: &mut usize, out: &mut Vec<u8>, n: usize| -> Result<(), LzoError> {
+        let src = input
+            .get(*ip..ip.saturating_add(n))
+            .ok_or(LzoError::Truncated(*ip))?;
+        if out.len() + n > max_out {
+            return Err(LzoError::OutputOverrun(max_out));
+        }
+        out.extend_from_slice(src);
+        *ip += n;
+        Ok(())
+    };
+    let copy_match = |out: &mut Vec<u8>, dist: usize, len: usize| -> Result<(), LzoError> {
+        if dist == 0 || dist > out.len() {
+            return Err(LzoError::LookBehind {
+                dist,
+                have: out.len(),
+            });
+        }
+        if out.len() + len > max_out {
+            return Err(LzoError::OutputOverrun(max_out));
+        }
+        let mut from = out.len() - dist;
+        for _ in 0..len {
+            let b = out[from];
+            out.push(b);
+            from += 1;
+        }
+        Ok(())
+    };
+
+    let mut state = 0usize;
+    if input.first().is_some_and(|&b| b > 17) {
+        let t = byte(&mut ip)? - 17;
+        copy_lits(&mut ip, out, t)?;
+        state = t.min(4);
+    }
+    loop {
+        let t = byte(&mut ip)?;
+        let (dist, len, s);
+        if t < 16 {
+            if state == 0 {
+                let n = if t == 0 { ext(&mut ip, 15)? } else { t } + 3;
+                copy_lits(&mut ip, out, n)?;
+                state = 4;
+                continue;
+            }
+            let h = byte(&mut ip)?;
+            if state < 4 {
+                dist = (h << 2) + ((t >> 2) & 3) + 1;
+                len = 2;
+            } else {
+                dist = (h << 2) + ((t >> 2) & 3) + 2049;
+                len = 3;
+            }
+            s = t & 3;
+        } else if t >= 64 {
+            let h = byte(&mut ip)?;
+            dist = (h << 3) + ((t >> 2) & 7) + 1;
+            len = if t >= 128 {
+                5 + ((t >> 5) & 3)
+            } else {
+                3 + ((t >> 5) & 1)
+            };
+            s = t & 3;
+        } else if t >= 32 {
+            len = if t & 31 == 0 { ext(&mut ip, 31)? } else { t & 31 } + 2;
+            let le = byte(&mut ip)? | (byte(&mut ip)? << 8);
+            dist = (le >> 2) + 1;
+            s = le & 3;
+        } else {
+            len = if t & 7 == 0 { ext(&mut ip, 7)? } else { t & 7 } + 2;
+            let le = byte(&mut ip)? | (byte(&mut ip)? << 8);
+            let d = ((t & 8) << 11) + (le >> 2);
+            if d == 0 {
+                if ip != input.len() {
+                    return Err(LzoError::TrailingInput(input.len() - ip));
+                }
+                return Ok(());
+            }
+            dist = 16384 + d;
+            s = le & 3;
+        }
+        copy_match(out, dist, len)?;
+        copy_lits(&mut ip, out, s)?;
+        state = s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(data: &[u8]) -> Vec<u8> {
+        let mut c = LzoCompressor::new();
+        let mut z = vec![9u8; 5];
+        assert!(c.compress(data, &mut z, usize::MAX));
+        let z = z.split_off(5);
+        let mut back = Vec::new();
+        decompress(&z, &mut back, data.len()).unwrap();
+        assert_eq!(back, data);
+        z
+    }
+
+    #[test]
+    fn round_trips_various_inputs() {
+        round_trip(b"");
+        round_trip(b"a");
+        round_trip(b"abc");
+        round_trip(b"abcdabcdabcdabcdabcd");
+        let zeros = vec![0u8; 4096];
+        let z = round_trip(&zeros);
+        assert!(z.len() < 64, "{} bytes for a zero page", z.len());
+        let mut x = 0x1234_5678u32;
+        let rnd: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        round_trip(&rnd);
+        // Mixed: text-like data with long and short matches, long literal runs.
+        let mut mixed = Vec::new();
+        for i in 0..600u32 {
+            mixed.extend_from_slice(format!("line {} of {}\n", i % 37, i % 5).as_bytes());
+            if i % 50 == 0 {
+                mixed.extend_from_slice(&rnd[..(i as usize % 300) + 1]);
+            }
+        }
+        round_trip(&mixed);
+        let big = vec![7u8; 65536];
+        round_trip(&big);
+    }
+
+    #[test]
+    fn table_is_reused_across_calls() {
+        let mut c = LzoCompressor::new();
+        let mut z = Vec::new();
+        let mut back = Vec::new();
+        for i in 0..50u8 {
+            let data: Vec<u8> = (0..4096u32).map(|j| (j as u8).wrapping_mul(i)).collect();
+            z.clear();
+            assert!(c.compress(&data, &mut z, usize::MAX));
+            decompress(&z, &mut back, 4096).unwrap();
+            assert_eq!(back, data);
+        }
+    }
+
+    #[test]
+    fn limit_stops_early() {
+        let mut x = 99u32;
+        let rnd: Vec<u8> = (0..4096)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        let mut c = LzoCompressor::new();
+        let mut z = Vec::new();
+        assert!(!c.compress(&rnd, &mut z, 4096));
+    }
+
+    #[test]
+    fn corrupt_streams_are_errors() {
+        let mut back = Vec::new();
+        assert!(decompress(&[], &mut back, 4096).is_err());
+        assert!(decompress(&[0x11, 0, 0, 1], &mut back, 4096).is_err());
+        // Match before any output.
+        assert!(decompress(&[0x20 | 5, 0x10, 0], &mut back, 4096).is_err());
+        // Output larger than allowed.
+        let z = round_trip(&[1u8; 5000]);
+        assert!(decompress(&z, &mut back, 4096).is_err());
+        for cut in 0..z.len() {
+            assert!(decompress(&z[..cut], &mut back, 5000).is_err());
+        }
+    }
+}

@@ -36,6 +36,7 @@ check xz-utils /usr/bin/xz
 check busybox-static /bin/busybox
 check binutils /usr/bin/readelf
 check gzip /bin/gzip
+check bc /usr/bin/bc
 
 # A Debian kernel with its modules, for the capture image and the crash test.
 newest_kernel() {

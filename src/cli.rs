@@ -39,6 +39,9 @@ enum Cmd {
         /// Image compression: zstd, xz, gzip or none.
         #[arg(long, default_value = "zstd")]
         compression: String,
+        /// Compression level (default: the builder's choice for size within the build budget).
+        #[arg(long)]
+        compression_level: Option<i32>,
         /// Where to write the image.
         #[arg(long, short = 'o', required_unless_present = "list")]
         output: Option<PathBuf>,
@@ -181,7 +184,7 @@ fn exe_dir() -> Result<PathBuf> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Build { config, kernel_release, root, sysfs, init, compression, output, list } => {
+        Cmd::Build { config, kernel_release, root, sysfs, init, compression, compression_level, output, list } => {
             if let Some(img) = list {
                 return list_image(&img);
             }
@@ -200,6 +203,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 output: output.unwrap_or_default(),
                 init_binary: init,
                 compression: compression.parse().map_err(|e| anyhow::anyhow!("--compression: {e}"))?,
+                compression_level,
                 ..Default::default()
             };
             let r = rkdump_mkinitrd::build(&opts)?;

@@ -53,7 +53,7 @@ pub struct BuildOptions {
     pub init_binary: PathBuf,
     /// Image compression.
     pub compression: Compression,
-    /// Compression level; `None`: the defaults of [`compress`] (zstd 17, xz 9, gzip 9).
+    /// Compression level; `None`: the defaults of [`compress`] (zstd 12, xz 9, gzip 9).
     pub compression_level: Option<i32>,
     /// mtime of every entry; default `SOURCE_DATE_EPOCH` from the environment, else 0.
     pub source_date_epoch: Option<u32>,

@@ -99,6 +99,8 @@ const PN_XNUM: u16 = 0xffff;
 pub const MAX_PHDRS: usize = 1 << 20;
 /// Most bytes of PT_NOTE data accepted (vmcoredd device dumps can be large, but bounded).
 pub const MAX_NOTE_BYTES: u64 = 256 << 20;
+/// End of the largest physical address space of a supported architecture (52 bits).
+pub const MAX_PHYS_END: u64 = 1 << 52;
 /// Size of one mmap window.
 pub const MMAP_WINDOW: u64 = 4 << 20;
 
@@ -453,12 +455,12 @@ impl ElfVmcore {
                             ph.p_paddr, ph.p_filesz, ph.p_memsz
                         )));
                     }
-                    if ph.p_paddr.checked_add(ph.p_memsz).is_none()
+                    if ph.p_paddr.checked_add(ph.p_memsz).map_or(true, |e| e > MAX_PHYS_END)
                         || ph.p_offset.checked_add(ph.p_filesz).is_none()
                     {
                         return Err(corrupt(format!(
-                            "PT_LOAD at paddr {:#x} overflows the address space",
-                            ph.p_paddr
+                            "PT_LOAD at paddr {:#x} size {:#x} extends past the 52-bit physical address space",
+                            ph.p_paddr, ph.p_memsz
                         )));
                     }
                     loads.push(LoadSegment {

@@ -1,0 +1,419 @@
+//! Dump writers: kdump-compressed, ELF and flattened output (makedumpfile-compatible).
+//!
+//! Pipeline of [`filter`] (source -> classify -> compress -> sink):
+//!
+//! 1. **source**: a [`DumpSource`] — an ELF vmcore ([`crate::elf::ElfVmcore`]) or a
+//!    kdump-compressed file ([`crate::diskdump::DiskDump`], also read from a flattened file).
+//! 2. **pass 1 (plan)**: the [`crate::classify::Classifier`] classifies pfns window by window
+//!    (64 Ki pfns). The kdump writer writes both bitmaps of each window right away (bitmap 2 of
+//!    a pfn range depends only on that range) and counts dumpable pages; the ELF writer records
+//!    its segment layout. Nothing proportional to RAM is kept in memory.
+//! 3. **pass 2 (data)**: a fresh classifier repeats the same windows (deterministic), kept
+//!    pages are read in runs into batches of [`BATCH_PAGES`] pages, zero-checked and compressed
+//!    ([`parallel`]: inline, or by `num_threads` workers with results reassembled in order).
+//! 4. **sink**: every write is positioned ([`PosWrite`]): the descriptor table and the data
+//!    area of the kdump format are two streams at two offsets (the data start is known from
+//!    pass 1's count, like makedumpfile's cyclic mode). A regular file gets `pwrite`s; the
+//!    flattened format ([`flat::FlatWriter`]) turns each positioned write into a record on any
+//!    `Write` (stdout).
+//!
+//! Incomplete dumps: a file dump is first written with the INCOMPLETE flag set (kdump status
+//! 0x8, ELF `e_flags` bit 0) and the header is rewritten without it only after the last byte
+//! landed, so a failed or interrupted dump is always marked. What was written stays readable:
+//! descriptors are written only after the data they point to.
+
+pub mod codec;
+pub mod elf_out;
+pub mod flat;
+pub mod kdump;
+pub mod lzo;
+pub mod parallel;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::addr::Pfn;
+use crate::classify::{ClassCounts, Classifier, Degraded, PageClass};
+use crate::diskdump::{DiskDump, DiskDumpError};
+use crate::elf::{ElfError, ElfVmcore};
+use crate::memory::PhysMemory;
+use crate::vmcoreinfo::VmcoreInfo;
+
+pub use codec::Compression;
+
+/// Pages per compression batch (256 KiB of 4 KiB pages).
+pub const BATCH_PAGES: usize = 64;
+/// Pfns per classification window (a multiple of 8, so bitmap windows are whole bytes).
+pub const WINDOW_PFNS: u64 = 1 << 16;
+/// Data buffered before a positioned write.
+pub const FLUSH_BYTES: usize = 4 << 20;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpFormat {
+    /// kdump-compressed ("KDUMP   ", header version 6).
+    Kdump,
+    /// ELF (makedumpfile `-E`).
+    Elf,
+}
+
+/// What to write and how (makedumpfile's flags).
+#[derive(Clone, Copy, Debug)]
+pub struct FilterOptions {
+    /// `-d`: bit 1 zero, 2 cache, 4 cache private, 8 user, 16 free.
+    pub dump_level: u8,
+    /// `-c`/`-l`/`-p`/`-z` (ignored for ELF output).
+    pub compression: Compression,
+    /// `-E` or not.
+    pub format: DumpFormat,
+    /// `-F`: write the flattened format (any `Write`, e.g. stdout).
+    pub flattened: bool,
+    /// `--num-threads`: compression workers (0 or 1: compress on the calling thread).
+    pub num_threads: usize,
+}
+
+impl Default for FilterOptions {
+    fn default() -> Self {
+        FilterOptions {
+            dump_level: 31,
+            compression: Compression::Lzo,
+            format: DumpFormat::Kdump,
+            flattened: false,
+            num_threads: 0,
+        }
+    }
+}
+
+/// What [`filter`] did.
+#[derive(Clone, Debug, Default)]
+pub struct FilterReport {
+    /// Page counts per class, makedumpfile's report semantics (zero pages counted only when
+    /// dump level bit 1 is set).
+    pub counts: ClassCounts,
+    /// max_mapnr of the output.
+    pub max_pfn: u64,
+    /// Pages with data in the output (kdump: descriptors, incl. shared zero pages).
+    pub written_pages: u64,
+    /// Pages stored compressed.
+    pub compressed_pages: u64,
+    /// Pages stored raw.
+    pub raw_pages: u64,
+    /// Pages that could not be read from the source (written as zeros).
+    pub unreadable_pages: u64,
+    /// Size of the output in bytes (for flattened output: the size of the rearranged file).
+    pub output_bytes: u64,
+    /// Why classification fell back to presence/zero pages only, if it did.
+    pub degraded: Option<Degraded>,
+}
+
+/// Errors of the writers.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The input could not be opened as any known dump format.
+    #[error("cannot open input {path}")]
+    OpenElf {
+        /// Input path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: ElfError,
+    },
+    /// The input kdump-compressed (or flattened) file is unusable.
+    #[error("cannot open input {path}")]
+    OpenKdump {
+        /// Input path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: DiskDumpError,
+    },
+    /// The input could not be read to identify its format.
+    #[error("cannot read input {path}")]
+    ReadInput {
+        /// Input path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The output file could not be created.
+    #[error("cannot create output {path}")]
+    Create {
+        /// Output path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A write failed (ENOSPC, EIO, broken pipe). The dump is marked incomplete where the
+    /// format allows it.
+    #[error("writing {len} bytes of {what} at output offset {offset:#x} failed; the dump is incomplete")]
+    Write {
+        /// Which part of the dump.
+        what: &'static str,
+        /// Offset in the (unflattened) dump.
+        offset: u64,
+        /// Length.
+        len: usize,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A codec failed to initialise.
+    #[error("compression setup failed")]
+    Codec(#[from] codec::CodecError),
+    /// The dump is too large for the format (offsets overflow).
+    #[error("the dump layout overflows: {0}")]
+    Layout(String),
+    /// The options cannot be honoured.
+    #[error("unsupported option: {0}")]
+    Unsupported(String),
+    /// The two classification passes disagree (the source changed while being read).
+    #[error("the source changed during the dump: pass 1 counted {first} dumpable pages, pass 2 {second}")]
+    Inconsistent {
+        /// Count of pass 1.
+        first: u64,
+        /// Count of pass 2.
+        second: u64,
+    },
+}
+
+/// A dump the writers can read: physical memory plus the metadata copied into the output.
+pub trait DumpSource: PhysMemory {
+    /// The ELF notes (CORE/NT_PRSTATUS, VMCOREINFO, ...) exactly as in the source's PT_NOTE.
+    fn notes_bytes(&self) -> &[u8];
+    /// Parsed VMCOREINFO.
+    fn vmcoreinfo(&self) -> Option<&VmcoreInfo>;
+    /// (offset inside [`DumpSource::notes_bytes`], size) of the VMCOREINFO note's desc.
+    fn vmcoreinfo_desc(&self) -> Option<(usize, usize)>;
+    /// Number of CORE/NT_PRSTATUS notes.
+    fn nr_cpus(&self) -> usize;
+    /// ELF machine number of the dumped kernel (62 x86_64, 183 aarch64).
+    fn e_machine(&self) -> u16;
+    /// Turn pages of the window starting at `start` whose data the source does not hold
+    /// (excluded by an earlier filter) from [`PageClass::Kept`] into [`PageClass::NoData`].
+    fn mark_missing(&self, _start: Pfn, _classes: &mut [PageClass]) {}
+}
+
+impl DumpSource for ElfVmcore {
+    fn notes_bytes(&self) -> &[u8] {
+        ElfVmcore::notes_bytes(self)
+    }
+    fn vmcoreinfo(&self) -> Option<&VmcoreInfo> {
+        ElfVmcore::vmcoreinfo(self)
+    }
+    fn vmcoreinfo_desc(&self) -> Option<(usize, usize)> {
+        self.vmcoreinfo_note()
+            .map(|n| (n.desc_offset_in_notes, n.desc_size))
+    }
+    fn nr_cpus(&self) -> usize {
+        ElfVmcore::nr_cpus(self)
+    }
+    fn e_machine(&self) -> u16 {
+        self.ehdr().e_machine
+    }
+}
+
+/// Positioned writes into the output dump.
+pub trait PosWrite {
+    /// Write all of `data` at `offset` of the dump.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()>;
+    /// True if earlier regions can be rewritten (false for streams: the flattened format).
+    fn can_rewrite(&self) -> bool {
+        true
+    }
+    /// Called once after the last write (flattened: end marker and flush).
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PosWrite for std::fs::File {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(self, data, offset)
+    }
+}
+
+/// Write with error context.
+pub(crate) fn put(
+    out: &mut dyn PosWrite,
+    what: &'static str,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), WriteError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    out.write_at(offset, data).map_err(|source| WriteError::Write {
+        what,
+        offset,
+        len: data.len(),
+        source,
+    })
+}
+
+/// Classify one window and apply the source's own exclusions.
+pub(crate) fn classify_window<S: DumpSource + ?Sized>(
+    cls: &mut Classifier<'_, S>,
+    src: &S,
+    start: u64,
+    end: u64,
+    out: &mut Vec<PageClass>,
+) {
+    out.clear();
+    out.resize((end - start) as usize, PageClass::Hole);
+    // The length matches by construction, so this cannot fail.
+    let _ = cls.classify_range(Pfn(start), Pfn(end), out);
+    src.mark_missing(Pfn(start), out);
+}
+
+/// True if every byte of `page` is zero.
+#[inline]
+pub(crate) fn is_zero_page(page: &[u8]) -> bool {
+    let mut chunks = page.chunks_exact(16);
+    let all = chunks.by_ref().all(|c| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(c);
+        u128::from_ne_bytes(a) == 0
+    });
+    all && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// Where [`filter`] writes.
+pub enum Output<'a> {
+    /// A file (created or truncated).
+    Path(&'a Path),
+    /// A stream (stdout); needs [`FilterOptions::flattened`].
+    Stream(&'a mut dyn Write),
+}
+
+/// An opened input dump of any supported format.
+pub enum Input {
+    /// ELF vmcore or /proc/vmcore.
+    Elf(ElfVmcore),
+    /// kdump-compressed (possibly read from a flattened file).
+    Kdump(DiskDump),
+}
+
+impl Input {
+    /// Open `path`, detecting ELF, kdump-compressed and flattened files by their signature.
+    pub fn open(path: &Path) -> Result<Input, WriteError> {
+        let mut sig = [0u8; 16];
+        let n = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|source| WriteError::ReadInput {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let mut n = 0;
+            while n < sig.len() {
+                match f.read(&mut sig[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(source) => {
+                        return Err(WriteError::ReadInput {
+                            path: path.to_path_buf(),
+                            source,
+                        })
+                    }
+                }
+            }
+            n
+        };
+        let sig = &sig[..n];
+        if sig.starts_with(b"KDUMP   ")
+            || sig.starts_with(b"DISKDUMP")
+            || sig.starts_with(crate::flat::FLAT_SIGNATURE)
+        {
+            DiskDump::open(path)
+                .map(Input::Kdump)
+                .map_err(|source| WriteError::OpenKdump {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        } else {
+            ElfVmcore::open(path)
+                .map(Input::Elf)
+                .map_err(|source| WriteError::OpenElf {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+    }
+
+    /// The source as a trait object.
+    pub fn source(&self) -> &dyn DumpSource {
+        match self {
+            Input::Elf(e) => e,
+            Input::Kdump(k) => k,
+        }
+    }
+}
+
+/// Filter and write `input` to `output` with makedumpfile semantics (`-d`, `-c/-l/-p/-z`,
+/// `-E`, `-F`, `--num-threads`). `progress(done, total)` is called after each window of
+/// pfns (both passes count). On a write error the dump is left marked incomplete (file
+/// output) and the error says where it stopped.
+pub fn filter(
+    input: &Path,
+    output: Output<'_>,
+    opts: &FilterOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<FilterReport, WriteError> {
+    let inp = Input::open(input)?;
+    let src = inp.source();
+    match output {
+        Output::Path(p) => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p)
+                .map_err(|source| WriteError::Create {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+            if opts.flattened {
+                let mut w = flat::FlatWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+                write_dump(src, &mut w, opts, progress)
+            } else {
+                let mut f = file;
+                write_dump(src, &mut f, opts, progress)
+            }
+        }
+        Output::Stream(s) => {
+            if !opts.flattened {
+                return Err(WriteError::Unsupported(
+                    "writing to a stream needs the flattened format (-F)".into(),
+                ));
+            }
+            let mut w = flat::FlatWriter::new(std::io::BufWriter::with_capacity(1 << 20, s));
+            write_dump(src, &mut w, opts, progress)
+        }
+    }
+}
+
+/// Write `src` in the format of `opts` through any positioned sink.
+pub fn write_dump<S: DumpSource + ?Sized>(
+    src: &S,
+    out: &mut dyn PosWrite,
+    opts: &FilterOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<FilterReport, WriteError> {
+    let r = match opts.format {
+        DumpFormat::Kdump => kdump::write_kdump(src, out, opts, progress),
+        DumpFormat::Elf => elf_out::write_elf(src, out, opts, progress),
+    }?;
+    out.finish().map_err(|source| WriteError::Write {
+        what: "end of stream",
+        offset: r.output_bytes,
+        len: 0,
+        source,
+    })?;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests;

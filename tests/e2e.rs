@@ -86,7 +86,11 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     assert!(vmcore.exists(), "no vmcore in {}", dump_dir.display());
     assert!(!dump_dir.join("vmcore-incomplete").exists());
     let console = std::fs::read_to_string(out.join("console.log")).unwrap();
-    assert!(console.contains("rkdump: "), "the capture init never logged");
+    assert!(console.contains("rkdump: rkdump-init"), "the capture init never logged");
+    // The first stage ran arm, status, disarm, status, arm, status.
+    let states: Vec<&str> = console.lines().filter(|l| l.starts_with("capture kernel loaded:")).collect();
+    assert_eq!(states, ["capture kernel loaded: yes", "capture kernel loaded: no", "capture kernel loaded: yes"], "{console}");
+    assert!(console.contains("crash reservation: 256 MiB"), "{console}");
 
     // The oracle: crash opens the dump with the debug vmlinux and sees the sysrq panic.
     let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
@@ -220,4 +224,39 @@ fn xz_compressed_modules_boot_and_capture() {
     assert!(console.contains(" 0 failed"), "{console}");
     let dump = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
     assert!(dump.join("vmcore").exists());
+}
+
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn capture_image_on_a_normal_boot_says_so_and_reboots() {
+    let base = artifacts("not-a-capture-boot");
+    std::fs::create_dir_all(&base).unwrap();
+    let bin = rkdump_bin();
+    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let conf = base.join("kdump.conf");
+    std::fs::write(&conf, "ext4 UUID=11111111-2222-3333-4444-555555555555\nextra_modules virtio_blk\n").unwrap();
+    let img = base.join("capture.img");
+    let (ok, _, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&img));
+    assert!(ok, "{err}");
+    // Boot the capture image as an ordinary initramfs: there is no /proc/vmcore.
+    let console = base.join("console.log");
+    let mut q = rkdump_qemu::QemuCommand::new("qemu-system-x86_64");
+    q.memory_mib(512).smp(1).cpu("max").kernel(&kernel.image).initrd(&img).append("console=ttyS0 panic=1").serial_file(&console);
+    let mut child = q.command().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("qemu");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(300) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let log = std::fs::read_to_string(&console).unwrap_or_default();
+    assert!(status.is_some(), "the guest hung instead of rebooting:\n{log}");
+    assert!(log.contains("not a capture boot"), "{log}");
+    assert!(log.contains("rkdump: rebooting") || log.contains("reboot: Restarting"), "{log}");
+    assert!(!log.contains("Attempted to kill init"), "{log}");
 }

@@ -325,9 +325,17 @@ echo "rkdump-stage1: booted $(uname -r)"
 i=0
 while [ ! -e /run/workload-ready ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 echo "rkdump-stage1: arming"
-if ! /rkdump arm --kernel /vmlinuz --initrd /capture.img --append "panic=1"; then
-    echo "rkdump-stage1: arm failed"; poweroff -f
-fi
+arm() {{
+    if ! /rkdump arm --kernel /vmlinuz --initrd /capture.img --append "panic=1"; then
+        echo "rkdump-stage1: arm failed"; poweroff -f
+    fi
+}}
+# Arm, disarm and arm again, so status is seen in both states.
+arm
+/rkdump status
+/rkdump disarm
+/rkdump status
+arm
 /rkdump status
 echo "rkdump-stage1: triggering sysrq-c"
 echo 1 > /proc/sys/kernel/sysrq

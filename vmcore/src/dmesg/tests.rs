@@ -688,7 +688,7 @@ fn oracle_vmcore_dmesg_empty_lockless() {
 // ---- real vmcores from the QEMU harness ----
 
 /// Compares our output with `vmcore-dmesg` and `makedumpfile --dump-dmesg` (Debian 12's
-/// 1.7.2: no caller column) on every `$RKDUMP_VMCORES/*/vmcore` (default /work/vmcores).
+/// 1.7.2: no caller column) on every `$RKDUMP_VMCORES/*/vmcore` (`make test` sets it to the crash tests' `target/e2e/vmcores`).
 #[test]
 fn real_vmcores_match_the_peers() {
     use std::path::PathBuf;
@@ -697,7 +697,7 @@ fn real_vmcores_match_the_peers() {
     let dir = env
         .clone()
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/vmcores"));
+        .unwrap_or_default();
     let mut cores: Vec<PathBuf> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()

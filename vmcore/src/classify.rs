@@ -176,11 +176,15 @@ impl PageKeys {
             ("compound_head", off_compound_head),
         ] {
             if o.saturating_add(8) > size {
-                return Err(vec![format!("OFFSET(page.{name}) = {o} outside SIZE(page) = {size}")]);
+                return Err(vec![format!(
+                    "OFFSET(page.{name}) = {o} outside SIZE(page) = {size}"
+                )]);
             }
         }
         if off_mapcount.saturating_add(4) > size {
-            return Err(vec![format!("OFFSET(page._mapcount) = {off_mapcount} outside SIZE(page)")]);
+            return Err(vec![format!(
+                "OFFSET(page._mapcount) = {off_mapcount} outside SIZE(page)"
+            )]);
         }
         let order_off = vi
             .offset("folio._folio_order")
@@ -354,7 +358,6 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
     /// Build a classifier. Never fails: anything missing gives [`Mode::Degraded`].
     pub fn new(phys: &'m M, vi: Option<&VmcoreInfo>, opts: ClassifyOptions) -> Self {
         let page_shift = phys.page_shift();
-        let ps = phys.page_size();
         let ranges = phys.ranges();
         let max_mapnr = ranges
             .iter()
@@ -378,7 +381,10 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                 Ok(k) => {
                     let m = match PageKeys::from_vmcoreinfo(vi) {
                         Err(missing) => Mode::Degraded(Degraded {
-                            reason: format!("struct page layout incomplete: {}", missing.join(", ")),
+                            reason: format!(
+                                "struct page layout incomplete: {}",
+                                missing.join(", ")
+                            ),
                             missing_keys: missing,
                         }),
                         Ok(keys) => match MemMap::discover(&k, vi, max_mapnr) {
@@ -388,7 +394,9 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                             },
                             Err(e) => Mode::Degraded(Degraded {
                                 missing_keys: match &e {
-                                    crate::memmap::MemMapError::MissingKeys { keys } => keys.clone(),
+                                    crate::memmap::MemMapError::MissingKeys { keys } => {
+                                        keys.clone()
+                                    }
                                     _ => Vec::new(),
                                 },
                                 reason: error_chain(&e),
@@ -451,7 +459,6 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
             }
             Mode::Degraded(_) => false,
         };
-        let _ = ps;
         Classifier {
             phys,
             kmem,
@@ -616,6 +623,14 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                 .min(seg.pfn_end.0)
                 .min(lim);
             let n = batch_end - pfn;
+            if !self.seg_mask[(pfn - start) as usize..(batch_end - start) as usize]
+                .iter()
+                .any(|&b| b)
+            {
+                // Nothing to examine here (a hole): do not read struct pages.
+                pfn = batch_end.max(skip);
+                continue;
+            }
             // One extra struct page (page[1] of a head at the batch end) when it exists.
             let extra = u64::from(batch_end < seg.pfn_end.0);
             let nbytes = ((n + extra) * size) as usize;
@@ -632,9 +647,12 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                 for i in 0..n + extra {
                     let s = (i * size) as usize;
                     let v = VirtAddr(va.0.wrapping_add(i * size));
-                    if kmem.read_virt(v, &mut self.buf[s..s + size as usize]).is_ok() {
+                    if kmem
+                        .read_virt(v, &mut self.buf[s..s + size as usize])
+                        .is_ok()
+                    {
                         readable[i as usize] = true;
-                    } else if i < n {
+                    } else if i < n && self.seg_mask[(pfn + i - start) as usize] {
                         self.stats.unreadable_struct_pages += 1;
                     }
                 }
@@ -782,7 +800,9 @@ fn decide(
     if k.pg_hwpoison.is_some_and(|b| test_bit(b, flags)) {
         return Some((PageClass::Hwpoison, nr_pages));
     }
-    if k.offline_value.is_some_and(|v| !slab && type_is(mapcount, v)) {
+    if k.offline_value
+        .is_some_and(|v| !slab && type_is(mapcount, v))
+    {
         return Some((PageClass::Offline, nr_pages));
     }
     None
@@ -818,7 +838,12 @@ impl ClassCounts {
     }
     /// "Excluded pages".
     pub fn excluded(&self) -> u64 {
-        self.zero + self.cache + self.cache_private + self.user + self.free + self.hwpoison
+        self.zero
+            + self.cache
+            + self.cache_private
+            + self.user
+            + self.free
+            + self.hwpoison
             + self.offline
     }
     /// "Remaining pages".
@@ -870,5 +895,152 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
             s = e;
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 6.12-style VMCOREINFO: page types in the top byte, no PG_slab flag.
+    const V612: &str = "SIZE(page)=64\nOFFSET(page.flags)=0\nOFFSET(page.mapping)=24\n\
+OFFSET(page._mapcount)=48\nOFFSET(page.private)=40\nOFFSET(page.compound_head)=8\n\
+NUMBER(PG_lru)=5\nNUMBER(PG_private)=14\nNUMBER(PG_swapcache)=11\nNUMBER(PG_swapbacked)=20\n\
+NUMBER(PG_head_mask)=64\nNUMBER(PG_hwpoison)=24\nLENGTH(zone.free_area)=11\n\
+NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=4026531840\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=4043309056\n\
+NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)=4093640704\nNUMBER(PAGE_SLAB_MAPCOUNT_VALUE)=4110417920\n\
+NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)=4143972352\n";
+
+    fn keys(text: &str) -> PageKeys {
+        PageKeys::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn page(flags: u64, mapping: u64, private: u64, mapcount: u32) -> Vec<u8> {
+        let mut p = vec![0u8; 64];
+        p[0..8].copy_from_slice(&flags.to_le_bytes());
+        p[24..32].copy_from_slice(&mapping.to_le_bytes());
+        p[40..48].copy_from_slice(&private.to_le_bytes());
+        p[48..52].copy_from_slice(&mapcount.to_le_bytes());
+        p
+    }
+
+    fn run(k: &PageKeys, pfn: u64, p: &[u8], next: Option<&[u8]>) -> Option<(PageClass, u64)> {
+        decide(k, 31, pfn, p, next, &mut ClassifyStats::default())
+    }
+
+    #[test]
+    fn linux_6_12_page_types() {
+        let k = keys(V612);
+        // Buddy: top byte 0xf0, low bits may be used.
+        assert_eq!(
+            run(&k, 0, &page(0, 0, 2, 0xf000_0012), None),
+            Some((PageClass::Free, 4))
+        );
+        // Slab with an odd mapping word: never user.
+        assert_eq!(
+            run(&k, 0, &page(0, 0xffff_8880_0000_1001, 0, 0xf500_0000), None),
+            None
+        );
+        // Offline.
+        assert_eq!(
+            run(&k, 0, &page(0, 0, 0, 0xf100_0000), None),
+            Some((PageClass::Offline, 1))
+        );
+        // Unaccepted memory: 2^(LENGTH(zone.free_area)-1) pages.
+        assert_eq!(
+            run(&k, 0, &page(0, 0, 0, 0xf700_0000), None),
+            Some((PageClass::Free, 1024))
+        );
+        // Hugetlb folio: head _mapcount carries the type, order in page[1].flags low byte.
+        let head = page(64, 0xffff_8880_1234_0000, 0, 0xf400_0000);
+        let tail = page(9, 0, 0, u32::MAX);
+        assert_eq!(
+            run(&k, 512, &head, Some(&tail)),
+            Some((PageClass::User, 512))
+        );
+        // Misaligned order is treated as order 0.
+        assert_eq!(run(&k, 513, &head, Some(&tail)), Some((PageClass::User, 1)));
+        // A tail page is skipped.
+        let mut t = page(0, 0, 0, u32::MAX);
+        t[8..16].copy_from_slice(&0xffff_ea00_0000_0001u64.to_le_bytes());
+        assert_eq!(run(&k, 1, &t, None), None);
+        // Swap cache without swapbacked is not cache.
+        assert_eq!(run(&k, 0, &page(1 << 11, 0x1000, 0, u32::MAX), None), None);
+        assert_eq!(
+            run(
+                &k,
+                0,
+                &page((1 << 11) | (1 << 20), 0x1000, 0, u32::MAX),
+                None
+            ),
+            Some((PageClass::Cache, 1))
+        );
+        // Hwpoison.
+        assert_eq!(
+            run(&k, 0, &page(1 << 24, 0, 0, u32::MAX), None),
+            Some((PageClass::Hwpoison, 1))
+        );
+    }
+
+    #[test]
+    fn linux_6_9_masked_types() {
+        // 6.9–6.11: types clear a bit of 0xffffffff-based values; slab/hugetlb are masked tests.
+        let text = V612
+            .replace("4093640704", "-2049")
+            .replace("4110417920", "-4097")
+            .replace("4026531840", "-129")
+            .replace("4043309056", "-257");
+        let k = keys(&text);
+        assert_eq!(
+            run(&k, 0, &page(0, 0, 0, 0xffff_ff7f), None),
+            Some((PageClass::Free, 1))
+        );
+        assert_eq!(run(&k, 0, &page(0, 1, 0, 0xffff_efff), None), None, "slab");
+        let head = page(64, 0, 0, 0xffff_f7ff);
+        let tail = page(2, 0, 0, u32::MAX);
+        assert_eq!(run(&k, 4, &head, Some(&tail)), Some((PageClass::User, 4)));
+    }
+
+    #[test]
+    fn dump_level_selects_branches() {
+        let k = keys(V612);
+        let cache_private = page((1 << 5) | (1 << 14), 0x1000, 0, u32::MAX);
+        let mut st = ClassifyStats::default();
+        assert_eq!(decide(&k, 2, 0, &cache_private, None, &mut st), None);
+        assert_eq!(
+            decide(&k, 4, 0, &cache_private, None, &mut st),
+            Some((PageClass::CachePrivate, 1))
+        );
+        let buddy = page(0, 0, 12, 0xf000_0000);
+        assert_eq!(
+            decide(&k, 31, 0, &buddy, None, &mut st),
+            None,
+            "order >= LENGTH(zone.free_area)"
+        );
+        assert_eq!(st.invalid_free_orders, 1);
+        assert_eq!(
+            decide(&k, 15, 0, &page(0, 0, 1, 0xf000_0000), None, &mut st),
+            None
+        );
+    }
+
+    #[test]
+    fn missing_keys_are_listed() {
+        let missing =
+            PageKeys::from_vmcoreinfo(&VmcoreInfo::parse(b"SIZE(page)=64\n").unwrap()).unwrap_err();
+        assert!(missing.contains(&"OFFSET(page.flags)".to_string()));
+        assert!(missing.contains(&"NUMBER(PG_lru)".to_string()));
+        let bad = V612.replace("OFFSET(page.private)=40", "OFFSET(page.private)=60");
+        assert!(PageKeys::from_vmcoreinfo(&VmcoreInfo::parse(bad.as_bytes()).unwrap()).is_err());
+    }
+
+    #[test]
+    fn excluded_at_levels() {
+        assert!(PageClass::Zero.excluded_at(1));
+        assert!(!PageClass::Zero.excluded_at(30));
+        assert!(PageClass::Cache.excluded_at(2));
+        assert!(!PageClass::CachePrivate.excluded_at(2));
+        assert!(PageClass::Offline.excluded_at(0));
+        assert!(!PageClass::NoData.excluded_at(31));
     }
 }

@@ -435,7 +435,9 @@ impl ElfVmcore {
             phnum = u32_at(&sh, 44) as u64;
         }
         if phnum as usize > MAX_PHDRS {
-            return Err(corrupt(format!("{phnum} program headers (limit {MAX_PHDRS})")));
+            return Err(corrupt(format!(
+                "{phnum} program headers (limit {MAX_PHDRS})"
+            )));
         }
         let ph_bytes = phnum
             .checked_mul(SIZEOF_PHDR as u64)
@@ -455,7 +457,10 @@ impl ElfVmcore {
                             ph.p_paddr, ph.p_filesz, ph.p_memsz
                         )));
                     }
-                    if ph.p_paddr.checked_add(ph.p_memsz).map_or(true, |e| e > MAX_PHYS_END)
+                    if ph
+                        .p_paddr
+                        .checked_add(ph.p_memsz)
+                        .map_or(true, |e| e > MAX_PHYS_END)
                         || ph.p_offset.checked_add(ph.p_filesz).is_none()
                     {
                         return Err(corrupt(format!(
@@ -487,7 +492,9 @@ impl ElfVmcore {
             }
         }
         if loads.is_empty() {
-            return Err(corrupt("no PT_LOAD segment: the dump holds no memory".into()));
+            return Err(corrupt(
+                "no PT_LOAD segment: the dump holds no memory".into(),
+            ));
         }
 
         let mut notes_bytes = Vec::new();
@@ -501,11 +508,14 @@ impl ElfVmcore {
         let vmcoreinfo = match vmcoreinfo_note {
             Some(i) => {
                 let n = &notes[i];
-                let desc = &notes_bytes[n.desc_offset_in_notes..n.desc_offset_in_notes + n.desc_size];
-                Some(VmcoreInfo::parse(desc).map_err(|source| ElfError::VmcoreInfo {
-                    path: path.clone(),
-                    source,
-                })?)
+                let desc =
+                    &notes_bytes[n.desc_offset_in_notes..n.desc_offset_in_notes + n.desc_size];
+                Some(
+                    VmcoreInfo::parse(desc).map_err(|source| ElfError::VmcoreInfo {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
             }
             None => None,
         };
@@ -618,9 +628,8 @@ impl ElfVmcore {
     fn read_file(&self, st: &mut ReadState, off: u64, buf: &mut [u8]) -> Result<(), MemError> {
         let len = buf.len() as u64;
         if st.mmap_ok {
-            let in_window = |w: &Window| {
-                off >= w.start && off + len <= w.start + w.map.len() as u64
-            };
+            let in_window =
+                |w: &Window| off >= w.start && off + len <= w.start + w.map.len() as u64;
             if !st.window.as_ref().is_some_and(in_window) {
                 st.window = None;
                 let start = off & !(MMAP_WINDOW - 1);

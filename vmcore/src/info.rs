@@ -6,7 +6,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::classify::{ClassCounts, ClassifyOptions, ClassifyStats, Classifier, Degraded, DEFAULT_WINDOW};
+use crate::classify::{
+    ClassCounts, Classifier, ClassifyOptions, ClassifyStats, Degraded, DEFAULT_WINDOW,
+};
 use crate::elf::{ElfError, ElfVmcore};
 use crate::memory::PhysMemory;
 
@@ -153,7 +155,12 @@ impl fmt::Display for InfoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counts;
         let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
-        writeln!(f, "dump:            {} ({})", self.path.display(), self.format)?;
+        writeln!(
+            f,
+            "dump:            {} ({})",
+            self.path.display(),
+            self.format
+        )?;
         writeln!(f, "kernel release:  {}", opt(&self.kernel_release))?;
         match self.crash_time {
             Some(t) => writeln!(f, "crash time:      {t} (seconds since the epoch)")?,
@@ -168,15 +175,31 @@ impl fmt::Display for InfoReport {
         writeln!(f, "memory model:    {}", opt(&self.memory_model))?;
         writeln!(f, "memory ranges:")?;
         for r in &self.ranges {
-            writeln!(f, "  {:#014x}-{:#014x} ({} KiB)", r.start, r.end, (r.end - r.start) / 1024)?;
+            writeln!(
+                f,
+                "  {:#014x}-{:#014x} ({} KiB)",
+                r.start,
+                r.end,
+                (r.end - r.start) / 1024
+            )?;
         }
         if let Some(d) = &self.degraded {
-            writeln!(f, "WARNING: page classes unavailable ({}); only zero pages are counted", d.reason)?;
+            writeln!(
+                f,
+                "WARNING: page classes unavailable ({}); only zero pages are counted",
+                d.reason
+            )?;
         }
         if !self.free_pages_supported && self.degraded.is_none() {
             writeln!(f, "WARNING: this kernel exports no buddy page type: free pages are not recognised (free-list walk not yet supported)")?;
         }
-        let pct = |n: u64| if c.original() == 0 { 0.0 } else { n as f64 * 100.0 / c.original() as f64 };
+        let pct = |n: u64| {
+            if c.original() == 0 {
+                0.0
+            } else {
+                n as f64 * 100.0 / c.original() as f64
+            }
+        };
         writeln!(f, "pages (dump level 31, makedumpfile semantics):")?;
         writeln!(f, "  original:                {:>12}", c.original())?;
         writeln!(f, "  excluded:                {:>12}", c.excluded())?;
@@ -187,7 +210,12 @@ impl fmt::Display for InfoReport {
         writeln!(f, "    free:                  {:>12}", c.free)?;
         writeln!(f, "    hwpoison:              {:>12}", c.hwpoison)?;
         writeln!(f, "    offline:               {:>12}", c.offline)?;
-        writeln!(f, "  remaining:               {:>12} ({:.1}%)", c.remaining(), pct(c.remaining()))?;
+        writeln!(
+            f,
+            "  remaining:               {:>12} ({:.1}%)",
+            c.remaining(),
+            pct(c.remaining())
+        )?;
         writeln!(f, "  memory hole:             {:>12}", c.memhole)?;
         writeln!(f, "  total:                   {:>12}", c.total)
     }

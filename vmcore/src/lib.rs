@@ -17,16 +17,19 @@
 
 pub mod addr;
 pub mod classify;
+pub mod diskdump;
 pub mod dmesg;
 pub mod elf;
+pub mod flat;
 pub mod info;
 pub mod kmem;
-pub mod memmap;
 pub mod mdf;
+pub mod memmap;
 pub mod memory;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod vmcoreinfo;
+pub mod write;
 
 #[cfg(test)]
 mod synth_tests;

@@ -42,9 +42,25 @@ pub fn parse_report(text: &str) -> Option<MdfCounts> {
 
 /// Run `makedumpfile -l -d 31 --message-level 31 VMCORE OUT` and parse its report.
 pub fn run_makedumpfile(vmcore: &Path, out: &Path) -> Result<MdfCounts, String> {
+    run_makedumpfile_level(vmcore, out, 31)
+}
+
+/// [`ClassCounts`](crate::classify::ClassCounts) keyed like makedumpfile's report (the
+/// `remaining_at_level_31` key holds the remaining pages at whatever level was counted).
+pub fn counts_json(c: &crate::classify::ClassCounts) -> serde_json::Value {
+    serde_json::json!({
+        "original": c.original(), "zero": c.zero, "cache": c.cache,
+        "cache_private": c.cache_private, "user": c.user, "free": c.free,
+        "hwpoison": c.hwpoison, "offline": c.offline,
+        "remaining_at_level_31": c.remaining(), "memory_hole": c.memhole, "total": c.total,
+    })
+}
+
+/// Run `makedumpfile -l -d LEVEL --message-level 31 VMCORE OUT` and parse its report.
+pub fn run_makedumpfile_level(vmcore: &Path, out: &Path, level: u8) -> Result<MdfCounts, String> {
     let _ = std::fs::remove_file(out);
     let o = Command::new("makedumpfile")
-        .args(["-l", "-d", "31", "--message-level", "31"])
+        .args(["-l", "-d", &level.to_string(), "--message-level", "31"])
         .arg(vmcore)
         .arg(out)
         .output()
@@ -56,7 +72,10 @@ pub fn run_makedumpfile(vmcore: &Path, out: &Path) -> Result<MdfCounts, String> 
     );
     let _ = std::fs::remove_file(out);
     if !o.status.success() {
-        return Err(format!("makedumpfile failed on {}:\n{text}", vmcore.display()));
+        return Err(format!(
+            "makedumpfile failed on {}:\n{text}",
+            vmcore.display()
+        ));
     }
     parse_report(&text).ok_or_else(|| format!("no page report in makedumpfile output:\n{text}"))
 }
@@ -70,7 +89,11 @@ pub fn assert_same(theirs: &MdfCounts, ours: &serde_json::Value, what: &str) {
             diffs.push(format!("{k}: makedumpfile {v}, rkdump {o:?}"));
         }
     }
-    assert!(diffs.is_empty(), "{what}: counts differ:\n  {}", diffs.join("\n  "));
+    assert!(
+        diffs.is_empty(),
+        "{what}: counts differ:\n  {}",
+        diffs.join("\n  ")
+    );
 }
 
 #[cfg(test)]

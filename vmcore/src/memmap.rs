@@ -178,7 +178,8 @@ impl MemMap {
                         continue;
                     }
                     let coded = val & SECTION_MAP_MASK;
-                    let mm = coded.wrapping_add((nr << pfn_section_shift).wrapping_mul(page_struct_size));
+                    let mm = coded
+                        .wrapping_add((nr << pfn_section_shift).wrapping_mul(page_struct_size));
                     if is_kvaddr(mm) {
                         *slot = mm;
                     }

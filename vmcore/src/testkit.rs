@@ -58,11 +58,14 @@ impl PhysMemory for SparsePhys {
     fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
         let mut done = 0usize;
         while done < buf.len() {
-            let cur = pa
-                .0
-                .checked_add(done as u64)
-                .ok_or(MemError::Overflow { pa, len: buf.len() })?;
-            if !self.ranges.iter().any(|r| cur >= r.start.0 && cur < r.end.0) {
+            let cur =
+                pa.0.checked_add(done as u64)
+                    .ok_or(MemError::Overflow { pa, len: buf.len() })?;
+            if !self
+                .ranges
+                .iter()
+                .any(|r| cur >= r.start.0 && cur < r.end.0)
+            {
                 return Err(MemError::NotPresent { pa: PhysAddr(cur) });
             }
             let off = (cur % PAGE) as usize;
@@ -262,9 +265,16 @@ impl SynthSpec {
         m.write_u64(PMD_VM + 2 * 8, VMEMMAP_B | p | pse | sme);
 
         // init_uts_ns.name
-        for (i, s) in ["Linux", "synth", "6.1.0-synth", "#1 SMP synthetic", "x86_64", "(none)"]
-            .iter()
-            .enumerate()
+        for (i, s) in [
+            "Linux",
+            "synth",
+            "6.1.0-synth",
+            "#1 SMP synthetic",
+            "x86_64",
+            "(none)",
+        ]
+        .iter()
+        .enumerate()
         {
             m.write(UTS + i as u64 * 65, s.as_bytes());
         }
@@ -302,7 +312,12 @@ impl SynthSpec {
             vm.extend_from_slice(&default_page);
             m.write(sp(pfn), &vm);
         }
-        let set = |m: &mut SparsePhys, pfn: u64, flags: u64, mapping: u64, private: u64, mapcount: u32| {
+        let set = |m: &mut SparsePhys,
+                   pfn: u64,
+                   flags: u64,
+                   mapping: u64,
+                   private: u64,
+                   mapcount: u32| {
             let a = sp(pfn);
             m.write_u64(a + OFF_FLAGS, flags);
             m.write_u64(a + OFF_MAPPING, mapping);
@@ -328,19 +343,40 @@ impl SynthSpec {
         }
         // Page cache, private (buffer heads).
         for pfn in 0x1010..0x1018 {
-            set(&mut m, pfn, bit(PG_LRU) | bit(PG_PRIVATE), file_mapping, 0, 0);
+            set(
+                &mut m,
+                pfn,
+                bit(PG_LRU) | bit(PG_PRIVATE),
+                file_mapping,
+                0,
+                0,
+            );
             data(&mut m, pfn);
             e.cache_private += 1;
         }
         // Swap cache (swapbacked) counts as cache.
         for pfn in 0x1018..0x101c {
-            set(&mut m, pfn, bit(PG_SWAPCACHE) | bit(PG_SWAPBACKED), file_mapping, 0, 0);
+            set(
+                &mut m,
+                pfn,
+                bit(PG_SWAPCACHE) | bit(PG_SWAPBACKED),
+                file_mapping,
+                0,
+                0,
+            );
             data(&mut m, pfn);
             e.cache += 1;
         }
         // Anonymous pages on the LRU: user, not cache.
         for pfn in 0x1020..0x1030 {
-            set(&mut m, pfn, bit(PG_LRU) | bit(PG_SWAPBACKED), anon_mapping, 0, 0);
+            set(
+                &mut m,
+                pfn,
+                bit(PG_LRU) | bit(PG_SWAPBACKED),
+                anon_mapping,
+                0,
+                0,
+            );
             data(&mut m, pfn);
             e.user += 1;
         }

@@ -213,7 +213,8 @@ impl VmcoreInfo {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "OSRELEASE=6.1.0-28-amd64\nBUILD-ID=0123456789abcdef0123456789abcdef01234567\n\
+    const TEXT: &str =
+        "OSRELEASE=6.1.0-28-amd64\nBUILD-ID=0123456789abcdef0123456789abcdef01234567\n\
 PAGESIZE=4096\nSYMBOL(init_uts_ns)=ffffffff82a13420\nSYMBOL(mem_section)=ffff88813ffd5000\n\
 SYMBOL(mem_section)=1234\nLENGTH(mem_section)=2048\nSIZE(mem_section)=16\n\
 OFFSET(page.flags)=0\nOFFSET(page._mapcount)=48\nNUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\n\

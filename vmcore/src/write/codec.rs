@@ -106,7 +106,7 @@ enum Ctx {
     None,
     Zlib(Box<flate2::Compress>),
     Lzo(Box<lzo::LzoCompressor>),
-    Snappy(snap::raw::Encoder),
+    Snappy(Box<snap::raw::Encoder>),
     Zstd(Box<zstd::bulk::Compressor<'static>>),
 }
 
@@ -125,8 +125,8 @@ impl PageCompressor {
                 flate2::Compression::new(1),
                 true,
             ))),
-            Compression::Lzo => Ctx::Lzo(Box::new(lzo::LzoCompressor::new())),
-            Compression::Snappy => Ctx::Snappy(snap::raw::Encoder::new()),
+            Compression::Lzo => Ctx::Lzo(Box::default()),
+            Compression::Snappy => Ctx::Snappy(Box::new(snap::raw::Encoder::new())),
             Compression::Zstd => Ctx::Zstd(Box::new(
                 zstd::bulk::Compressor::new(1).map_err(|source| CodecError::Init {
                     method: "zstd",

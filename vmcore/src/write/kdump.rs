@@ -8,7 +8,7 @@
 //! dumpable pages; that count fixes where the data area starts. Pass 2 classifies again,
 //! compresses kept pages and writes data and descriptors as two positioned streams.
 
-use super::codec::{Compression, FLAG_INCOMPLETE};
+use super::codec::FLAG_INCOMPLETE;
 use super::parallel::{self, Batch, PageResult};
 use super::{
     classify_window, put, DumpSource, FilterOptions, FilterReport, PosWrite, WriteError,
@@ -463,20 +463,16 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         raw: 0,
         zero: 0,
     };
-    let method = if opts.compression == Compression::None {
-        Compression::None
-    } else {
-        opts.compression
-    };
     {
         let counts_ref = &mut counts;
         parallel::run(
             opts.num_threads,
-            method,
+            opts.compression,
             psz,
-            zero_pages,
+            false, // the feeder recognises zero pages
+
             |b: &mut Batch| {
-                feeder.fill(b, &mut cls2, src, counts_ref, &mut |d| {
+                feeder.fill(b, &mut cls2, src, counts_ref, zero_pages, &mut |d| {
                     progress(max_mapnr + d, total_work)
                 })
             },
@@ -529,6 +525,7 @@ impl Feeder {
         cls: &mut Classifier<'_, S>,
         src: &S,
         counts: &mut ClassCounts,
+        zero_check: bool,
         progress: &mut dyn FnMut(u64),
     ) -> Result<bool, WriteError> {
         let ps = self.ps as usize;
@@ -571,6 +568,29 @@ impl Feeder {
             }
             let pfn = self.win_start + first as u64;
             let dst = &mut b.input[b.npages * ps..(b.npages + n) * ps];
+            if zero_check {
+                // Page by page: zero pages are recognised in place and never copied.
+                for i in 0..n {
+                    let page = &mut dst[i * ps..(i + 1) * ps];
+                    let zero = match Pfn(pfn + i as u64).to_phys(src.page_shift()) {
+                        Some(pa) => src.read_page_unless_zero(pa, page).unwrap_or_else(|_| {
+                            self.unreadable += 1;
+                            page.fill(0);
+                            false
+                        }),
+                        None => {
+                            self.unreadable += 1;
+                            page.fill(0);
+                            false
+                        }
+                    };
+                    b.zero.push(zero);
+                }
+                b.npages += n;
+                self.pos = first + n;
+                continue;
+            }
+            b.zero.resize(b.npages + n, false);
             let read_ok = Pfn(pfn)
                 .to_phys(src.page_shift())
                 .is_some_and(|pa| src.read_phys(pa, dst).is_ok());

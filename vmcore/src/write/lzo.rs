@@ -251,11 +251,10 @@ pub fn decompress(input: &[u8], out: &mut Vec<u8>, max_out: usize) -> Result<(),
         if out.len() + len > max_out {
             return Err(LzoError::OutputOverrun(max_out));
         }
-        let mut from = out.len() - dist;
-        for _ in 0..len {
-            let b = out[from];
+        let from = out.len() - dist;
+        for i in 0..len {
+            let b = out[from + i];
             out.push(b);
-            from += 1;
         }
         Ok(())
     };

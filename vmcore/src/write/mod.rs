@@ -27,22 +27,23 @@ pub mod elf_out;
 pub mod flat;
 pub mod kdump;
 pub mod lzo;
+pub mod mapped;
 pub mod parallel;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::addr::Pfn;
+use crate::addr::{Pfn, PhysAddr};
 use crate::classify::{ClassCounts, Classifier, Degraded, PageClass};
 use crate::diskdump::{DiskDump, DiskDumpError};
 use crate::elf::{ElfError, ElfVmcore};
-use crate::memory::PhysMemory;
+use crate::memory::{MemError, PhysMemory};
 use crate::vmcoreinfo::VmcoreInfo;
 
 pub use codec::Compression;
 
-/// Pages per compression batch (256 KiB of 4 KiB pages).
-pub const BATCH_PAGES: usize = 64;
+/// Pages per compression batch (1 MiB of 4 KiB pages).
+pub const BATCH_PAGES: usize = 256;
 /// Pfns per classification window (a multiple of 8, so bitmap windows are whole bytes).
 pub const WINDOW_PFNS: u64 = 1 << 16;
 /// Data buffered before a positioned write.
@@ -190,12 +191,57 @@ pub trait DumpSource: PhysMemory {
     fn nr_cpus(&self) -> usize;
     /// ELF machine number of the dumped kernel (62 x86_64, 183 aarch64).
     fn e_machine(&self) -> u16;
+    /// The memory segments (ELF PT_LOADs) in source order. The default derives them from
+    /// [`PhysMemory::ranges`] and [`PhysMemory::data_ranges`] with virtual address 0.
+    fn segments(&self) -> Vec<SourceSegment> {
+        self.ranges()
+            .iter()
+            .zip(self.data_ranges())
+            .map(|(r, d)| SourceSegment {
+                phys_start: r.start.0,
+                virt_start: 0,
+                mem_size: r.end.0.saturating_sub(r.start.0),
+                file_size: d.end.0.saturating_sub(d.start.0),
+            })
+            .collect()
+    }
+    /// Read one page at `pa` into `buf` unless it is all zero: `Ok(true)` means zero (and
+    /// `buf` is unspecified). Sources that can look at their data in place override this to
+    /// skip copying zero pages.
+    fn read_page_unless_zero(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<bool, MemError> {
+        self.read_phys(pa, buf)?;
+        Ok(is_zero_page(buf))
+    }
     /// Turn pages of the window starting at `start` whose data the source does not hold
     /// (excluded by an earlier filter) from [`PageClass::Kept`] into [`PageClass::NoData`].
     fn mark_missing(&self, _start: Pfn, _classes: &mut [PageClass]) {}
 }
 
+/// One memory segment of a source (an ELF PT_LOAD).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceSegment {
+    /// `p_paddr`.
+    pub phys_start: u64,
+    /// `p_vaddr`.
+    pub virt_start: u64,
+    /// `p_memsz`.
+    pub mem_size: u64,
+    /// `p_filesz`.
+    pub file_size: u64,
+}
+
 impl DumpSource for ElfVmcore {
+    fn segments(&self) -> Vec<SourceSegment> {
+        self.loads()
+            .iter()
+            .map(|l| SourceSegment {
+                phys_start: l.phys_start.0,
+                virt_start: l.virt_start.0,
+                mem_size: l.mem_size,
+                file_size: l.file_size,
+            })
+            .collect()
+    }
     fn notes_bytes(&self) -> &[u8] {
         ElfVmcore::notes_bytes(self)
     }
@@ -290,9 +336,9 @@ pub enum Output<'a> {
 /// An opened input dump of any supported format.
 pub enum Input {
     /// ELF vmcore or /proc/vmcore.
-    Elf(ElfVmcore),
+    Elf(Box<ElfVmcore>),
     /// kdump-compressed (possibly read from a flattened file).
-    Kdump(DiskDump),
+    Kdump(Box<DiskDump>),
 }
 
 impl Input {
@@ -327,14 +373,14 @@ impl Input {
             || sig.starts_with(crate::flat::FLAT_SIGNATURE)
         {
             DiskDump::open(path)
-                .map(Input::Kdump)
+                .map(|d| Input::Kdump(Box::new(d)))
                 .map_err(|source| WriteError::OpenKdump {
                     path: path.to_path_buf(),
                     source,
                 })
         } else {
             ElfVmcore::open(path)
-                .map(Input::Elf)
+                .map(|e| Input::Elf(Box::new(e)))
                 .map_err(|source| WriteError::OpenElf {
                     path: path.to_path_buf(),
                     source,
@@ -345,8 +391,8 @@ impl Input {
     /// The source as a trait object.
     pub fn source(&self) -> &dyn DumpSource {
         match self {
-            Input::Elf(e) => e,
-            Input::Kdump(k) => k,
+            Input::Elf(e) => e.as_ref(),
+            Input::Kdump(k) => k.as_ref(),
         }
     }
 }
@@ -362,7 +408,15 @@ pub fn filter(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<FilterReport, WriteError> {
     let inp = Input::open(input)?;
-    let src = inp.source();
+    // ELF input: read through an LRU of mmap windows (see `mapped`), else the plain reader.
+    let mapped = match &inp {
+        Input::Elf(e) => mapped::MappedElf::new(e).ok(),
+        Input::Kdump(_) => None,
+    };
+    let src: &dyn DumpSource = match &mapped {
+        Some(m) => m,
+        None => inp.source(),
+    };
     match output {
         Output::Path(p) => {
             let file = std::fs::OpenOptions::new()

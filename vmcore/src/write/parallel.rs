@@ -29,6 +29,8 @@ pub struct Batch {
     pub input: Vec<u8>,
     /// Pages in `input`.
     pub npages: usize,
+    /// Per page: already known to be all zero (set by the producer; its slot is unused).
+    pub zero: Vec<bool>,
     /// Stored bytes of the non-zero pages, back to back.
     pub out: Vec<u8>,
     /// One entry per page.
@@ -41,6 +43,7 @@ impl Batch {
         Batch {
             input: vec![0; page_size * BATCH_PAGES],
             npages: 0,
+            zero: Vec::with_capacity(BATCH_PAGES),
             out: Vec::with_capacity(page_size * BATCH_PAGES + 4096),
             results: Vec::with_capacity(BATCH_PAGES),
             seq: 0,
@@ -53,7 +56,7 @@ fn process(b: &mut Batch, c: &mut PageCompressor, ps: usize, zero_check: bool) {
     b.results.clear();
     for i in 0..b.npages {
         let page = &b.input[i * ps..(i + 1) * ps];
-        if zero_check && is_zero_page(page) {
+        if b.zero.get(i) == Some(&true) || (zero_check && is_zero_page(page)) {
             b.results.push(PageResult::Zero);
             continue;
         }
@@ -67,7 +70,8 @@ fn process(b: &mut Batch, c: &mut PageCompressor, ps: usize, zero_check: bool) {
     }
 }
 
-/// Run the pipeline: `produce` fills a batch (returns false when there is nothing more),
+/// Run the pipeline: `produce` fills a batch (returns false when there is nothing more; it
+/// may pre-mark zero pages in `Batch::zero`, else workers zero-check when `zero_check`),
 /// `consume` receives processed batches in production order. Both run on the calling thread.
 pub fn run<P, C>(
     threads: usize,
@@ -86,6 +90,7 @@ where
         let mut b = Batch::new(page_size);
         loop {
             b.npages = 0;
+            b.zero.clear();
             if !produce(&mut b)? {
                 return Ok(());
             }
@@ -127,6 +132,7 @@ where
                 while !produced_all && in_flight < max_in_flight {
                     let mut b = free.pop().unwrap_or_else(|| Batch::new(page_size));
                     b.npages = 0;
+                    b.zero.clear();
                     if produce(&mut b)? {
                         b.seq = next_seq;
                         next_seq += 1;

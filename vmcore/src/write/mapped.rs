@@ -1,0 +1,228 @@
+//! Fast physical reads of an ELF vmcore for the writers: a small LRU of mmap windows.
+//!
+//! The writers' access pattern interleaves three streams — page-table entries (address
+//! translation), `struct page` arrays (classification) and page contents (data) — which live
+//! far apart in the file. A single mmap window (what [`ElfVmcore`] keeps) is remapped on almost
+//! every access; [`MappedElf`] keeps [`WINDOWS`] windows of [`WINDOW_BYTES`] each, so each
+//! stream keeps its own. Memory stays bounded (`WINDOWS × WINDOW_BYTES` of mapped file), which
+//! matters for `/proc/vmcore` in a small capture kernel. When mmap fails, reads use `pread`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+
+use super::{is_zero_page, DumpSource, SourceSegment};
+use crate::addr::{FileOffset, Pfn, PhysAddr};
+use crate::elf::{ElfVmcore, LoadSegment};
+use crate::memory::{MemError, PhysMemory, PhysRange};
+use crate::vmcoreinfo::VmcoreInfo;
+
+/// Bytes per window (a multiple of any page size).
+pub const WINDOW_BYTES: u64 = 2 << 20;
+/// Windows kept.
+pub const WINDOWS: usize = 8;
+
+struct Win {
+    start: u64,
+    map: memmap2::Mmap,
+    used: u64,
+}
+
+struct State {
+    wins: Vec<Win>,
+    tick: u64,
+    mmap_ok: bool,
+}
+
+/// An [`ElfVmcore`] with an LRU of mmap windows for `read_phys`.
+pub struct MappedElf<'a> {
+    core: &'a ElfVmcore,
+    file: File,
+    file_len: u64,
+    loads: Vec<LoadSegment>,
+    state: Mutex<State>,
+}
+
+impl<'a> MappedElf<'a> {
+    /// Re-open `core`'s file for mapped reads.
+    pub fn new(core: &'a ElfVmcore) -> std::io::Result<MappedElf<'a>> {
+        let file = File::open(core.path())?;
+        Ok(MappedElf {
+            core,
+            file,
+            file_len: core.file_len(),
+            loads: core.loads().to_vec(),
+            state: Mutex::new(State {
+                wins: Vec::with_capacity(WINDOWS),
+                tick: 0,
+                mmap_ok: true,
+            }),
+        })
+    }
+
+    /// The mapped bytes `[off, off+len)` if they fit one window (mapping it if needed).
+    fn window_slice<'s>(&self, st: &'s mut State, off: u64, len: u64) -> Option<&'s [u8]> {
+        if !st.mmap_ok {
+            return None;
+        }
+        st.tick += 1;
+        let tick = st.tick;
+        let fits = |w: &Win| off >= w.start && off + len <= w.start + w.map.len() as u64;
+        let idx = match st.wins.iter().position(fits) {
+            Some(i) => i,
+            None => {
+                let start = off & !(WINDOW_BYTES - 1);
+                let end = start.saturating_add(WINDOW_BYTES).min(self.file_len);
+                if off + len > end {
+                    return None;
+                }
+                let mut opts = memmap2::MmapOptions::new();
+                // Populate: one fault-in per window instead of one per 16 pages.
+                opts.offset(start).len((end - start) as usize).populate();
+                // SAFETY: read-only private mapping of [start, end), inside the file as measured
+                // when it was opened. A vmcore file or /proc/vmcore is not truncated while we
+                // read it (that would be the only way to get SIGBUS).
+                let map = match unsafe { opts.map(&self.file) } {
+                    Ok(m) => m,
+                    Err(_) => {
+                        st.mmap_ok = false;
+                        st.wins.clear();
+                        return None;
+                    }
+                };
+                let w = Win {
+                    start,
+                    map,
+                    used: tick,
+                };
+                if st.wins.len() < WINDOWS {
+                    st.wins.push(w);
+                    st.wins.len() - 1
+                } else {
+                    let (i, _) = st.wins.iter().enumerate().min_by_key(|(_, w)| w.used)?;
+                    st.wins[i] = w;
+                    i
+                }
+            }
+        };
+        let w = &mut st.wins[idx];
+        w.used = tick;
+        let s = (off - w.start) as usize;
+        Some(&w.map[s..s + len as usize])
+    }
+
+    fn read_file(&self, st: &mut State, off: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        if let Some(src) = self.window_slice(st, off, buf.len() as u64) {
+            buf.copy_from_slice(src);
+            return Ok(());
+        }
+        self.file
+            .read_exact_at(buf, off)
+            .map_err(|source| MemError::Io {
+                offset: FileOffset(off),
+                len: buf.len(),
+                source,
+            })
+    }
+
+    /// The file offset of `[pa, pa+len)` if it lies entirely in one segment's file data.
+    fn file_backed(&self, pa: u64, len: u64) -> Option<u64> {
+        let seg = self
+            .loads
+            .iter()
+            .find(|l| pa >= l.phys_start.0 && pa - l.phys_start.0 < l.mem_size)?;
+        let rel = pa - seg.phys_start.0;
+        let off = seg.file_offset.0.checked_add(rel)?;
+        (rel.checked_add(len)? <= seg.file_size && off.checked_add(len)? <= self.file_len)
+            .then_some(off)
+    }
+}
+
+impl PhysMemory for MappedElf<'_> {
+    fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        if pa.0.checked_add(buf.len() as u64).is_none() {
+            return Err(MemError::Overflow { pa, len: buf.len() });
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = 0usize;
+        while done < buf.len() {
+            let cur = pa.0 + done as u64;
+            // First match in file order, like makedumpfile and ElfVmcore.
+            let Some(seg) = self
+                .loads
+                .iter()
+                .find(|l| cur >= l.phys_start.0 && cur - l.phys_start.0 < l.mem_size)
+            else {
+                return Err(MemError::NotPresent { pa: PhysAddr(cur) });
+            };
+            let rel = cur - seg.phys_start.0;
+            let n = ((seg.mem_size - rel) as usize).min(buf.len() - done);
+            let part = &mut buf[done..done + n];
+            let backed = seg.file_size.saturating_sub(rel).min(n as u64) as usize;
+            if backed > 0 {
+                let off = seg.file_offset.0 + rel;
+                if off.checked_add(backed as u64).map_or(true, |e| e > self.file_len) {
+                    return Err(MemError::Truncated {
+                        pa: PhysAddr(cur),
+                        offset: FileOffset(off),
+                    });
+                }
+                self.read_file(&mut st, off, &mut part[..backed])?;
+            }
+            part[backed..].fill(0);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn page_size(&self) -> u64 {
+        self.core.page_size()
+    }
+
+    fn ranges(&self) -> Vec<PhysRange> {
+        self.core.ranges()
+    }
+
+    fn data_ranges(&self) -> Vec<PhysRange> {
+        self.core.data_ranges()
+    }
+
+    fn is_present(&self, pfn: Pfn) -> bool {
+        self.core.is_present(pfn)
+    }
+}
+
+impl DumpSource for MappedElf<'_> {
+    fn notes_bytes(&self) -> &[u8] {
+        self.core.notes_bytes()
+    }
+    fn vmcoreinfo(&self) -> Option<&VmcoreInfo> {
+        self.core.vmcoreinfo()
+    }
+    fn vmcoreinfo_desc(&self) -> Option<(usize, usize)> {
+        DumpSource::vmcoreinfo_desc(self.core)
+    }
+    fn nr_cpus(&self) -> usize {
+        self.core.nr_cpus()
+    }
+    fn e_machine(&self) -> u16 {
+        self.core.ehdr().e_machine
+    }
+    fn segments(&self) -> Vec<SourceSegment> {
+        DumpSource::segments(self.core)
+    }
+    fn read_page_unless_zero(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<bool, MemError> {
+        if let Some(off) = self.file_backed(pa.0, buf.len() as u64) {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(data) = self.window_slice(&mut st, off, buf.len() as u64) {
+                if is_zero_page(data) {
+                    return Ok(true);
+                }
+                buf.copy_from_slice(data);
+                return Ok(false);
+            }
+        }
+        self.read_phys(pa, buf)?;
+        Ok(is_zero_page(buf))
+    }
+}

@@ -1,0 +1,446 @@
+//! Round trips of every writer through our readers on synthetic vmcores (crate::testkit).
+
+use std::path::{Path, PathBuf};
+
+use super::codec::FLAG_INCOMPLETE;
+use crate::addr::PhysAddr;
+use super::*;
+use crate::classify::{ClassifyOptions, DEFAULT_WINDOW};
+use crate::diskdump::DiskDump;
+use crate::testkit::{SynthSpec, RAM};
+
+/// A synthetic vmcore with extra kept pages of text-like, random and repeated data.
+fn synth(dir: &Path) -> PathBuf {
+    let mut s = SynthSpec::default().build();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut placed = 0;
+    let mut pfn = RAM[1].1 / 4096 - 1;
+    while placed < 40 {
+        if !s.phys.pages.contains_key(&pfn) {
+            let page: Vec<u8> = match placed % 4 {
+                0 => (0..4096)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect(),
+                1 => format!("pfn {pfn} kernel text {placed} ")
+                    .bytes()
+                    .cycle()
+                    .take(4096)
+                    .collect(),
+                2 => (0..4096u32).map(|i| (i / 64) as u8).collect(),
+                _ => {
+                    let mut p = vec![0u8; 4096];
+                    p[4095] = 1;
+                    p
+                }
+            };
+            s.phys.write(pfn * 4096, &page);
+            placed += 1;
+        }
+        pfn -= 3;
+    }
+    let path = dir.join("vmcore");
+    s.write_elf(&path).unwrap();
+    path
+}
+
+/// The classes an independent classifier run gives (zero pages marked at bit 1).
+fn expected_classes(core: &ElfVmcore, dl: u8) -> Vec<PageClass> {
+    let mut cls = Classifier::new(core, core.vmcoreinfo(), ClassifyOptions { dump_level: dl });
+    let max = cls.max_pfn().0;
+    let mut all = Vec::new();
+    let mut s = 0;
+    while s < max {
+        let e = (s + DEFAULT_WINDOW).min(max);
+        let mut out = vec![PageClass::Hole; (e - s) as usize];
+        cls.classify_range(Pfn(s), Pfn(e), &mut out).unwrap();
+        all.extend(out);
+        s = e;
+    }
+    all
+}
+
+fn page_of(m: &dyn PhysMemory, pfn: u64) -> Option<Vec<u8>> {
+    let mut b = vec![0u8; 4096];
+    m.read_phys(PhysAddr(pfn * 4096), &mut b).ok().map(|_| b)
+}
+
+/// Every page the dump keeps equals the source; the kept set is exactly the classifier's.
+fn check_kdump(src: &ElfVmcore, dump: &DiskDump, dl: u8, report: &FilterReport) {
+    let classes = expected_classes(src, dl);
+    assert_eq!(dump.max_mapnr(), classes.len() as u64);
+    assert!(!dump.is_incomplete());
+    let mut kept = 0u64;
+    let mut nonzero_kept = 0u64;
+    for (pfn, c) in classes.iter().enumerate() {
+        let pfn = pfn as u64;
+        assert_eq!(dump.is_in_memory_map(pfn), *c != PageClass::Hole, "pfn {pfn:#x} {c:?}");
+        assert_eq!(dump.is_dumpable(pfn), *c == PageClass::Kept, "pfn {pfn:#x} {c:?}");
+        if *c == PageClass::Kept {
+            kept += 1;
+            let want = page_of(src, pfn).unwrap();
+            let got = page_of(dump, pfn).unwrap_or_else(|| panic!("pfn {pfn:#x} unreadable"));
+            assert_eq!(got, want, "pfn {pfn:#x}");
+            if want.iter().any(|&b| b != 0) {
+                nonzero_kept += 1;
+            }
+        } else {
+            assert!(page_of(dump, pfn).is_none(), "excluded pfn {pfn:#x} readable");
+        }
+    }
+    assert_eq!(kept, report.written_pages);
+    assert_eq!(dump.num_dumpable(), kept);
+    assert!(nonzero_kept > 40, "{nonzero_kept}");
+    if dl & 1 != 0 {
+        assert_eq!(report.counts.zero, kept - nonzero_kept);
+    }
+    // Metadata.
+    assert_eq!(dump.notes_bytes(), src.notes_bytes());
+    assert_eq!(DumpSource::nr_cpus(dump), 2);
+    assert_eq!(
+        dump.vmcoreinfo().and_then(|v| v.osrelease()),
+        src.vmcoreinfo().and_then(|v| v.osrelease())
+    );
+    let sub = dump.sub_header();
+    assert_eq!(sub.dump_level, i32::from(dl));
+    let (o, s) = src.vmcoreinfo_desc().unwrap();
+    assert_eq!(sub.offset_vmcoreinfo as u64, 4096 + 104 + o as u64);
+    assert_eq!(sub.size_vmcoreinfo, s as u64);
+    assert_eq!(dump.header().header_version, 6);
+    assert_eq!(&dump.header().signature, b"KDUMP   ");
+    assert!(dump.release().len() > 2, "utsname release {:?}", dump.release());
+}
+
+fn write_file(src: &dyn DumpSource, path: &Path, opts: &FilterOptions) -> FilterReport {
+    let mut f = std::fs::File::create(path).unwrap();
+    write_dump(src, &mut f, opts, &mut |_, _| {}).unwrap()
+}
+
+#[test]
+fn kdump_round_trip_every_codec_and_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    for m in Compression::ALL {
+        for dl in [31u8, 1, 0, 16] {
+            let opts = FilterOptions {
+                dump_level: dl,
+                compression: m,
+                ..FilterOptions::default()
+            };
+            let out = dir.path().join(format!("dump-{}-{dl}", m.name()));
+            let r = write_file(&core, &out, &opts);
+            let dump = DiskDump::open(&out).unwrap();
+            assert_eq!(dump.header().status, m.flag(), "{m:?}");
+            check_kdump(&core, &dump, dl, &r);
+            if m != Compression::None {
+                assert!(r.compressed_pages > 0, "{m:?} compressed nothing");
+            }
+            assert!(r.raw_pages >= 10, "random pages must be stored raw ({m:?})");
+            assert_eq!(r.output_bytes, std::fs::metadata(&out).unwrap().len());
+        }
+    }
+}
+
+#[test]
+fn filter_api_and_report_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let out = dir.path().join("out");
+    let mut calls = 0;
+    let r = filter(
+        &vmcore,
+        Output::Path(&out),
+        &FilterOptions::default(),
+        &mut |d, t| {
+            assert!(d <= t);
+            calls += 1;
+        },
+    )
+    .unwrap();
+    assert!(calls >= 2);
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    let c = crate::info::counts_at_level(&core, 31);
+    assert_eq!(r.counts, c, "report counts equal the info counts at -d 31");
+    // Stream output without -F is refused.
+    let mut sink = Vec::new();
+    assert!(matches!(
+        filter(&vmcore, Output::Stream(&mut sink), &FilterOptions::default(), &mut |_, _| {}),
+        Err(WriteError::Unsupported(_))
+    ));
+}
+
+#[test]
+fn threads_give_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    for m in [Compression::Lzo, Compression::Zstd, Compression::Zlib] {
+        let mut outs = Vec::new();
+        for t in [0usize, 2, 3] {
+            let p = dir.path().join(format!("t{t}"));
+            let opts = FilterOptions {
+                compression: m,
+                num_threads: t,
+                ..FilterOptions::default()
+            };
+            write_file(&core, &p, &opts);
+            outs.push(std::fs::read(&p).unwrap());
+        }
+        assert!(outs.iter().all(|o| *o == outs[0]), "{m:?}");
+    }
+}
+
+#[test]
+fn flattened_stream_unflattens_to_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    for m in [Compression::Lzo, Compression::Snappy] {
+        let opts = FilterOptions {
+            compression: m,
+            flattened: true,
+            ..FilterOptions::default()
+        };
+        let direct = dir.path().join("direct");
+        write_file(&core, &direct, &FilterOptions { flattened: false, ..opts });
+        let mut stream = Vec::new();
+        let r = filter(&vmcore, Output::Stream(&mut stream), &opts, &mut |_, _| {}).unwrap();
+        assert_eq!(&stream[..12], b"makedumpfile");
+        assert_eq!(&stream[stream.len() - 16..], &[0xff; 16]);
+        let un = dir.path().join("un");
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&un)
+            .unwrap();
+        let size = crate::flat::unflatten(&mut &stream[..], &f, &un).unwrap();
+        assert_eq!(size, r.output_bytes);
+        assert_eq!(std::fs::read(&un).unwrap(), std::fs::read(&direct).unwrap());
+        // Reading the flattened file directly.
+        let fp = dir.path().join("flat");
+        std::fs::write(&fp, &stream).unwrap();
+        let d = DiskDump::open(&fp).unwrap();
+        assert!(d.is_flattened());
+        check_kdump(&core, &d, 31, &r);
+        // -F to a file path too.
+        let fp2 = dir.path().join("flat2");
+        filter(&vmcore, Output::Path(&fp2), &opts, &mut |_, _| {}).unwrap();
+        assert_eq!(std::fs::read(&fp2).unwrap(), stream);
+    }
+}
+
+#[test]
+fn elf_output_keeps_dumpable_pages_and_splits_long_exclusions() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    for dl in [31u8, 0] {
+        let out = dir.path().join(format!("elf{dl}"));
+        let opts = FilterOptions {
+            dump_level: dl,
+            format: DumpFormat::Elf,
+            ..FilterOptions::default()
+        };
+        let r = write_file(&core, &out, &opts);
+        assert_eq!(r.output_bytes, std::fs::metadata(&out).unwrap().len());
+        let e = ElfVmcore::open(&out).unwrap();
+        assert_eq!(e.ehdr().e_flags, 0);
+        assert_eq!(e.notes_bytes(), core.notes_bytes());
+        let classes = expected_classes(&core, dl);
+        let mut zeros = vec![0u8; 4096];
+        for (pfn, c) in classes.iter().enumerate() {
+            let want = page_of(&core, pfn as u64);
+            let got = page_of(&e, pfn as u64);
+            match c {
+                PageClass::Kept => {
+                    let w = want.unwrap();
+                    let g = got.unwrap_or_else(|| panic!("pfn {pfn:#x} missing"));
+                    // Zero pages (bit 1) may be left out; everything else must match.
+                    if dl & 1 == 0 || w.iter().any(|&b| b != 0) {
+                        assert_eq!(g, w, "pfn {pfn:#x}");
+                    } else {
+                        assert_eq!(g, zeros, "pfn {pfn:#x}");
+                    }
+                }
+                PageClass::Hole => assert!(got.is_none()),
+                _ => {
+                    // Excluded: original contents (short run) or zeros (long run).
+                    if let (Some(g), Some(w)) = (got, want) {
+                        assert!(g == w || g == zeros, "pfn {pfn:#x}");
+                    }
+                }
+            }
+        }
+        zeros.clear();
+        if dl == 31 {
+            assert!(
+                e.loads().len() > core.loads().len(),
+                "long excluded runs split segments"
+            );
+            assert!(e.loads().iter().any(|l| l.file_size < l.mem_size));
+            assert!(e.file_len() < core.file_len());
+        } else {
+            assert_eq!(e.loads().len(), core.loads().len());
+        }
+    }
+}
+
+/// A file that fails with ENOSPC once it would grow beyond `limit` bytes; rewrites of
+/// existing bytes succeed (like a full filesystem).
+struct FullDisk {
+    file: std::fs::File,
+    size: u64,
+    limit: u64,
+}
+
+impl PosWrite for FullDisk {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let end = offset + data.len() as u64;
+        if end > self.size.max(self.limit) {
+            // Write what fits, then fail.
+            if offset < self.limit {
+                let fit = (self.limit - offset) as usize;
+                std::os::unix::fs::FileExt::write_all_at(&self.file, &data[..fit], offset)?;
+                self.size = self.size.max(self.limit);
+            }
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&self.file, data, offset)?;
+        self.size = self.size.max(end);
+        Ok(())
+    }
+}
+
+#[test]
+fn enospc_leaves_an_incomplete_but_readable_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    let full = dir.path().join("full");
+    let opts = FilterOptions {
+        dump_level: 0,
+        compression: Compression::None,
+        ..FilterOptions::default()
+    };
+    let whole = write_file(&core, &full, &opts);
+    let limit = whole.output_bytes - 20 * 4096;
+    let path = dir.path().join("partial");
+    let mut w = FullDisk {
+        file: std::fs::File::create(&path).unwrap(),
+        size: 0,
+        limit,
+    };
+    let err = write_dump(&core, &mut w, &opts, &mut |_, _| {}).unwrap_err();
+    let msg = crate::classify::error_chain(&err);
+    assert!(msg.contains("incomplete") && msg.contains("os error 28"), "{msg}");
+    let d = DiskDump::open(&path).unwrap();
+    assert!(d.is_incomplete());
+    assert_ne!(d.header().status & FLAG_INCOMPLETE, 0);
+    let (mut ok, mut missing) = (0, 0);
+    for pfn in 0..d.max_mapnr() {
+        if !d.is_dumpable(pfn) {
+            continue;
+        }
+        match page_of(&d, pfn) {
+            Some(p) => {
+                assert_eq!(p, page_of(&core, pfn).unwrap(), "pfn {pfn:#x}");
+                ok += 1;
+            }
+            None => missing += 1,
+        }
+    }
+    assert!(ok > 1000 && missing > 0, "ok {ok} missing {missing}");
+    // ELF: e_flags bit 0 stays set.
+    let epath = dir.path().join("partial.elf");
+    let mut w = FullDisk {
+        file: std::fs::File::create(&epath).unwrap(),
+        size: 0,
+        limit: 200_000,
+    };
+    let eopts = FilterOptions {
+        format: DumpFormat::Elf,
+        ..opts
+    };
+    assert!(write_dump(&core, &mut w, &eopts, &mut |_, _| {}).is_err());
+    let e = ElfVmcore::open(&epath).unwrap();
+    assert_eq!(e.ehdr().e_flags & 1, 1);
+}
+
+#[test]
+fn refiltering_our_dump_gives_the_same_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    let first = dir.path().join("d0");
+    write_file(
+        &core,
+        &first,
+        &FilterOptions {
+            dump_level: 0,
+            compression: Compression::Zstd,
+            ..FilterOptions::default()
+        },
+    );
+    let second = dir.path().join("d31");
+    let r = filter(&first, Output::Path(&second), &FilterOptions::default(), &mut |_, _| {}).unwrap();
+    let d = DiskDump::open(&second).unwrap();
+    check_kdump(&core, &d, 31, &r);
+    // And ELF from a kdump source.
+    let third = dir.path().join("e31");
+    filter(
+        &second,
+        Output::Path(&third),
+        &FilterOptions {
+            format: DumpFormat::Elf,
+            ..FilterOptions::default()
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let e = ElfVmcore::open(&third).unwrap();
+    for pfn in 0..d.max_mapnr() {
+        if let Some(p) = page_of(&d, pfn) {
+            assert_eq!(page_of(&e, pfn).unwrap(), p, "pfn {pfn:#x}");
+        }
+    }
+}
+
+#[test]
+fn corrupt_kdump_headers_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    let out = dir.path().join("d");
+    write_file(&core, &out, &FilterOptions::default());
+    let good = std::fs::read(&out).unwrap();
+    let bad = dir.path().join("bad");
+    let mut x = 12345u64;
+    for i in 0..300 {
+        let mut b = good.clone();
+        b.truncate(if i % 7 == 0 { (x as usize) % good.len() } else { good.len() });
+        for _ in 0..8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly the header, sub-header, bitmaps and descriptors.
+            let pos = (x as usize) % b.len().clamp(1, 4 * 4096 + 4096 * 8);
+            if pos < b.len() {
+                b[pos] = (x >> 32) as u8;
+            }
+        }
+        std::fs::write(&bad, &b).unwrap();
+        if let Ok(d) = DiskDump::open(&bad) {
+            let mut page = vec![0u8; 4096];
+            for pfn in (0..d.max_mapnr().min(1 << 20)).step_by(97) {
+                let _ = d.read_phys(PhysAddr(pfn * 4096), &mut page);
+            }
+        }
+    }
+}

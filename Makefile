@@ -16,7 +16,9 @@ build:
 	$(CARGO) build --release --target $(MUSL) -p rkdump -p rkdump-init
 	@readelf -l $(BIN)/rkdump-init | grep -q INTERP && { echo "rkdump-init is not static" >&2; exit 1; } || true
 
+# Each demo starts from an empty $(OUT) (out/ is ignored by git).
 demo: deps build
+	rm -rf $(OUT)
 	$(BIN)/rkdump crash-test --out $(OUT)
 
 # Unit tests of every crate, then the end-to-end tests (QEMU, crash as the oracle), then the

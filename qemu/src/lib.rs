@@ -521,7 +521,7 @@ fn run_guest(
         ("rkdump-stage1: triggering sysrq-c", "armed; triggering sysrq-c"),
         ("Kernel panic - not syncing", "panicked; kexec into the capture kernel"),
         ("rkdump: rkdump-init", "capture init running"),
-        ("rkdump: saved", "dump saved"),
+        ("rkdump: capture complete", "dump saved"),
     ];
     let mut seen = 0;
     let mut crash_at = None;

@@ -138,7 +138,8 @@ impl std::fmt::Debug for DiskDump {
 pub(crate) fn walk_notes(bytes: &[u8]) -> Vec<(Vec<u8>, u32, usize, usize)> {
     let mut v = Vec::new();
     let mut pos = 0usize;
-    let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let u32_at =
+        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
     while pos + 12 <= bytes.len() {
         let namesz = u32_at(pos) as usize;
         let descsz = u32_at(pos + 4) as usize;
@@ -200,7 +201,9 @@ impl DiskDump {
                 )));
             }
             let mut b = vec![0u8; len as usize];
-            backing.read_at(&mut b, off).map_err(|e| io(&format!("read of {what}"), e))?;
+            backing
+                .read_at(&mut b, off)
+                .map_err(|e| io(&format!("read of {what}"), e))?;
             Ok(b)
         };
         let hb = read(0, SIZEOF_DISK_DUMP_HEADER as u64, "header")?;
@@ -215,7 +218,9 @@ impl DiskDump {
         let header = DiskDumpHeader::from_bytes(&ha);
         let bs = header.block_size;
         if !(512..=(1 << 20)).contains(&bs) || !(bs as u32).is_power_of_two() {
-            return Err(corrupt(format!("block size {bs} is not a power of two in 512..1M")));
+            return Err(corrupt(format!(
+                "block size {bs} is not a power of two in 512..1M"
+            )));
         }
         let bs = bs as u64;
         if header.header_version < 1 {
@@ -275,7 +280,10 @@ impl DiskDump {
                 bitmaps[half as usize..2 * half as usize].to_vec(),
             )
         } else {
-            (bitmaps[..half as usize].to_vec(), bitmaps[..half as usize].to_vec())
+            (
+                bitmaps[..half as usize].to_vec(),
+                bitmaps[..half as usize].to_vec(),
+            )
         };
         let desc_off = bitmap_off + bitmap_len;
 
@@ -300,10 +308,12 @@ impl DiskDump {
             )?);
         }
         let vmcoreinfo = match vi_bytes {
-            Some(b) => Some(VmcoreInfo::parse(&b).map_err(|source| DiskDumpError::VmcoreInfo {
-                path: path.clone(),
-                source,
-            })?),
+            Some(b) => Some(
+                VmcoreInfo::parse(&b).map_err(|source| DiskDumpError::VmcoreInfo {
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
             None => None,
         };
 
@@ -316,7 +326,10 @@ impl DiskDump {
             rank.push(acc);
             let s = b * 64;
             let e = (s + 64).min(bitmap2.len());
-            acc += bitmap2[s..e].iter().map(|x| u64::from(x.count_ones())).sum::<u64>();
+            acc += bitmap2[s..e]
+                .iter()
+                .map(|x| u64::from(x.count_ones()))
+                .sum::<u64>();
         }
         rank.push(acc);
         let mut ranges = Vec::new();
@@ -464,14 +477,19 @@ impl DiskDump {
         }
         let off = d.offset as u64;
         if u64::from(d.size) > self.block_size || d.size == 0 {
-            return Err(bad(off, format!("pfn {pfn:#x}: stored size {} > block size", d.size)));
+            return Err(bad(
+                off,
+                format!("pfn {pfn:#x}: stored size {} > block size", d.size),
+            ));
         }
         let raw = &mut c.raw[..d.size as usize];
-        self.backing.read_at(raw, off).map_err(|source| MemError::Io {
-            offset: FileOffset(off),
-            len: d.size as usize,
-            source,
-        })?;
+        self.backing
+            .read_at(raw, off)
+            .map_err(|source| MemError::Io {
+                offset: FileOffset(off),
+                len: d.size as usize,
+                source,
+            })?;
         let Cache { dec, raw, .. } = c;
         dec.decompress(d.flags, &raw[..d.size as usize], out)
             .map_err(|e| bad(off, format!("pfn {pfn:#x}: {e}")))
@@ -499,7 +517,8 @@ impl PhysMemory for DiskDump {
                 if c.tags[slot] != pfn {
                     c.tags[slot] = u64::MAX;
                     let mut page = std::mem::take(&mut c.pages);
-                    let r = self.read_page_locked(&mut c, pfn, &mut page[slot * ps..(slot + 1) * ps]);
+                    let r =
+                        self.read_page_locked(&mut c, pfn, &mut page[slot * ps..(slot + 1) * ps]);
                     c.pages = page;
                     r?;
                     c.tags[slot] = pfn;

@@ -21,8 +21,9 @@ pub const FLAT_SIGNATURE: &[u8] = b"makedumpfile";
 pub const FLAT_HEADER_SIZE: usize = 4096;
 /// Size of a record header.
 pub const FLAT_RECORD_HEADER: usize = 16;
-/// Largest record payload accepted when reading (makedumpfile writes at most a few MiB).
-const MAX_RECORD: i64 = 1 << 30;
+/// Largest record payload accepted when reading (writers emit at most a few MiB per record);
+/// bounds the buffer `unflatten` allocates for untrusted input.
+const MAX_RECORD: i64 = 64 << 20;
 
 /// Errors reading flattened streams.
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +147,9 @@ pub fn unflatten(input: &mut dyn Read, out: &File, name: &Path) -> Result<u64, F
                 why: "stream ends without the end marker (incomplete dump)".into(),
             });
         }
-        let Some((off, size)) = record(&rh, at, name)? else { break };
+        let Some((off, size)) = record(&rh, at, name)? else {
+            break;
+        };
         buf.resize(size as usize, 0);
         let n = read_full(input, &mut buf).map_err(io("read"))?;
         if n < buf.len() {
@@ -203,7 +206,9 @@ impl FlatFile {
                 });
             }
             file.read_exact_at(&mut rh, at).map_err(io("read"))?;
-            let Some((off, sz)) = record(&rh, at, path)? else { break };
+            let Some((off, sz)) = record(&rh, at, path)? else {
+                break;
+            };
             let payload = at + 16;
             if payload + sz > len {
                 return Err(FlatError::Corrupt {
@@ -240,7 +245,10 @@ impl FlatFile {
             .checked_add(buf.len() as u64)
             .filter(|&e| e <= self.size)
             .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end of the dump")
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "read past the end of the dump",
+                )
             })?;
         buf.fill(0);
         // The extent containing `off`, then every extent starting before `end`.
@@ -299,7 +307,12 @@ mod tests {
         let v: Vec<_> = m.iter().map(|(&s, &(e, f))| (s, e, f)).collect();
         assert_eq!(
             v,
-            vec![(0, 50, 1000), (50, 60, 5000), (60, 90, 1060), (90, 120, 7000)]
+            vec![
+                (0, 50, 1000),
+                (50, 60, 5000),
+                (60, 90, 1060),
+                (90, 120, 7000)
+            ]
         );
         insert_extent(&mut m, 0, 200, 9000);
         assert_eq!(m.len(), 1);
@@ -327,7 +340,13 @@ mod tests {
         }
         s.extend_from_slice(&[0xff; 16]);
         let op = dir.path().join("o2");
-        let out = File::options().create(true).truncate(true).read(true).write(true).open(&op).unwrap();
+        let out = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&op)
+            .unwrap();
         assert_eq!(unflatten(&mut &s[..], &out, &p).unwrap(), 15);
         let got = std::fs::read(&op).unwrap();
         assert_eq!(&got[10..], b"heXYo");

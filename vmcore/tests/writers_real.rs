@@ -72,8 +72,8 @@ fn crash_output(vmlinux: &Path, dump: &Path, dir: &Path) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains("RELEASE:") && text.contains("PANIC:"),
         "crash did not open {}:\n{}",
@@ -89,7 +89,9 @@ fn crash_output(vmlinux: &Path, dump: &Path, dir: &Path) -> String {
 fn makedumpfile_has(lib: &str) -> bool {
     Command::new("sh")
         .arg("-c")
-        .arg(format!("ldd \"$(command -v makedumpfile)\" | grep -q {lib}"))
+        .arg(format!(
+            "ldd \"$(command -v makedumpfile)\" | grep -q {lib}"
+        ))
         .status()
         .is_ok_and(|s| s.success())
 }
@@ -194,16 +196,23 @@ fn writers_on_real_vmcores() {
                 _ => true,
             };
             if let (Some(w), true) = (&want_dmesg, mdf_can) {
-                let got = dmesg_of(&out, &d.join("our.dmesg"))
-                    .unwrap_or_else(|| panic!("makedumpfile --dump-dmesg failed on our {} dump", m.name()));
+                let got = dmesg_of(&out, &d.join("our.dmesg")).unwrap_or_else(|| {
+                    panic!("makedumpfile --dump-dmesg failed on our {} dump", m.name())
+                });
                 assert!(got == *w, "dmesg of our {} dump differs", m.name());
                 eprintln!("  {}: makedumpfile --dump-dmesg identical", m.name());
             } else if !mdf_can {
-                eprintln!("  {}: makedumpfile lacks this codec, dmesg check skipped", m.name());
+                eprintln!(
+                    "  {}: makedumpfile lacks this codec, dmesg check skipped",
+                    m.name()
+                );
             }
             if m == Compression::Lzo {
                 let single = d.join("dump.lzo1");
-                let o1 = FilterOptions { num_threads: 0, ..opts };
+                let o1 = FilterOptions {
+                    num_threads: 0,
+                    ..opts
+                };
                 filter(&core_path, Output::Path(&single), &o1, &mut |_, _| {}).unwrap();
                 assert!(
                     std::fs::read(&single).unwrap() == std::fs::read(&out).unwrap(),
@@ -247,7 +256,10 @@ fn writers_on_real_vmcores() {
                 .stderr(Stdio::null())
                 .status()
                 .unwrap();
-            assert!(st.success(), "makedumpfile -R rejected our flattened stream");
+            assert!(
+                st.success(),
+                "makedumpfile -R rejected our flattened stream"
+            );
             assert!(
                 std::fs::read(&mr).unwrap() == std::fs::read(&un).unwrap(),
                 "makedumpfile -R and our unflatten differ"
@@ -285,12 +297,18 @@ fn writers_on_real_vmcores() {
             };
             filter(&core_path, Output::Path(&ours), &o, &mut |_, _| {}).unwrap();
             run_makedumpfile(&["-l", "-d", "31"], &core_path, &theirs);
-            let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
+            let (a, b) = (
+                std::fs::read(&ours).unwrap(),
+                std::fs::read(&theirs).unwrap(),
+            );
             let dd = DiskDump::open(&ours).unwrap();
             let h = dd.header();
             let prefix = (1 + h.sub_hdr_size as usize + h.bitmap_blocks as usize) * 4096;
             assert!(a.len() > prefix && b.len() > prefix);
-            assert!(a[..prefix] == b[..prefix], "-l -d 31: headers/notes/bitmaps differ from makedumpfile");
+            assert!(
+                a[..prefix] == b[..prefix],
+                "-l -d 31: headers/notes/bitmaps differ from makedumpfile"
+            );
             eprintln!(
                 "  -l -d 31: headers, notes and bitmaps identical to makedumpfile; size {} vs {}",
                 a.len(),
@@ -322,5 +340,9 @@ fn first_diff(a: &str, b: &str) -> String {
             return format!("line {i}:\n- {x}\n+ {y}");
         }
     }
-    format!("lengths {} vs {} lines", a.lines().count(), b.lines().count())
+    format!(
+        "lengths {} vs {} lines",
+        a.lines().count(),
+        b.lines().count()
+    )
 }

@@ -127,12 +127,12 @@ impl PageCompressor {
             ))),
             Compression::Lzo => Ctx::Lzo(Box::default()),
             Compression::Snappy => Ctx::Snappy(Box::new(snap::raw::Encoder::new())),
-            Compression::Zstd => Ctx::Zstd(Box::new(
-                zstd::bulk::Compressor::new(1).map_err(|source| CodecError::Init {
+            Compression::Zstd => Ctx::Zstd(Box::new(zstd::bulk::Compressor::new(1).map_err(
+                |source| CodecError::Init {
                     method: "zstd",
                     source,
-                })?,
-            )),
+                },
+            )?)),
         };
         Ok(PageCompressor { method, ctx })
     }
@@ -200,7 +200,12 @@ impl PageDecompressor {
 
     /// Decompress `data` stored with descriptor `flags` into `out`, which must come out exactly
     /// full (one page). `flags` with no method bit means raw.
-    pub fn decompress(&mut self, flags: u32, data: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+    pub fn decompress(
+        &mut self,
+        flags: u32,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), CodecError> {
         let want = out.len();
         let check = |method: &'static str, got: usize| {
             if got == want {
@@ -227,7 +232,8 @@ impl PageDecompressor {
             out.copy_from_slice(&self.lzo_buf);
             Ok(())
         } else if flags & FLAG_SNAPPY != 0 {
-            let len = snap::raw::decompress_len(data).map_err(|e| corrupt("snappy", e.to_string()))?;
+            let len =
+                snap::raw::decompress_len(data).map_err(|e| corrupt("snappy", e.to_string()))?;
             check("snappy", len)?;
             let d = self.snappy.get_or_insert_with(snap::raw::Decoder::new);
             let n = d
@@ -265,7 +271,9 @@ mod tests {
 
     #[test]
     fn every_method_round_trips_and_keeps_raw_rule() {
-        let text: Vec<u8> = (0..4096u32).map(|i| b"kernel data "[i as usize % 12]).collect();
+        let text: Vec<u8> = (0..4096u32)
+            .map(|i| b"kernel data "[i as usize % 12])
+            .collect();
         let mut x = 7u64;
         let rnd: Vec<u8> = (0..4096)
             .map(|_| {

@@ -12,7 +12,7 @@ use super::{
     classify_window, is_zero_page, put, DumpSource, FilterOptions, FilterReport, PosWrite,
     SourceSegment, WriteError, WINDOW_PFNS,
 };
-use crate::addr::{PhysAddr, Pfn};
+use crate::addr::{Pfn, PhysAddr};
 use crate::classify::{ClassCounts, Classifier, ClassifyOptions, PageClass};
 
 /// Excluded runs at least this long (in pages) split a segment.
@@ -93,7 +93,16 @@ fn ehdr(machine: u16, phnum: u16, e_flags: u32) -> [u8; 64] {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn phdr(out: &mut Vec<u8>, ty: u32, flags: u32, off: u64, va: u64, pa: u64, filesz: u64, memsz: u64) {
+fn phdr(
+    out: &mut Vec<u8>,
+    ty: u32,
+    flags: u32,
+    off: u64,
+    va: u64,
+    pa: u64,
+    filesz: u64,
+    memsz: u64,
+) {
     out.extend_from_slice(&ty.to_le_bytes());
     out.extend_from_slice(&flags.to_le_bytes());
     for v in [off, va, pa, filesz, memsz, 0u64] {
@@ -153,7 +162,9 @@ pub fn write_elf<S: DumpSource + ?Sized>(
                 if *c != PageClass::Kept {
                     continue;
                 }
-                let Some(pa) = Pfn(s + i as u64).to_phys(shift) else { continue };
+                let Some(pa) = Pfn(s + i as u64).to_phys(shift) else {
+                    continue;
+                };
                 if src.read_phys(pa, &mut page).is_ok() && is_zero_page(&page) {
                     *c = PageClass::Zero;
                 }
@@ -195,11 +206,22 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     let notes_off = EHDR_SIZE + PHDR_SIZE * phnum as u64;
     let mut data_off = notes_off + notes.len() as u64;
     let mut table = Vec::with_capacity(phnum * PHDR_SIZE as usize);
-    phdr(&mut table, 4, 0, notes_off, 0, 0, notes.len() as u64, notes.len() as u64);
+    phdr(
+        &mut table,
+        4,
+        0,
+        notes_off,
+        0,
+        0,
+        notes.len() as u64,
+        notes.len() as u64,
+    );
     let mut offsets = Vec::with_capacity(outsegs.len());
     for sg in &outsegs {
         let off = if sg.filesz == 0 { 0 } else { data_off };
-        phdr(&mut table, 1, 7, off, sg.vaddr, sg.paddr, sg.filesz, sg.memsz);
+        phdr(
+            &mut table, 1, 7, off, sg.vaddr, sg.paddr, sg.filesz, sg.memsz,
+        );
         offsets.push(data_off);
         data_off = data_off
             .checked_add(sg.filesz)
@@ -207,7 +229,12 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     }
     let rewrite = out.can_rewrite();
     let e_flags = u32::from(rewrite); // bit 0: incomplete until the end
-    put(out, "the ELF header", 0, &ehdr(src.e_machine(), phnum as u16, e_flags))?;
+    put(
+        out,
+        "the ELF header",
+        0,
+        &ehdr(src.e_machine(), phnum as u16, e_flags),
+    )?;
     put(out, "the program headers", EHDR_SIZE, &table)?;
     put(out, "the notes", notes_off, notes)?;
 
@@ -238,14 +265,17 @@ pub fn write_elf<S: DumpSource + ?Sized>(
             put(out, "segment data", off + pos, chunk)?;
             pos += n as u64;
             done_bytes += n as u64;
-            progress(
-                walk_end + walk_end * done_bytes / total_bytes,
-                total_work,
-            );
+            let frac = u128::from(walk_end) * u128::from(done_bytes) / u128::from(total_bytes);
+            progress(walk_end.saturating_add(frac as u64), total_work);
         }
     }
     if rewrite {
-        put(out, "the ELF header", 0, &ehdr(src.e_machine(), phnum as u16, 0))?;
+        put(
+            out,
+            "the ELF header",
+            0,
+            &ehdr(src.e_machine(), phnum as u16, 0),
+        )?;
     }
     progress(total_work, total_work);
     Ok(FilterReport {

@@ -49,8 +49,9 @@ impl<W: Write> PosWrite for FlatWriter<W> {
             return Ok(());
         }
         self.start()?;
-        let off = i64::try_from(offset)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset overflow"))?;
+        let off = i64::try_from(offset).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset overflow")
+        })?;
         let mut h = [0u8; 16];
         h[..8].copy_from_slice(&off.to_be_bytes());
         h[8..].copy_from_slice(&(data.len() as i64).to_be_bytes());

@@ -333,7 +333,11 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         .ok_or_else(|| layout_err("bitmap offset"))?;
     let bitmap2_off = bitmap1_off + half_blocks * ps;
     let desc_off = bitmap1_off
-        .checked_add(bitmap_blocks.checked_mul(ps).ok_or_else(|| layout_err("bitmap size"))?)
+        .checked_add(
+            bitmap_blocks
+                .checked_mul(ps)
+                .ok_or_else(|| layout_err("bitmap size"))?,
+        )
         .ok_or_else(|| layout_err("descriptor offset"))?;
     let to_i32 = |v: u64, what: &str| i32::try_from(v).map_err(|_| layout_err(what));
 
@@ -470,7 +474,6 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
             opts.compression,
             psz,
             false, // the feeder recognises zero pages
-
             |b: &mut Batch| {
                 feeder.fill(b, &mut cls2, src, counts_ref, zero_pages, &mut |d| {
                     progress(max_mapnr + d, total_work)

@@ -294,7 +294,11 @@ pub fn decompress(input: &[u8], out: &mut Vec<u8>, max_out: usize) -> Result<(),
             };
             s = t & 3;
         } else if t >= 32 {
-            len = if t & 31 == 0 { ext(&mut ip, 31)? } else { t & 31 } + 2;
+            len = if t & 31 == 0 {
+                ext(&mut ip, 31)?
+            } else {
+                t & 31
+            } + 2;
             let le = byte(&mut ip)? | (byte(&mut ip)? << 8);
             dist = (le >> 2) + 1;
             s = le & 3;

@@ -161,7 +161,10 @@ impl PhysMemory for MappedElf<'_> {
             let backed = seg.file_size.saturating_sub(rel).min(n as u64) as usize;
             if backed > 0 {
                 let off = seg.file_offset.0 + rel;
-                if off.checked_add(backed as u64).map_or(true, |e| e > self.file_len) {
+                if off
+                    .checked_add(backed as u64)
+                    .map_or(true, |e| e > self.file_len)
+                {
                     return Err(MemError::Truncated {
                         pa: PhysAddr(cur),
                         offset: FileOffset(off),

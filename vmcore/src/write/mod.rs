@@ -148,7 +148,9 @@ pub enum WriteError {
     },
     /// A write failed (ENOSPC, EIO, broken pipe). The dump is marked incomplete where the
     /// format allows it.
-    #[error("writing {len} bytes of {what} at output offset {offset:#x} failed; the dump is incomplete")]
+    #[error(
+        "writing {len} bytes of {what} at output offset {offset:#x} failed; the dump is incomplete"
+    )]
     Write {
         /// Which part of the dump.
         what: &'static str,
@@ -290,12 +292,13 @@ pub(crate) fn put(
     if data.is_empty() {
         return Ok(());
     }
-    out.write_at(offset, data).map_err(|source| WriteError::Write {
-        what,
-        offset,
-        len: data.len(),
-        source,
-    })
+    out.write_at(offset, data)
+        .map_err(|source| WriteError::Write {
+            what,
+            offset,
+            len: data.len(),
+            source,
+        })
 }
 
 /// Classify one window and apply the source's own exclusions.

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::codec::FLAG_INCOMPLETE;
-use crate::addr::PhysAddr;
 use super::*;
+use crate::addr::PhysAddr;
 use crate::classify::{ClassifyOptions, DEFAULT_WINDOW};
 use crate::diskdump::DiskDump;
 use crate::testkit::{SynthSpec, RAM};
@@ -78,8 +78,16 @@ fn check_kdump(src: &ElfVmcore, dump: &DiskDump, dl: u8, report: &FilterReport) 
     let mut nonzero_kept = 0u64;
     for (pfn, c) in classes.iter().enumerate() {
         let pfn = pfn as u64;
-        assert_eq!(dump.is_in_memory_map(pfn), *c != PageClass::Hole, "pfn {pfn:#x} {c:?}");
-        assert_eq!(dump.is_dumpable(pfn), *c == PageClass::Kept, "pfn {pfn:#x} {c:?}");
+        assert_eq!(
+            dump.is_in_memory_map(pfn),
+            *c != PageClass::Hole,
+            "pfn {pfn:#x} {c:?}"
+        );
+        assert_eq!(
+            dump.is_dumpable(pfn),
+            *c == PageClass::Kept,
+            "pfn {pfn:#x} {c:?}"
+        );
         if *c == PageClass::Kept {
             kept += 1;
             let want = page_of(src, pfn).unwrap();
@@ -89,7 +97,10 @@ fn check_kdump(src: &ElfVmcore, dump: &DiskDump, dl: u8, report: &FilterReport) 
                 nonzero_kept += 1;
             }
         } else {
-            assert!(page_of(dump, pfn).is_none(), "excluded pfn {pfn:#x} readable");
+            assert!(
+                page_of(dump, pfn).is_none(),
+                "excluded pfn {pfn:#x} readable"
+            );
         }
     }
     assert_eq!(kept, report.written_pages);
@@ -112,7 +123,11 @@ fn check_kdump(src: &ElfVmcore, dump: &DiskDump, dl: u8, report: &FilterReport) 
     assert_eq!(sub.size_vmcoreinfo, s as u64);
     assert_eq!(dump.header().header_version, 6);
     assert_eq!(&dump.header().signature, b"KDUMP   ");
-    assert!(dump.release().len() > 2, "utsname release {:?}", dump.release());
+    assert!(
+        dump.release().len() > 2,
+        "utsname release {:?}",
+        dump.release()
+    );
 }
 
 fn write_file(src: &dyn DumpSource, path: &Path, opts: &FilterOptions) -> FilterReport {
@@ -169,7 +184,12 @@ fn filter_api_and_report_counts() {
     // Stream output without -F is refused.
     let mut sink = Vec::new();
     assert!(matches!(
-        filter(&vmcore, Output::Stream(&mut sink), &FilterOptions::default(), &mut |_, _| {}),
+        filter(
+            &vmcore,
+            Output::Stream(&mut sink),
+            &FilterOptions::default(),
+            &mut |_, _| {}
+        ),
         Err(WriteError::Unsupported(_))
     ));
 }
@@ -207,7 +227,14 @@ fn flattened_stream_unflattens_to_the_same_file() {
             ..FilterOptions::default()
         };
         let direct = dir.path().join("direct");
-        write_file(&core, &direct, &FilterOptions { flattened: false, ..opts });
+        write_file(
+            &core,
+            &direct,
+            &FilterOptions {
+                flattened: false,
+                ..opts
+            },
+        );
         let mut stream = Vec::new();
         let r = filter(&vmcore, Output::Stream(&mut stream), &opts, &mut |_, _| {}).unwrap();
         assert_eq!(&stream[..12], b"makedumpfile");
@@ -339,7 +366,10 @@ fn enospc_leaves_an_incomplete_but_readable_dump() {
     };
     let err = write_dump(&core, &mut w, &opts, &mut |_, _| {}).unwrap_err();
     let msg = crate::classify::error_chain(&err);
-    assert!(msg.contains("incomplete") && msg.contains("os error 28"), "{msg}");
+    assert!(
+        msg.contains("incomplete") && msg.contains("os error 28"),
+        "{msg}"
+    );
     let d = DiskDump::open(&path).unwrap();
     assert!(d.is_incomplete());
     assert_ne!(d.header().status & FLAG_INCOMPLETE, 0);
@@ -389,7 +419,13 @@ fn refiltering_our_dump_gives_the_same_pages() {
         },
     );
     let second = dir.path().join("d31");
-    let r = filter(&first, Output::Path(&second), &FilterOptions::default(), &mut |_, _| {}).unwrap();
+    let r = filter(
+        &first,
+        Output::Path(&second),
+        &FilterOptions::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
     let d = DiskDump::open(&second).unwrap();
     check_kdump(&core, &d, 31, &r);
     // And ELF from a kdump source.
@@ -424,7 +460,11 @@ fn corrupt_kdump_headers_are_errors_not_panics() {
     let mut x = 12345u64;
     for i in 0..300 {
         let mut b = good.clone();
-        b.truncate(if i % 7 == 0 { (x as usize) % good.len() } else { good.len() });
+        b.truncate(if i % 7 == 0 {
+            (x as usize) % good.len()
+        } else {
+            good.len()
+        });
         for _ in 0..8 {
             x ^= x << 13;
             x ^= x >> 7;

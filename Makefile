@@ -4,7 +4,7 @@ BIN       := target/$(MUSL)/release
 OUT       ?= out/demo
 CARGO     ?= cargo
 
-.PHONY: all deps build demo test unit e2e clippy clean-out
+.PHONY: all deps build demo test bench clippy clean-out
 
 all: build
 
@@ -28,6 +28,12 @@ test: deps build
 	$(CARGO) test --workspace --no-fail-fast
 	RKDUMP_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test -p rkdump --test e2e -- --ignored --test-threads=1 --nocapture
 	RKDUMP_VMCORES=$(CURDIR)/target/e2e/vmcores $(CARGO) test -p rkdump-vmcore --no-fail-fast -- --nocapture
+
+# rkdump against makedumpfile on the same vmcore (default: one `make test` captured), and the
+# capture image's size and build time. Results are recorded in BENCHMARKS.md.
+bench: build
+	bash bench/run.sh $(VMCORE)
+	bash bench/image.sh
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -71,7 +71,7 @@ enum Cmd {
     Status,
     /// Describe a dump: kernel release, crash time, CPUs, memory ranges, page classes.
     Info {
-        /// ELF vmcore (a saved file or /proc/vmcore).
+        /// Dump: ELF vmcore, /proc/vmcore, kdump-compressed or flattened file.
         vmcore: PathBuf,
         /// Machine-readable output (keys as in makedumpfile's --message-level 31 report).
         #[arg(long)]
@@ -79,12 +79,54 @@ enum Cmd {
     },
     /// Print the crashed kernel's log from a dump (like vmcore-dmesg).
     Dmesg {
-        /// ELF vmcore (a saved file or /proc/vmcore).
+        /// Dump: ELF vmcore, /proc/vmcore, kdump-compressed or flattened file.
         dump: PathBuf,
         /// Output format: `vmcore-dmesg` (kexec-tools), `makedumpfile` (upstream
         /// `makedumpfile --dump-dmesg`, with caller ids) or `makedumpfile-1.7.2` (Debian 12's).
         #[arg(long, default_value = "vmcore-dmesg", value_parser = ["vmcore-dmesg", "makedumpfile", "makedumpfile-1.7.2"])]
         format: String,
+    },
+    /// Filter and compress a vmcore like makedumpfile (same flags): ELF, /proc/vmcore,
+    /// kdump-compressed or flattened input; kdump-compressed, ELF (-E) or flattened (-F) output.
+    Filter {
+        /// Dump level: a mask of 1 zero, 2 cache, 4 private cache, 8 user, 16 free pages.
+        #[arg(short = 'd', long = "dump-level", default_value_t = 31)]
+        dump_level: u8,
+        /// zlib compression.
+        #[arg(short = 'c')]
+        zlib: bool,
+        /// LZO compression.
+        #[arg(short = 'l')]
+        lzo: bool,
+        /// snappy compression.
+        #[arg(short = 'p')]
+        snappy: bool,
+        /// zstd compression (the default when no codec is given).
+        #[arg(short = 'z')]
+        zstd: bool,
+        /// Codec by name: zstd, lzo, zlib, snappy or none.
+        #[arg(long)]
+        codec: Option<String>,
+        /// ELF output (makedumpfile -E).
+        #[arg(short = 'E')]
+        elf: bool,
+        /// Flattened output (makedumpfile -F); to standard output when OUT is omitted.
+        #[arg(short = 'F')]
+        flattened: bool,
+        /// Compression threads (output is identical for any number).
+        #[arg(long, default_value_t = 0)]
+        num_threads: usize,
+        /// Input dump.
+        input: PathBuf,
+        /// Output file (must not exist).
+        output: Option<PathBuf>,
+    },
+    /// Rearrange a flattened dump into a kdump-compressed file (makedumpfile -R).
+    Unflatten {
+        /// Flattened input file, or `-` for standard input.
+        input: String,
+        /// Output file (must not exist).
+        output: PathBuf,
     },
     /// Boot a kernel in QEMU, crash it with sysrq-c, capture it with rkdump, collect the dump.
     CrashTest {
@@ -160,11 +202,12 @@ fn dmesg(dump: &Path, format: &str) -> Result<()> {
         "makedumpfile-1.7.2" => Format::Makedumpfile172,
         _ => Format::VmcoreDmesg,
     };
-    let core = rkdump_vmcore::ElfVmcore::open(dump).with_context(|| format!("cannot read {}", dump.display()))?;
+    let input = rkdump_vmcore::write::Input::open(dump).with_context(|| format!("cannot read {}", dump.display()))?;
+    let core = input.source();
     let info = core
         .vmcoreinfo()
         .with_context(|| format!("{} has no VMCOREINFO note: the kernel log cannot be located", dump.display()))?;
-    let kmem = rkdump_vmcore::KernelMemory::new(&core, info)?;
+    let kmem = rkdump_vmcore::KernelMemory::new(core, info)?;
     let src = DumpSource { kmem, info };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -249,6 +292,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Dmesg { dump, format } => dmesg(&dump, &format)?,
+        Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, input, output } => {
+            let opts = rkdump_vmcore::write::FilterOptions {
+                dump_level,
+                compression: crate::filter::codec(zlib, lzo, snappy, zstd, codec.as_deref())?,
+                format: if elf { rkdump_vmcore::write::DumpFormat::Elf } else { rkdump_vmcore::write::DumpFormat::Kdump },
+                flattened,
+                num_threads,
+            };
+            crate::filter::run(&input, output.as_deref(), opts)?;
+        }
+        Cmd::Unflatten { input, output } => {
+            let size = crate::filter::unflatten(&input, &output)?;
+            eprintln!("wrote {} ({size} bytes)", output.display());
+        }
         Cmd::CrashTest {
             kernel_release,
             out,

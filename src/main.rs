@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 failure (the message says what and how to fix it), 2 usage error.
 
 mod cli;
+mod filter;
 mod kexec;
 mod workload;
 

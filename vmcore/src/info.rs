@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::classify::{
     ClassCounts, Classifier, ClassifyOptions, ClassifyStats, Degraded, DEFAULT_WINDOW,
 };
-use crate::elf::{ElfError, ElfVmcore};
-use crate::memory::PhysMemory;
+use crate::elf::ElfVmcore;
+use crate::write::{DumpSource, Input, WriteError};
 
 /// Errors from [`info`].
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,7 @@ pub enum InfoError {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: ElfError,
+        source: WriteError,
     },
 }
 
@@ -66,36 +66,53 @@ pub struct InfoReport {
     pub stats: ClassifyStats,
 }
 
-/// Build the report for the dump at `path`.
+/// Build the report for the dump at `path`: an ELF vmcore (or /proc/vmcore), a
+/// kdump-compressed file or a flattened stream saved to a file.
 pub fn info(path: impl AsRef<Path>) -> Result<InfoReport, InfoError> {
     let path = path.as_ref();
-    let core = ElfVmcore::open(path).map_err(|source| InfoError::Open {
+    let input = Input::open(path).map_err(|source| InfoError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(info_from(&core))
+    Ok(match &input {
+        Input::Elf(core) => info_from(core),
+        Input::Kdump(d) => {
+            let format = if d.is_flattened() {
+                "flattened kdump-compressed"
+            } else {
+                "kdump-compressed"
+            };
+            info_from_source(d.as_ref(), path, format)
+        }
+    })
 }
 
 /// Build the report for an opened ELF dump.
 pub fn info_from(core: &ElfVmcore) -> InfoReport {
-    let vi = core.vmcoreinfo();
-    let mut cls = Classifier::new(core, vi, ClassifyOptions { dump_level: 31 });
+    info_from_source(core, core.path(), "ELF")
+}
+
+/// Build the report for any opened dump. On a filtered dump, pages it excluded read as
+/// missing, so the counts describe what the dump still holds.
+pub fn info_from_source(src: &dyn DumpSource, path: &Path, format: &'static str) -> InfoReport {
+    let vi = src.vmcoreinfo();
+    let mut cls = Classifier::new(src, vi, ClassifyOptions { dump_level: 31 });
     let counts = cls.count_all(DEFAULT_WINDOW, true);
     InfoReport {
-        path: core.path().to_path_buf(),
-        format: "ELF",
+        path: path.to_path_buf(),
+        format,
         kernel_release: vi.and_then(|v| v.osrelease()).map(str::to_string),
         crash_time: vi.and_then(|v| v.crash_time()),
-        cpus: core.nr_cpus(),
-        page_size: core.page_size(),
+        cpus: src.nr_cpus(),
+        page_size: src.page_size(),
         paging_levels: cls.kernel_memory().map(|k| k.paging().levels),
         memory_model: cls.memory_model().map(|m| format!("{m:?}")),
-        ranges: core
-            .loads()
+        ranges: src
+            .ranges()
             .iter()
-            .map(|l| RangeInfo {
-                start: l.phys_start.0,
-                end: l.phys_end().0,
+            .map(|r| RangeInfo {
+                start: r.start.0,
+                end: r.end.0,
             })
             .collect(),
         counts,

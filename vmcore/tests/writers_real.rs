@@ -1,9 +1,9 @@
 //! Writers on real vmcores, checked by real peers (crash, makedumpfile) and by our reader.
 //!
-//! Vmcores: `$RKDUMP_VMCORES/*/vmcore` (default /work/vmcores; ELF, Debian 12 kernel
+//! Vmcores: `$RKDUMP_VMCORES/*/vmcore` (`make test` sets it to the crash tests' `target/e2e/vmcores`; ELF, Debian 12 kernel
 //! 6.1.0-56-amd64, made by the crash-test harness). Without any, the test prints SKIPPED, or
 //! fails when RKDUMP_VMCORES was set explicitly. crash needs the debug vmlinux
-//! (`RKDUMP_VMLINUX`, default /usr/lib/debug/boot/vmlinux-6.1.0-56-amd64).
+//! (`RKDUMP_VMLINUX`, default /usr/lib/debug/boot/vmlinux-<OSRELEASE of the vmcore>).
 //!
 //! For each vmcore and each codec (zlib, lzo, snappy, zstd, none) at `-d 31`:
 //! (a) `crash -s` running `sys`, `log`, `bt`, `ps` prints the same as on the source (the
@@ -26,7 +26,7 @@ fn vmcores() -> Option<Vec<PathBuf>> {
     let root = explicit
         .clone()
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/vmcores"));
+        .unwrap_or_default();
     let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -46,10 +46,15 @@ fn vmcores() -> Option<Vec<PathBuf>> {
     Some(v)
 }
 
-fn vmlinux() -> Option<PathBuf> {
+/// The debug vmlinux for the kernel that wrote `core` (`make deps` installs it).
+fn vmlinux(core: &Path) -> Option<PathBuf> {
+    let release = ElfVmcore::open(core)
+        .ok()
+        .and_then(|e| e.vmcoreinfo().and_then(|v| v.osrelease()).map(str::to_string))
+        .unwrap_or_default();
     let p = std::env::var_os("RKDUMP_VMLINUX")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64"));
+        .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")));
     let crash_ok = Command::new("crash")
         .arg("--version")
         .stdout(Stdio::null())
@@ -133,9 +138,10 @@ fn check_pages(src: &ElfVmcore, dump: &DiskDump) -> u64 {
 #[test]
 fn writers_on_real_vmcores() {
     let Some(cores) = vmcores() else { return };
-    let vml = vmlinux();
+    let vml = vmlinux(&cores[0]);
     if vml.is_none() {
-        eprintln!("SKIPPED (crash parts): crash or the debug vmlinux is missing");
+        // `make test` installs both; only a developer's partial setup gets here.
+        eprintln!("SKIPPED (crash parts): crash or the debug vmlinux is missing (run `make deps`)");
     }
     let has_mdf = Command::new("makedumpfile")
         .arg("-h")

@@ -45,7 +45,7 @@ pub enum LzoError {
 
 /// A reusable LZO1X compressor (the hash table is kept between calls; no per-call allocation).
 pub struct LzoCompressor {
-    table: Vec<u32>,
+    table: Box<[u32; 1 << HASH_BITS]>,
     base: u32,
 }
 
@@ -92,7 +92,7 @@ impl LzoCompressor {
     /// A compressor with an empty table.
     pub fn new() -> Self {
         LzoCompressor {
-            table: vec![0; 1 << HASH_BITS],
+            table: Box::new([0; 1 << HASH_BITS]),
             base: 1,
         }
     }

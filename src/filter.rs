@@ -1,0 +1,186 @@
+//! `rkdump filter` (makedumpfile) and `rkdump unflatten` (makedumpfile -R): argument handling,
+//! progress display and the end-of-run report. The work is `rkdump_vmcore::write`.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rkdump_vmcore::write::{self, codec::Compression, DumpFormat, FilterOptions, FilterReport, Output};
+
+/// Progress on stderr when it is a terminal: percent, rate and ETA, redrawn at most 10 times a
+/// second. Silent otherwise (scripts, the capture console).
+pub struct Progress {
+    label: &'static str,
+    start: Instant,
+    last: Option<Instant>,
+    tty: bool,
+}
+
+impl Progress {
+    pub fn new(label: &'static str) -> Self {
+        Progress { label, start: Instant::now(), last: None, tty: std::io::stderr().is_terminal() }
+    }
+
+    pub fn update(&mut self, done: u64, total: u64) {
+        if !self.tty || total == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if done < total && self.last.is_some_and(|l| now.duration_since(l).as_millis() < 100) {
+            return;
+        }
+        self.last = Some(now);
+        let frac = done as f64 / total as f64;
+        let secs = self.start.elapsed().as_secs_f64();
+        let eta = if frac > 0.0 { secs / frac - secs } else { 0.0 };
+        let width = 30;
+        let filled = ((frac * width as f64) as usize).min(width);
+        eprint!(
+            "\r{} [{}{}] {:5.1}%  {:.1} s elapsed, ETA {:.1} s ",
+            self.label,
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            frac * 100.0,
+            secs,
+            eta.max(0.0)
+        );
+        if done >= total {
+            eprintln!();
+        }
+    }
+}
+
+/// The codec chosen by makedumpfile's flags; none given: zstd (BENCHMARKS.md).
+pub fn codec(c: bool, l: bool, p: bool, z: bool, name: Option<&str>) -> Result<Compression> {
+    let flags = [(c, Compression::Zlib), (l, Compression::Lzo), (p, Compression::Snappy), (z, Compression::Zstd)];
+    let chosen: Vec<Compression> = flags.iter().filter(|(on, _)| *on).map(|(_, c)| *c).collect();
+    if chosen.len() > 1 || (!chosen.is_empty() && name.is_some()) {
+        bail!("choose one compression: -c (zlib), -l (lzo), -p (snappy), -z (zstd) or --codec");
+    }
+    if let Some(c) = chosen.first() {
+        return Ok(*c);
+    }
+    Ok(match name.unwrap_or("zstd") {
+        "zstd" => Compression::Zstd,
+        "lzo" => Compression::Lzo,
+        "zlib" => Compression::Zlib,
+        "snappy" => Compression::Snappy,
+        "none" => Compression::None,
+        other => bail!("unknown codec {other:?}: use zstd, lzo, zlib, snappy or none"),
+    })
+}
+
+/// Runs the filter. `out` None means stdout (flattened only, like makedumpfile -F).
+pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions) -> Result<FilterReport> {
+    if opts.dump_level > 31 {
+        bail!("-d {}: the dump level is a bit mask from 0 to 31", opts.dump_level);
+    }
+    if out.is_none() && !opts.flattened {
+        bail!("no output file: give OUT, or -F to write a flattened stream to standard output");
+    }
+    if out.is_none() && std::io::stdout().is_terminal() {
+        bail!("refusing to write a flattened dump to a terminal: redirect standard output");
+    }
+    if let Some(o) = out {
+        if o.exists() {
+            bail!("{} already exists; remove it first (a dump is never overwritten)", o.display());
+        }
+    }
+    let start = Instant::now();
+    let mut progress = Progress::new("filtering");
+    let report = match out {
+        Some(path) => write::filter(input, Output::Path(path), &opts, &mut |d, t| progress.update(d, t)),
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let r = write::filter(input, Output::Stream(&mut lock), &opts, &mut |d, t| progress.update(d, t));
+            lock.flush().context("flushing standard output")?;
+            r
+        }
+    }
+    .with_context(|| {
+        let target = out.map(|o| o.display().to_string()).unwrap_or_else(|| "standard output".into());
+        format!("filtering {} to {target} failed (a partial dump is marked incomplete)", input.display())
+    })?;
+    print_report(&report, &opts, start.elapsed().as_secs_f64(), out.is_some());
+    Ok(report)
+}
+
+fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool) {
+    let c = &r.counts;
+    let original = c.original();
+    let excluded = c.excluded();
+    let mut e = std::io::stderr().lock();
+    let pct = |n: u64| if original == 0 { 0.0 } else { n as f64 * 100.0 / original as f64 };
+    let _ = writeln!(e, "dump level {} ({})", opts.dump_level, match opts.format {
+        DumpFormat::Elf => "ELF".to_string(),
+        DumpFormat::Kdump => format!("kdump-compressed, {:?}", opts.compression).to_lowercase(),
+    });
+    let _ = writeln!(e, "original pages     {original:>12}");
+    let _ = writeln!(e, "  zero             {:>12}", c.zero);
+    let _ = writeln!(e, "  cache            {:>12}", c.cache);
+    let _ = writeln!(e, "  cache private    {:>12}", c.cache_private);
+    let _ = writeln!(e, "  user             {:>12}", c.user);
+    let _ = writeln!(e, "  free             {:>12}", c.free);
+    let _ = writeln!(e, "  hwpoison         {:>12}", c.hwpoison);
+    let _ = writeln!(e, "  offline          {:>12}", c.offline);
+    let _ = writeln!(e, "excluded pages     {excluded:>12} ({:.1}%)", pct(excluded));
+    let _ = writeln!(e, "remaining pages    {:>12} ({:.1}%)", original.saturating_sub(excluded), pct(original.saturating_sub(excluded)));
+    let _ = writeln!(e, "memory hole        {:>12}", c.memhole);
+    let _ = writeln!(e, "total pages        {:>12}", c.total);
+    if to_file {
+        let _ = writeln!(e, "wrote {} bytes ({:.1} MiB) in {secs:.2} s", r.output_bytes, r.output_bytes as f64 / 1048576.0);
+    } else {
+        let _ = writeln!(e, "streamed a flattened dump in {secs:.2} s");
+    }
+    if r.unreadable_pages > 0 {
+        let _ = writeln!(e, "rkdump: warning: {} pages could not be read from the input and were written as zeros", r.unreadable_pages);
+    }
+    if let Some(d) = &r.degraded {
+        let _ = writeln!(e, "rkdump: warning: page classification degraded ({d:?}): only zero pages were filtered");
+    }
+}
+
+/// makedumpfile -R: a flattened stream (a file, or `-` for standard input) into a
+/// kdump-compressed file.
+pub fn unflatten(input: &str, out: &Path) -> Result<u64> {
+    if out.exists() {
+        bail!("{} already exists; remove it first", out.display());
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    let size = if input == "-" {
+        let stdin = std::io::stdin();
+        let mut lock = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
+        rkdump_vmcore::flat::unflatten(&mut lock, &file, out)
+    } else {
+        let f = std::fs::File::open(input).with_context(|| format!("cannot open {input}"))?;
+        let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+        rkdump_vmcore::flat::unflatten(&mut r, &file, out)
+    }
+    .with_context(|| format!("unflattening into {} failed", out.display()))?;
+    file.sync_all().with_context(|| format!("fsync {}", out.display()))?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_flags_follow_makedumpfile() {
+        assert_eq!(codec(true, false, false, false, None).unwrap(), Compression::Zlib);
+        assert_eq!(codec(false, true, false, false, None).unwrap(), Compression::Lzo);
+        assert_eq!(codec(false, false, true, false, None).unwrap(), Compression::Snappy);
+        assert_eq!(codec(false, false, false, true, None).unwrap(), Compression::Zstd);
+        assert_eq!(codec(false, false, false, false, None).unwrap(), Compression::Zstd);
+        assert_eq!(codec(false, false, false, false, Some("none")).unwrap(), Compression::None);
+        assert!(codec(true, true, false, false, None).is_err());
+        assert!(codec(true, false, false, false, Some("lzo")).is_err());
+        assert!(codec(false, false, false, false, Some("brotli")).is_err());
+    }
+}

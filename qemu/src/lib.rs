@@ -559,7 +559,10 @@ fn run_guest(
 
 /// Finds the newest `127.0.0.1-*` directory under `path` in the ext4 image and copies it into
 /// `out` with `debugfs rdump`.
-fn collect_dump(disk: &Path, path: &str, out: &Path) -> Result<(Option<PathBuf>, Vec<(String, u64)>), CrashTestError> {
+/// The dump directory copied out of the target, and its files with their sizes.
+type Collected = (Option<PathBuf>, Vec<(String, u64)>);
+
+fn collect_dump(disk: &Path, path: &str, out: &Path) -> Result<Collected, CrashTestError> {
     let listing = run_cmd("debugfs ls", Command::new("debugfs").arg("-R").arg(format!("ls -p {path}")).arg(disk))?;
     // `ls -p` lines: /inode/mode/uid/gid/name/size/
     let mut dirs: Vec<String> = listing

@@ -761,6 +761,41 @@ fn real_vmcores_match_the_peers() {
             "makedumpfile --dump-dmesg differs on {}",
             core.display()
         );
+
+        // Our own kdump-compressed dump of it (lzo, -d 31: what kdump.conf's default
+        // core_collector writes), read by our reader and by makedumpfile.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let kd = tmp.path().join("dump.kdump");
+        let opts = crate::write::FilterOptions {
+            dump_level: 31,
+            compression: crate::write::codec::Compression::Lzo,
+            ..Default::default()
+        };
+        crate::write::filter(&core, crate::write::Output::Path(&kd), &opts, &mut |_, _| {})
+            .expect("write a kdump-compressed dump");
+        let dd = crate::diskdump::DiskDump::open(&kd).expect("open our dump");
+        let dinfo = crate::write::DumpSource::vmcoreinfo(&dd).expect("VMCOREINFO in our dump");
+        let dkmem = crate::kmem::KernelMemory::new(&dd, dinfo).expect("page tables in our dump");
+        let dsrc = DumpSource { kmem: dkmem, info: dinfo };
+        let mdf_out = tmp.path().join("dmesg");
+        let st = Command::new("makedumpfile")
+            .arg("--dump-dmesg")
+            .arg(&kd)
+            .arg(&mdf_out)
+            .output()
+            .expect("run makedumpfile");
+        assert!(st.status.success(), "makedumpfile --dump-dmesg failed on our dump of {}", core.display());
+        let want = std::fs::read(&mdf_out).expect("makedumpfile output");
+        assert!(
+            ours_of(&dsrc, Format::Makedumpfile172) == want,
+            "makedumpfile --dump-dmesg differs on our kdump-compressed dump of {}",
+            core.display()
+        );
+        // And the vmcore-dmesg format from our dump equals vmcore-dmesg on the source.
+        assert!(
+            ours_of(&dsrc, Format::VmcoreDmesg) == ours_of(&src, Format::VmcoreDmesg),
+            "the log read from our dump differs from the source's"
+        );
     }
 }
 

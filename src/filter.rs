@@ -148,9 +148,11 @@ pub fn unflatten(input: &str, out: &Path) -> Result<u64> {
     if out.exists() {
         bail!("{} already exists; remove it first", out.display());
     }
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(out)
         .with_context(|| format!("cannot create {}", out.display()))?;
     let size = if input == "-" {

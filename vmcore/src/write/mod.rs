@@ -422,11 +422,14 @@ pub fn filter(
     };
     match output {
         Output::Path(p) => {
+            // A dump holds the crashed machine's secrets: owner-only, like makedumpfile.
+            use std::os::unix::fs::OpenOptionsExt;
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .mode(0o600)
                 .open(p)
                 .map_err(|source| WriteError::Create {
                     path: p.to_path_buf(),

@@ -69,7 +69,13 @@ fn summary_value<'a>(summary: &'a str, key: &str) -> Option<&'a str> {
 #[ignore = "boots QEMU; run by `make test`"]
 fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     let out = artifacts("sysrq");
-    let (ok, stdout, stderr) = run(Command::new(rkdump_bin()).arg("crash-test").arg("--out").arg(&out));
+    // An unfiltered ELF copy: the oracles below (vmcore-dmesg, and makedumpfile's page counts in
+    // the vmcore crate's tests) need the whole /proc/vmcore.
+    let (ok, stdout, stderr) = run(Command::new(rkdump_bin())
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--config-line=core_collector cp"));
     eprintln!("{stderr}{stdout}");
     assert!(ok, "crash-test failed");
     // The output directory holds what the issue promises.
@@ -110,8 +116,13 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
 #[ignore = "boots QEMU; run by `make test`"]
 fn crash_test_with_four_level_paging() {
     let out = artifacts("four-level");
-    let (ok, stdout, stderr) =
-        run(Command::new(rkdump_bin()).arg("crash-test").arg("--out").arg(&out).arg("--cpu").arg("max,la57=off"));
+    let (ok, stdout, stderr) = run(Command::new(rkdump_bin())
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--cpu")
+        .arg("max,la57=off")
+        .arg("--config-line=core_collector cp"));
     eprintln!("{stderr}{stdout}");
     assert!(ok, "crash-test failed");
     let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
@@ -259,4 +270,47 @@ fn capture_image_on_a_normal_boot_says_so_and_reboots() {
     assert!(log.contains("not a capture boot"), "{log}");
     assert!(log.contains("rkdump: rebooting") || log.contains("reboot: Restarting"), "{log}");
     assert!(!log.contains("Attempted to kill init"), "{log}");
+}
+
+/// kdump-utils' default `core_collector makedumpfile -l --message-level 7 -d 31`, honoured at
+/// capture time: a filtered LZO kdump-compressed dump that crash and makedumpfile open.
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn filtered_capture_with_the_kdump_utils_default_collector() {
+    let out = artifacts("filtered");
+    let bin = rkdump_bin();
+    let (ok, stdout, stderr) = run(Command::new(&bin)
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--config-line=core_collector makedumpfile -l --message-level 7 -d 31"));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test failed");
+    let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
+    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let vmcore = dump_dir.join("vmcore");
+    let head = std::fs::read(&vmcore).expect("vmcore");
+    assert!(head.starts_with(b"KDUMP   "), "not a kdump-compressed file");
+    // -d 31 of a 2 GiB guest keeps a few hundred MiB at most (the unfiltered copy is 1.8 GiB).
+    let size = std::fs::metadata(&vmcore).unwrap().len();
+    assert!(size < 400 << 20, "filtered dump is {size} bytes");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    assert!(console.contains("collector kdump 31 lzo"), "{console}");
+
+    let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    // makedumpfile reads our dump's kernel log, and so do we, identically.
+    let theirs = out.join("mdf-dmesg.txt");
+    let (ok, _, err) = run(Command::new("makedumpfile").arg("--dump-dmesg").arg(&vmcore).arg(&theirs));
+    assert!(ok, "makedumpfile --dump-dmesg on our dump: {err}");
+    let (ok, ours, err) = run(Command::new(&bin).arg("dmesg").arg("--format").arg("makedumpfile-1.7.2").arg(&vmcore));
+    assert!(ok, "{err}");
+    assert!(ours.as_bytes() == std::fs::read(&theirs).unwrap(), "rkdump dmesg differs from makedumpfile --dump-dmesg");
+    // The log saved at capture time is the one in the dump.
+    let (ok, log, _) = run(Command::new(&bin).arg("dmesg").arg(&vmcore));
+    assert!(ok);
+    assert_eq!(log, std::fs::read_to_string(dump_dir.join("vmcore-dmesg.txt")).unwrap());
+    let (ok, info, err) = run(Command::new(&bin).arg("info").arg("--json").arg(&vmcore));
+    assert!(ok, "{err}");
+    assert!(info.contains("\"format\": \"kdump-compressed\""), "{info}");
 }

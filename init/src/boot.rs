@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::log::{parse_console_loglevel, Level, Logger};
 use crate::modules::{Loaded, ModuleLoader};
-use crate::plan::{Action, DeviceSpec, Plan, PlanError, PLAN_PATH};
+use crate::plan::{Action, Collector, DeviceSpec, Plan, PlanError, PLAN_PATH};
 use crate::probe::{self, Device};
 use crate::save::{dump_dir_name, DumpDir, SaveError, SaveStep, VMCORE};
 use crate::sys::{mkdir_p, read_file, Errno, MountFlags, NodeKind, Open, OsError, Sys};
@@ -177,6 +177,8 @@ pub struct Init<S: Sys> {
     pub target_mounted: bool,
     /// Whether devtmpfs is mounted on `/dev` (otherwise device nodes are created by hand).
     pub devtmpfs: bool,
+    /// How the plan says the vmcore is written (set once the plan is read).
+    pub collector: Collector,
     /// Messages logged before kmsg was opened (replayed into it); None once setup is done.
     early: Option<Vec<(Level, String)>>,
 }
@@ -190,6 +192,7 @@ impl<S: Sys> Init<S> {
             failure_action: Action::Reboot,
             target_mounted: false,
             devtmpfs: false,
+            collector: Collector::default(),
             early: Some(Vec::new()),
         }
     }
@@ -522,14 +525,16 @@ pub fn capture<S: Sys>(
     }
     let plan = read_plan(init)?;
     init.set_failure_action(plan.failure_action);
+    init.collector = plan.collector;
     init.log(
         Level::Info,
         &format!(
-            "plan: target {} {}, path {}, {} module(s), final_action {}, failure_action {}",
+            "plan: target {} {}, path {}, {} module(s), collector {}, final_action {}, failure_action {}",
             plan.target.fstype,
             plan.target.device,
             plan.path,
             plan.modules.len(),
+            plan.collector,
             plan.final_action.as_str(),
             plan.failure_action.as_str()
         ),
@@ -653,7 +658,7 @@ mod tests {
     use super::*;
     use crate::modules::tests::{fake_ko, xz};
     use crate::probe::tests::{ext4_image, UUID};
-    use crate::save::{CopyVmcore, SaveDmesg};
+    use crate::save::{CopyVmcore, SaveDmesg, SaveVmcore};
     use crate::sys::fake::{FakeSys, Node};
 
     const UUID_STR: &str = "0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11";
@@ -667,7 +672,7 @@ mod tests {
 
     fn plan_text(target: &str, extra: &str) -> String {
         format!(
-            "rkdump-plan 1\ntarget ext4 {target}\npath /var/crash\nmodule /lib/modules/virtio_blk.ko.xz\nmodule /lib/modules/ext4.ko\ndevice_timeout 3\n{extra}"
+            "rkdump-plan 1\ntarget ext4 {target}\npath /var/crash\nmodule /lib/modules/virtio_blk.ko.xz\nmodule /lib/modules/ext4.ko\ndevice_timeout 3\ncollector copy\n{extra}"
         )
     }
 
@@ -722,9 +727,31 @@ mod tests {
         Err("the dump has no VMCOREINFO note".into())
     }
 
-    /// The default steps with the kernel log taken from `log` instead of a real dump.
+    thread_local! {
+        /// What the fake dump writer was asked to do, in this test's thread.
+        static WRITER_CALLS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn fake_writer(
+        src: &str,
+        dst: &str,
+        c: Collector,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<String, String> {
+        for done in [0, 3, 7, 10] {
+            progress(done, 10);
+        }
+        WRITER_CALLS.with(|w| w.borrow_mut().push(format!("{src} -> {dst} ({c})")));
+        Ok("12 of 100 pages kept".into())
+    }
+
+    fn full_disk_writer(_: &str, _: &str, _: Collector, _: &mut dyn FnMut(u64, u64)) -> Result<String, String> {
+        Err("cannot write the dump at offset 8192: No space left on device (os error 28)".into())
+    }
+
+    /// The default steps with the kernel log and the filtered dump faked.
     fn steps(log: crate::save::LogExtractor) -> Vec<Box<dyn SaveStep<FakeSys>>> {
-        vec![Box::new(SaveDmesg::new(log)), Box::new(CopyVmcore::default())]
+        vec![Box::new(SaveDmesg::new(log)), Box::new(SaveVmcore::new(fake_writer))]
     }
 
     fn run_fake(sys: FakeSys) -> (Action, Init<FakeSys>) {
@@ -1017,6 +1044,48 @@ mod tests {
         assert_eq!(init.sys.modes[&format!("{DIR}/vmcore-dmesg.txt")], 0o600);
         let pos = |needle: &str| init.sys.calls.iter().position(|c| c.contains(needle)).unwrap();
         assert!(pos("rename {DIR}/vmcore-dmesg.txt-incomplete".replace("{DIR}", DIR).as_str()) < pos("vmcore-incomplete"));
+    }
+
+    #[test]
+    fn the_plan_collector_filters_the_vmcore() {
+        let plan = plan_text(&format!("UUID={UUID_STR}"), "").replace("collector copy", "collector kdump 31 zstd");
+        let (action, init) = run_fake(capture_kernel(&plan));
+        assert_eq!(action, Action::Reboot);
+        let calls = WRITER_CALLS.with(|w| w.borrow().clone());
+        assert_eq!(calls, [format!("/proc/vmcore -> {DIR}/vmcore-incomplete (kdump 31 zstd)")]);
+        // Created 0600 before any byte is written, fsynced, then renamed.
+        assert_eq!(init.sys.modes[&format!("{DIR}/vmcore")], 0o600);
+        let seq: Vec<&String> = init.sys.calls.iter().filter(|c| c.contains("vmcore-incomplete")).collect();
+        assert_eq!(
+            seq,
+            [
+                &format!("open {DIR}/vmcore-incomplete create 600"),
+                &format!("open {DIR}/vmcore-incomplete write"),
+                &format!("fsync {DIR}/vmcore-incomplete"),
+                &format!("rename {DIR}/vmcore-incomplete {DIR}/vmcore"),
+            ]
+        );
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("collector kdump 31 zstd"), "{kmsg}");
+        assert!(kmsg.contains("vmcore: 30%") && kmsg.contains("vmcore: 100%"), "{kmsg}");
+        assert!(kmsg.contains("12 of 100 pages kept"), "{kmsg}");
+    }
+
+    #[test]
+    fn a_failed_filtered_dump_stays_incomplete() {
+        let plan = plan_text(&format!("UUID={UUID_STR}"), "failure_action halt\n")
+            .replace("collector copy", "collector kdump 31 lzo");
+        let mut init = Init::new(capture_kernel(&plan));
+        let mut steps: Vec<Box<dyn SaveStep<FakeSys>>> =
+            vec![Box::new(SaveDmesg::new(fake_log)), Box::new(SaveVmcore::new(full_disk_writer))];
+        let action = run(&mut init, &mut steps);
+        assert_eq!(action, Action::Halt);
+        assert!(init.sys.file(&format!("{DIR}/vmcore-incomplete")).is_some());
+        assert!(init.sys.file(&format!("{DIR}/vmcore")).is_none());
+        assert_eq!(init.sys.file(&format!("{DIR}/vmcore-dmesg.txt")).unwrap(), LOG);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("No space left on device"), "{kmsg}");
+        assert!(!kmsg.contains("capture complete"), "{kmsg}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! path /var/crash
 //! module /lib/modules/6.1.0-26-amd64/kernel/drivers/block/virtio_blk.ko
 //! device_timeout 30
+//! collector kdump 31 zstd
 //! final_action reboot
 //! failure_action reboot
 //! ```
@@ -105,6 +106,90 @@ impl Action {
     }
 }
 
+/// How the vmcore is saved (from kdump.conf's `core_collector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collector {
+    /// Unfiltered byte copy of `/proc/vmcore` (an ELF file): `core_collector cp`/`cat`.
+    Copy,
+    /// Filtered with makedumpfile semantics: dump level (`-d`), kdump-compressed with `codec`
+    /// or ELF (`-E`).
+    Filter { dump_level: u8, format: DumpFormat, codec: Codec },
+}
+
+/// Output container of a filtered dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpFormat {
+    Kdump,
+    Elf,
+}
+
+/// Page compression of a kdump-compressed dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Zstd,
+    Lzo,
+    Zlib,
+    Snappy,
+    None,
+}
+
+impl Codec {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "zstd" => Codec::Zstd,
+            "lzo" => Codec::Lzo,
+            "zlib" => Codec::Zlib,
+            "snappy" => Codec::Snappy,
+            "none" => Codec::None,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::Zstd => "zstd",
+            Codec::Lzo => "lzo",
+            Codec::Zlib => "zlib",
+            Codec::Snappy => "snappy",
+            Codec::None => "none",
+        }
+    }
+}
+
+impl Default for Collector {
+    /// kdump-utils' default is `makedumpfile -l -d 31`; our default codec is zstd (smaller
+    /// and as fast, see BENCHMARKS.md).
+    fn default() -> Self {
+        Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Zstd }
+    }
+}
+
+impl fmt::Display for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Collector::Copy => f.write_str("copy"),
+            Collector::Filter { dump_level, format: DumpFormat::Elf, .. } => write!(f, "elf {dump_level}"),
+            Collector::Filter { dump_level, format: DumpFormat::Kdump, codec } => {
+                write!(f, "kdump {dump_level} {}", codec.as_str())
+            }
+        }
+    }
+}
+
+impl Collector {
+    /// Parses the plan's `collector` value (the [`Display`](fmt::Display) form).
+    pub fn parse(s: &str) -> Option<Self> {
+        let w: Vec<&str> = s.split_whitespace().collect();
+        let level = |v: &str| v.parse::<u8>().ok().filter(|l| *l <= 31);
+        Some(match w.as_slice() {
+            ["copy"] => Collector::Copy,
+            ["elf", l] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Elf, codec: Codec::None },
+            ["kdump", l, c] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Kdump, codec: Codec::parse(c)? },
+            _ => return None,
+        })
+    }
+}
+
 /// The whole capture plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -115,6 +200,8 @@ pub struct Plan {
     pub modules: Vec<String>,
     /// Seconds to wait for the target device to appear.
     pub device_timeout_secs: u32,
+    /// How the vmcore is written.
+    pub collector: Collector,
     pub final_action: Action,
     pub failure_action: Action,
 }
@@ -127,6 +214,7 @@ impl Plan {
             path: "/var/crash".into(),
             modules: Vec::new(),
             device_timeout_secs: 30,
+            collector: Collector::default(),
             final_action: Action::Reboot,
             failure_action: Action::Reboot,
         }
@@ -141,6 +229,7 @@ impl Plan {
             s += &format!("module {m}\n");
         }
         s += &format!("device_timeout {}\n", self.device_timeout_secs);
+        s += &format!("collector {}\n", self.collector);
         s += &format!("final_action {}\n", self.final_action.as_str());
         s += &format!("failure_action {}\n", self.failure_action.as_str());
         s
@@ -158,6 +247,7 @@ impl Plan {
         let mut path = None;
         let mut modules = Vec::new();
         let mut timeout = 30;
+        let mut collector = Collector::default();
         let mut final_action = Action::Reboot;
         let mut failure_action = Action::Reboot;
         for (no, line) in lines {
@@ -176,6 +266,7 @@ impl Plan {
                 "path" if value.starts_with('/') => path = Some(value.to_string()),
                 "module" if !value.is_empty() => modules.push(value.to_string()),
                 "device_timeout" => timeout = value.parse().map_err(|_| bad())?,
+                "collector" => collector = Collector::parse(value).ok_or_else(bad)?,
                 "final_action" => final_action = Action::parse(value).ok_or_else(bad)?,
                 "failure_action" => failure_action = Action::parse(value).ok_or_else(bad)?,
                 "path" | "module" => return Err(bad()),
@@ -188,6 +279,7 @@ impl Plan {
             path: path.unwrap_or_else(|| "/var/crash".into()),
             modules,
             device_timeout_secs: timeout,
+            collector,
             final_action,
             failure_action,
         })
@@ -234,6 +326,24 @@ mod tests {
         assert!(matches!(Plan::parse(&text), Err(PlanError::UnknownKey { key, .. }) if key == "frobnicate"));
         assert!(matches!(Plan::parse("hello\n"), Err(PlanError::BadHeader(_))));
         assert_eq!(Plan::parse("rkdump-plan 1\npath /x\n"), Err(PlanError::Missing("target")));
+    }
+
+    #[test]
+    fn collectors_round_trip() {
+        for c in [
+            Collector::Copy,
+            Collector::default(),
+            Collector::Filter { dump_level: 1, format: DumpFormat::Kdump, codec: Codec::Lzo },
+            Collector::Filter { dump_level: 17, format: DumpFormat::Elf, codec: Codec::None },
+        ] {
+            assert_eq!(Collector::parse(&c.to_string()), Some(c));
+            let mut p = sample();
+            p.collector = c;
+            assert_eq!(Plan::parse(&p.render()).unwrap(), p);
+        }
+        assert_eq!(Collector::parse("kdump 32 zstd"), None);
+        assert_eq!(Collector::parse("kdump 31 brotli"), None);
+        assert!(Plan::parse(&(sample().render() + "collector tar\n")).is_err());
     }
 
     #[test]

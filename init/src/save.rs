@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::boot::Init;
 use crate::log::Level;
+use crate::plan::{Codec, Collector, DumpFormat};
 use crate::sys::{read_full_at, write_all, Errno, Open, OsError, Sys};
 
 /// The dump source in the capture kernel.
@@ -79,9 +80,132 @@ pub trait SaveStep<S: Sys> {
 }
 
 /// The default steps: the crashed kernel's log first (so that a failed vmcore still leaves the
-/// panic message, as kdump-utils does), then the unfiltered vmcore copy.
+/// panic message, as kdump-utils does), then the vmcore as the plan's collector says.
 pub fn default_steps<S: Sys>() -> Vec<Box<dyn SaveStep<S>>> {
-    vec![Box::new(SaveDmesg::new(vmcore_dmesg)), Box::new(CopyVmcore::default())]
+    vec![Box::new(SaveDmesg::new(vmcore_dmesg)), Box::new(SaveVmcore::new(filter_vmcore))]
+}
+
+/// Writes a filtered dump of `src` into the existing file `dst` as the collector says, calling
+/// `progress(done, total)`; returns a one-line summary. The file is left marked incomplete
+/// (kdump status flag / ELF e_flags) on failure.
+pub type DumpWriter =
+    fn(src: &str, dst: &str, collector: Collector, progress: &mut dyn FnMut(u64, u64)) -> Result<String, String>;
+
+/// The real [`DumpWriter`]: the vmcore crate's makedumpfile-compatible filter.
+pub fn filter_vmcore(
+    src: &str,
+    dst: &str,
+    collector: Collector,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<String, String> {
+    use rkdump_vmcore::write::{self, codec::Compression, FilterOptions, Output};
+    let Collector::Filter { dump_level, format, codec } = collector else {
+        return Err("the copy collector has no filter".into());
+    };
+    let opts = FilterOptions {
+        dump_level,
+        compression: match codec {
+            Codec::Zstd => Compression::Zstd,
+            Codec::Lzo => Compression::Lzo,
+            Codec::Zlib => Compression::Zlib,
+            Codec::Snappy => Compression::Snappy,
+            Codec::None => Compression::None,
+        },
+        format: match format {
+            DumpFormat::Kdump => write::DumpFormat::Kdump,
+            DumpFormat::Elf => write::DumpFormat::Elf,
+        },
+        flattened: false,
+        num_threads: 0,
+    };
+    let r = write::filter(std::path::Path::new(src), Output::Path(std::path::Path::new(dst)), &opts, progress)
+        .map_err(|e| {
+            // The whole chain: "cannot write ...: No space left on device".
+            let mut msg = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                msg += &format!(": {c}");
+                cause = c.source();
+            }
+            msg
+        })?;
+    let c = &r.counts;
+    let mut summary = format!(
+        "{} of {} pages kept ({} excluded: {} zero, {} cache, {} private cache, {} user, {} free), {} bytes",
+        c.original().saturating_sub(c.excluded()),
+        c.original(),
+        c.excluded(),
+        c.zero,
+        c.cache,
+        c.cache_private,
+        c.user,
+        c.free,
+        r.output_bytes
+    );
+    if r.unreadable_pages > 0 {
+        summary += &format!("; {} unreadable pages written as zeros", r.unreadable_pages);
+    }
+    if let Some(d) = &r.degraded {
+        summary += &format!("; classification degraded ({d:?}): only zero pages were filtered");
+    }
+    Ok(summary)
+}
+
+/// The vmcore step: an unfiltered copy or a filtered dump, as the plan's collector says.
+pub struct SaveVmcore {
+    copy: CopyVmcore,
+    writer: DumpWriter,
+}
+
+impl SaveVmcore {
+    pub fn new(writer: DumpWriter) -> Self {
+        SaveVmcore { copy: CopyVmcore::default(), writer }
+    }
+}
+
+impl<S: Sys> SaveStep<S> for SaveVmcore {
+    fn name(&self) -> &str {
+        "vmcore"
+    }
+
+    fn run(&mut self, init: &mut Init<S>, dir: &DumpDir) -> Result<(), SaveError> {
+        let collector = init.collector;
+        if collector == Collector::Copy {
+            return self.copy.run(init, dir);
+        }
+        let tmp = format!("{}/vmcore{INCOMPLETE}", dir.path);
+        // Created here so the file has its 0600 mode before any byte of the dump is in it.
+        let f = init
+            .sys
+            .open(&tmp, Open::Create(0o600))
+            .map_err(|errno| SaveError::Open { path: tmp.clone(), errno })?;
+        drop(f);
+        init.log(Level::Info, &format!("filtering {VMCORE} to {}/vmcore (collector {collector})", dir.on_target));
+        let start = init.sys.monotonic();
+        let mut next = 10;
+        let writer = self.writer;
+        let result = {
+            let mut progress = |done: u64, total: u64| {
+                let pct = done.saturating_mul(100).checked_div(total).unwrap_or(0);
+                if pct >= next {
+                    init.log(Level::Info, &format!("vmcore: {pct}%"));
+                    next = (pct / 10 + 1) * 10;
+                }
+            };
+            writer(VMCORE, &tmp, collector, &mut progress)
+        };
+        let summary = result.map_err(|reason| SaveError::Extract { what: "the filtered vmcore".into(), reason })?;
+        let mut f = init
+            .sys
+            .open(&tmp, Open::Write)
+            .map_err(|errno| SaveError::Open { path: tmp.clone(), errno })?;
+        init.sys.fsync(&mut f).map_err(|errno| SaveError::Fsync { path: tmp.clone(), errno })?;
+        drop(f);
+        commit(&mut init.sys, &dir.path, "vmcore")?;
+        let secs = init.sys.monotonic().saturating_sub(start).as_secs_f64();
+        init.log(Level::Info, &format!("saved {}/vmcore in {secs:.1} s: {summary}", dir.on_target));
+        Ok(())
+    }
 }
 
 /// Extracts the kernel log of the dump at `path` in kexec-tools `vmcore-dmesg` format.

@@ -8,7 +8,7 @@
 //! | `<fstype> <dev\|UUID=\|LABEL=>` (ext2, ext3, ext4, xfs, btrfs) | dump target; one only |
 //! | `path <dir>` | directory on the target (default `/var/crash`) |
 //! | `extra_modules m1 m2` | more modules (repeatable) |
-//! | `core_collector makedumpfile <flags>` | parsed into [`CoreCollector`]; not yet honoured (warning) |
+//! | `core_collector makedumpfile <flags>` / `cp` | [`CoreCollector`] -> the plan's `Collector` (`-d`, `-c/-l/-p/-z`, `-E`; `-F` and `scp` not yet supported) |
 //! | `failure_action` / `default` | reboot, halt, poweroff; shell/dump_to_rootfs not yet supported |
 //! | `final_action` | reboot, halt, poweroff |
 //! | `force_rebuild`, `force_no_rebuild` | `0`/`1`; every `rkdump build` rebuilds anyway |
@@ -18,7 +18,7 @@
 //!
 //! Anything else is an error naming the line.
 
-use rkdump_init::plan::{Action, DeviceSpec, Plan, Target};
+use rkdump_init::plan::{Action, Codec, Collector, DeviceSpec, DumpFormat, Plan, Target};
 
 /// Filesystems accepted as dump targets.
 pub const FILESYSTEMS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs"];
@@ -206,6 +206,47 @@ impl CoreCollector {
     }
 }
 
+impl CoreCollector {
+    /// What the capture init will run for this line. makedumpfile's meanings: no `-d` is
+    /// level 0, no codec flag is an uncompressed kdump file. `cp`/`cat` copy `/proc/vmcore`
+    /// as is. Returns the collector and notes about ignored flags.
+    pub fn to_collector(&self) -> Result<(Collector, Vec<String>), String> {
+        let program = self.program.rsplit('/').next().unwrap_or("");
+        let mut notes = Vec::new();
+        match program {
+            "cp" | "cat" => {
+                if !self.other.is_empty() {
+                    notes.push(format!("core_collector {program}: options `{}` ignored; the vmcore is copied as is", self.other.join(" ")));
+                }
+                return Ok((Collector::Copy, notes));
+            }
+            "makedumpfile" => {}
+            "scp" => return Err("core_collector scp (ssh targets) is not yet supported".into()),
+            other => return Err(format!("core_collector `{other}` is not supported: use makedumpfile <flags> or cp")),
+        }
+        if self.flattened {
+            return Err("core_collector makedumpfile -F (flattened, for ssh targets) is not yet supported".into());
+        }
+        if !self.other.is_empty() {
+            notes.push(format!("core_collector: makedumpfile options `{}` are ignored by the rkdump capture", self.other.join(" ")));
+        }
+        let dump_level = self.dump_level.unwrap_or(0);
+        let collector = if self.elf {
+            Collector::Filter { dump_level, format: DumpFormat::Elf, codec: Codec::None }
+        } else {
+            let codec = match self.compression {
+                Some(CollectorCompression::Zlib) => Codec::Zlib,
+                Some(CollectorCompression::Lzo) => Codec::Lzo,
+                Some(CollectorCompression::Snappy) => Codec::Snappy,
+                Some(CollectorCompression::Zstd) => Codec::Zstd,
+                None => Codec::None,
+            };
+            Collector::Filter { dump_level, format: DumpFormat::Kdump, codec }
+        };
+        Ok((collector, notes))
+    }
+}
+
 fn dump_level(n: u32) -> Result<u8, String> {
     u8::try_from(n)
         .ok()
@@ -337,10 +378,8 @@ impl KdumpConfig {
                 }
                 "core_collector" => {
                     let c = CoreCollector::parse(value).map_err(|e| bad(&e))?;
-                    warnings.push(format!(
-                        "kdump.conf line {line}: core_collector is not yet honoured by the rkdump capture (it ignores `{}`)",
-                        c.raw
-                    ));
+                    let (_, notes) = c.to_collector().map_err(|e| bad(&e))?;
+                    warnings.extend(notes.into_iter().map(|n| format!("kdump.conf line {line}: {n}")));
                     core_collector = Some(c);
                 }
                 "failure_action" | "default" | "final_action" => {
@@ -407,6 +446,9 @@ impl KdumpConfig {
         let mut p = Plan::new(self.target.clone());
         p.path = self.path.clone();
         p.device_timeout_secs = self.device_timeout_secs;
+        if let Some((c, _)) = self.core_collector.as_ref().and_then(|c| c.to_collector().ok()) {
+            p.collector = c;
+        }
         p.final_action = self.final_action;
         p.failure_action = self.failure_action;
         p
@@ -452,12 +494,16 @@ auto_reset_crashkernel yes
         assert_eq!(c.final_action, Action::Poweroff);
         assert!(c.force_rebuild && !c.force_no_rebuild);
         assert_eq!(c.device_timeout_secs, 45);
-        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
-        assert!(c.warnings[0].contains("line 7") && c.warnings[0].contains("not yet honoured"));
+        // core_collector is honoured now: only the kdumpctl setting is warned about.
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         assert!(
-            c.warnings[1].contains("line 12") && c.warnings[1].contains("auto_reset_crashkernel")
+            c.warnings[0].contains("line 12") && c.warnings[0].contains("auto_reset_crashkernel")
         );
         let plan = c.to_plan();
+        assert_eq!(
+            plan.collector,
+            Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Lzo }
+        );
         assert_eq!(plan.path, "/var/crash");
         assert_eq!(plan.device_timeout_secs, 45);
         assert_eq!(plan.failure_action, Action::Halt);
@@ -585,6 +631,34 @@ auto_reset_crashkernel yes
             KdumpConfig::parse("ext4 /dev/a\ncore_collector makedumpfile -d 99\n"),
             Err(ConfigError::BadValue { line: 2, .. })
         ));
+    }
+
+    #[test]
+    fn core_collector_becomes_the_plan_collector() {
+        let plan = |line: &str| {
+            KdumpConfig::parse(&format!("ext4 /dev/vdb\n{line}\n")).map(|c| c.to_plan().collector)
+        };
+        assert_eq!(plan("").unwrap(), Collector::default());
+        assert_eq!(plan("core_collector cp").unwrap(), Collector::Copy);
+        assert_eq!(
+            plan("core_collector makedumpfile -c -d 17").unwrap(),
+            Collector::Filter { dump_level: 17, format: DumpFormat::Kdump, codec: Codec::Zlib }
+        );
+        // makedumpfile's own defaults: level 0, no compression.
+        assert_eq!(
+            plan("core_collector makedumpfile").unwrap(),
+            Collector::Filter { dump_level: 0, format: DumpFormat::Kdump, codec: Codec::None }
+        );
+        assert_eq!(
+            plan("core_collector makedumpfile -E -d 31").unwrap(),
+            Collector::Filter { dump_level: 31, format: DumpFormat::Elf, codec: Codec::None }
+        );
+        for bad in ["core_collector makedumpfile -F -l -d 31", "core_collector scp", "core_collector gzip"] {
+            let e = plan(bad).unwrap_err().to_string();
+            assert!(e.contains("line 2"), "{bad}: {e}");
+        }
+        let c = KdumpConfig::parse("ext4 /dev/vdb\ncore_collector makedumpfile -l -d 31 --cyclic-buffer 100\n").unwrap();
+        assert!(c.warnings.iter().any(|w| w.contains("--cyclic-buffer") && w.contains("ignored")), "{:?}", c.warnings);
     }
 
     #[test]

@@ -10,8 +10,11 @@ use clap::{Parser, Subcommand};
 use crate::{kexec, workload};
 
 /// rkdump: kdump capture images, vmcore filtering and crash tests, in one tool.
+///
+/// Exit status: 0 success, 1 failure (the message says what failed and what to do), 2 usage
+/// error.
 #[derive(Debug, Parser)]
-#[command(name = "rkdump", version, about, long_about = None)]
+#[command(name = "rkdump", version)]
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -86,8 +89,11 @@ enum Cmd {
         #[arg(long, default_value = "vmcore-dmesg", value_parser = ["vmcore-dmesg", "makedumpfile", "makedumpfile-1.7.2"])]
         format: String,
     },
-    /// Filter and compress a vmcore like makedumpfile (same flags): ELF, /proc/vmcore,
-    /// kdump-compressed or flattened input; kdump-compressed, ELF (-E) or flattened (-F) output.
+    /// Filter and compress a vmcore (makedumpfile, same flags).
+    ///
+    /// Input: an ELF vmcore, /proc/vmcore, a kdump-compressed or a flattened file. Output:
+    /// kdump-compressed (default), ELF (-E) or flattened (-F). Exit status 1 with the reason on
+    /// any failure; a partly written dump stays marked incomplete.
     Filter {
         /// Dump level: a mask of 1 zero, 2 cache, 4 private cache, 8 user, 16 free pages.
         #[arg(short = 'd', long = "dump-level", default_value_t = 31)]

@@ -38,6 +38,14 @@ const DESC_FINALIZED: u64 = 2;
 /// Bytes fetched per window read: amortizes many small reads of neighbouring records.
 const WINDOW_BYTES: usize = 64 * 1024;
 
+/// Memory is missing from a dump a page at a time: the unit by which the walk skips
+/// unreadable descriptor and info slots.
+const UNREADABLE_GRANULE: u64 = 4096;
+
+/// Consecutive unreadable descriptor/info pages after which the walk gives up. The kernel
+/// allocates these arrays in one piece, so a dump missing 1 MiB of them is missing all of them.
+const MAX_UNREADABLE_PAGES: u64 = 256;
+
 /// A read-through cache over a contiguous kernel array (descs, infos, the data ring).
 pub(crate) struct Window<'a> {
     src: &'a dyn LogSource,
@@ -344,9 +352,14 @@ pub(crate) fn walk(
     let mut line: Vec<u8> = Vec::with_capacity(1024);
 
     let mut id = first;
-    for _ in 0..n_ids {
+    let mut visited: u64 = 0;
+    let mut unreadable_pages: u64 = 0;
+    while visited < n_ids {
         let slot = id % count;
+        // Which array a read error came from decides how far to skip (see below).
+        let mut failed_array = None;
         let rec = (|| -> Result<Outcome, DmesgError> {
+            failed_array = Some(l.desc_size);
             let d = descs.get(slot * l.desc_size, desc_len)?;
             let sv = e.word(d, l.state_var + l.counter).unwrap_or(0);
             let begin = e.word(d, l.lpos_begin).unwrap_or(0);
@@ -355,7 +368,9 @@ pub(crate) fn walk(
             if sv & id_mask != id || !(state == DESC_COMMITTED || state == DESC_FINALIZED) {
                 return Ok(Outcome::NotCommitted);
             }
+            failed_array = Some(l.info_size);
             let info = infos.get(slot * l.info_size, info_len)?;
+            failed_array = None;
             let ts = e.u64(info, l.ts_nsec).unwrap_or(0);
             let text_len = e.u16(info, l.text_len).unwrap_or(0);
             let caller = l.caller_id.and_then(|c| e.u32(info, c));
@@ -387,6 +402,33 @@ pub(crate) fn walk(
             line.push(b'\n');
             Ok(Outcome::Printed)
         })();
+        // An unreadable descriptor or info page makes every slot on that page unreadable:
+        // skip to the slot after the page instead of failing on each of them (a ring of 2^24
+        // descriptors over missing memory would otherwise take minutes).
+        let mut step = 1;
+        if let (Err(_), Some(elem)) = (&rec, failed_array) {
+            let off = slot * elem;
+            let page_end = (off / UNREADABLE_GRANULE + 1) * UNREADABLE_GRANULE;
+            step = (page_end - off).div_ceil(elem.max(1)).clamp(1, count - slot).min(n_ids - visited);
+            stats.corrupted += step - 1;
+            unreadable_pages += 1;
+            if unreadable_pages > MAX_UNREADABLE_PAGES {
+                stats.corrupted += 1;
+                stats.stopped_early = Some(format!(
+                    "{MAX_UNREADABLE_PAGES} pages of descriptors in a row are missing from the dump; \
+                     the rest of the ring ({} ids) was not walked",
+                    n_ids - visited - step
+                ));
+                if first_error.is_none() {
+                    if let Err(err) = rec {
+                        first_error = Some(err);
+                    }
+                }
+                break;
+            }
+        } else {
+            unreadable_pages = 0;
+        }
         match rec {
             Ok(Outcome::Printed) => {
                 sink.write(&line)?;
@@ -409,7 +451,8 @@ pub(crate) fn walk(
                 }
             }
         }
-        id = id.wrapping_add(1) & id_mask;
+        id = id.wrapping_add(step) & id_mask;
+        visited += step;
     }
     // Nothing printed and every failure was a read error: the reader, not the ring, is
     // the problem; report it instead of an empty log.

@@ -21,10 +21,11 @@ demo: deps build
 	rm -rf $(OUT)
 	$(BIN)/rkdump crash-test --out $(OUT)
 
-# Unit tests of every crate, then the end-to-end tests (QEMU, crash as the oracle), then the
+# Lints, unit tests of every crate, then the end-to-end tests (QEMU, crash as the oracle), then the
 # vmcore crate again against the real vmcores the end-to-end tests captured (makedumpfile,
 # vmcore-dmesg and crash as oracles).
 test: deps build
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --no-fail-fast
 	RKDUMP_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test -p rkdump --test e2e -- --ignored --test-threads=1 --nocapture
 	RKDUMP_VMCORES=$(CURDIR)/target/e2e/vmcores $(CARGO) test -p rkdump-vmcore --no-fail-fast -- --nocapture

@@ -30,8 +30,10 @@ measure() {
     local walls=() rss=0 r
     for _ in $(seq "$runs"); do
         rm -f "$dst"
+        local t0=$EPOCHREALTIME
         /usr/bin/time -v "$@" > /dev/null 2> "$out/time.txt" || { echo "FAILED: $*" >&2; tail -n 5 "$out/time.txt" >&2; echo "nan 0 0"; return; }
-        walls+=("$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$out/time.txt")")
+        # Wall time from bash's microsecond clock (GNU time's is rounded to 10 ms).
+        walls+=("$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }')")
         r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$out/time.txt")
         [ "$r" -gt "$rss" ] && rss=$r
     done
@@ -41,15 +43,24 @@ measure() {
 }
 
 printf '%s\n' "vmcore: $vmcore ($(stat -c %s "$vmcore") bytes), rkdump: ${rk[*]}, runs: $runs"
-printf '%-22s | %-26s | %-26s | %s\n' case "rkdump (s / MB / RSS MB)" "makedumpfile (s / MB / RSS MB)" "ratio time / size / RSS"
-for case in "-l -d 31" "-c -d 31" "-l -d 1" "-z -d 31" "-z -d 1" "-l -d 31 --num-threads $threads" "-z -d 1 --num-threads $threads"; do
+printf '%-40s | %-26s | %-26s | %s\n' "case (rkdump vs makedumpfile)" "rkdump (s / MB / RSS MB)" "makedumpfile (s / MB / RSS MB)" "ratio time / size / RSS"
+# Each case: "rkdump options|makedumpfile options" (the default codec, zstd, is compared with
+# makedumpfile -l, the issue's reference; --num-threads cases with makedumpfile's one thread).
+t="--num-threads $threads"
+cases=(
+    "-l -d 31|-l -d 31" "-c -d 31|-c -d 31" "-l -d 1|-l -d 1" "-d 31|-l -d 31"
+    "-z -d 31|-z -d 31" "-z -d 1|-z -d 1"
+    "-l -d 31 $t|-l -d 31" "-c -d 31 $t|-c -d 31" "-l -d 1 $t|-l -d 1" "-d 31 $t|-l -d 31"
+)
+for pair in "${cases[@]}"; do
+    case=${pair%%|*}
+    mcase=${pair#*|}
     # shellcheck disable=SC2086
     read -r rw rr rs < <(measure "$out/rk.dump" "${rk[@]}" $case "$vmcore" "$out/rk.dump")
-    mcase=${case/--num-threads $threads/}
     # shellcheck disable=SC2086
     read -r mw mr ms < <(measure "$out/mdf.dump" makedumpfile $mcase "$vmcore" "$out/mdf.dump")
-    awk -v c="$case" -v rw="$rw" -v rr="$rr" -v rs="$rs" -v mw="$mw" -v mr="$mr" -v ms="$ms" 'BEGIN {
-        printf "%-22s | %6.2f / %7.1f / %6.1f | %6.2f / %7.1f / %6.1f | %5.2f / %5.2f / %5.2f\n",
+    awk -v c="$case vs $mcase" -v rw="$rw" -v rr="$rr" -v rs="$rs" -v mw="$mw" -v mr="$mr" -v ms="$ms" 'BEGIN {
+        printf "%-40s | %6.3f / %7.1f / %6.1f | %6.3f / %7.1f / %6.1f | %5.2f / %5.2f / %5.2f\n",
             c, rw, rs/1e6, rr/1024, mw, ms/1e6, mr/1024, (mw>0? rw/mw : 0), (ms>0? rs/ms : 0), (mr>0? rr/mr : 0) }'
 done
 echo "note: Debian's makedumpfile is built without zstd: its -z rows are not zstd (see the size)."

@@ -9,7 +9,7 @@
 //! compresses kept pages and writes data and descriptors as two positioned streams.
 
 use super::codec::FLAG_INCOMPLETE;
-use super::parallel::{self, Batch, PageResult};
+use super::parallel::{self, Batch, PageResult, PendingRead, ZeroHint};
 use super::{
     classify_window, put, DumpSource, FilterOptions, FilterReport, PosWrite, WriteError,
     BATCH_PAGES, FLUSH_BYTES, WINDOW_PFNS,
@@ -304,6 +304,24 @@ fn layout_err(what: &str) -> WriteError {
     WriteError::Layout(what.to_string())
 }
 
+/// Largest bitmap 2 (bytes) kept in memory between the passes: 8 MiB covers 256 GiB of 4 KiB
+/// pages. Larger dumps classify every window a second time instead.
+pub(crate) const KEEP_BITMAP_MAX: usize = 8 << 20;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: classify again in pass 2 even when bitmap 2 would fit in memory.
+    pub(crate) static FORCE_RECLASSIFY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn keep_bitmap_limit() -> usize {
+    #[cfg(test)]
+    if FORCE_RECLASSIFY.with(|f| f.get()) {
+        return 0;
+    }
+    KEEP_BITMAP_MAX
+}
+
 /// Write a kdump-compressed dump of `src` (see the module doc).
 pub fn write_kdump<S: DumpSource + ?Sized>(
     src: &S,
@@ -385,8 +403,18 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     subblk.resize((sub_hdr_size * ps) as usize, 0);
     put(out, "the sub-header and notes", ps, &subblk)?;
 
-    // Pass 1: bitmaps and the dumpable count.
+    // Pass 1: bitmaps, the dumpable count and the class counts. Bitmap 2 is also kept in
+    // memory (one bit per pfn) when it is small enough, so pass 2 needs no classification.
     let total_work = max_mapnr.saturating_mul(2);
+    let mut counts = ClassCounts {
+        total: max_mapnr,
+        memhole: cls1.memhole_pages(),
+        ..ClassCounts::default()
+    };
+    let mut kept_bits: Option<Vec<u8>> = usize::try_from(max_mapnr.div_ceil(8))
+        .ok()
+        .filter(|&n| n <= keep_bitmap_limit())
+        .map(Vec::with_capacity);
     let mut classes = Vec::new();
     let mut bm1 = Vec::new();
     let mut bm2 = Vec::new();
@@ -408,6 +436,10 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
                 bm2[i >> 3] |= 1 << (i & 7);
                 num_dumpable += 1;
             }
+            counts.add(*c);
+        }
+        if let Some(k) = kept_bits.as_mut() {
+            k.extend_from_slice(&bm2);
         }
         put(out, "bitmap 1", bitmap1_off + s / 8, &bm1)?;
         put(out, "bitmap 2", bitmap2_off + s / 8, &bm2)?;
@@ -437,13 +469,14 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     }
 
     // Pass 2: data and descriptors.
-    let mut cls2 = Classifier::new(src, vi, ClassifyOptions { dump_level: dl });
-    let mut counts = ClassCounts {
-        total: max_mapnr,
-        memhole: cls2.memhole_pages(),
-        ..ClassCounts::default()
+    let degraded = cls1.degraded().cloned();
+    drop(cls1);
+    let mut cls2 = match kept_bits {
+        Some(_) => None,
+        None => Some(Classifier::new(src, vi, ClassifyOptions { dump_level: dl })),
     };
     let mut feeder = Feeder {
+        kept_bits,
         classes: Vec::new(),
         win_start: 0,
         pos: 0,
@@ -466,16 +499,17 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         compressed: 0,
         raw: 0,
         zero: 0,
+        unreadable: 0,
     };
     {
-        let counts_ref = &mut counts;
         parallel::run(
             opts.num_threads,
             opts.compression,
             psz,
-            false, // the feeder recognises zero pages
+            zero_pages,
+            src.page_reader(),
             |b: &mut Batch| {
-                feeder.fill(b, &mut cls2, src, counts_ref, zero_pages, &mut |d| {
+                feeder.fill(b, cls2.as_mut(), src, &mut |d| {
                     progress(max_mapnr + d, total_work)
                 })
             },
@@ -503,14 +537,16 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         written_pages: num_dumpable,
         compressed_pages: w.compressed,
         raw_pages: w.raw,
-        unreadable_pages: feeder.unreadable,
+        unreadable_pages: feeder.unreadable + w.unreadable,
         output_bytes: end,
-        degraded: cls2.degraded().cloned(),
+        degraded,
     })
 }
 
 /// Pass-2 page source: walks windows and fills batches with the kept pages' contents.
 struct Feeder {
+    /// Bitmap 2 of pass 1 (LSB first), if it was kept; else windows are classified again.
+    kept_bits: Option<Vec<u8>>,
     classes: Vec<PageClass>,
     win_start: u64,
     pos: usize,
@@ -525,10 +561,8 @@ impl Feeder {
     fn fill<S: DumpSource + ?Sized>(
         &mut self,
         b: &mut Batch,
-        cls: &mut Classifier<'_, S>,
+        mut cls: Option<&mut Classifier<'_, S>>,
         src: &S,
-        counts: &mut ClassCounts,
-        zero_check: bool,
         progress: &mut dyn FnMut(u64),
     ) -> Result<bool, WriteError> {
         let ps = self.ps as usize;
@@ -539,13 +573,34 @@ impl Feeder {
                 }
                 let s = self.next;
                 let e = s.saturating_add(WINDOW_PFNS).min(self.max_mapnr);
-                classify_window(cls, src, s, e, &mut self.classes);
-                for &c in &self.classes {
-                    counts.add(c);
-                    if c == PageClass::Kept {
-                        self.dumpable += 1;
+                match (&self.kept_bits, cls.as_deref_mut()) {
+                    (Some(bits), _) => {
+                        // Windows start at multiples of 8 pfns.
+                        self.classes.clear();
+                        let first = (s / 8) as usize;
+                        let last = (e.div_ceil(8) as usize).min(bits.len());
+                        for &byte in bits.get(first..last).unwrap_or(&[]) {
+                            for bit in 0..8 {
+                                self.classes.push(if byte >> bit & 1 != 0 {
+                                    PageClass::Kept
+                                } else {
+                                    PageClass::Hole
+                                });
+                            }
+                        }
+                        self.classes.resize((e - s) as usize, PageClass::Hole);
+                    }
+                    (None, Some(cls)) => classify_window(cls, src, s, e, &mut self.classes),
+                    (None, None) => {
+                        self.classes.clear();
+                        self.classes.resize((e - s) as usize, PageClass::Hole);
                     }
                 }
+                self.dumpable += self
+                    .classes
+                    .iter()
+                    .filter(|&&c| c == PageClass::Kept)
+                    .count() as u64;
                 self.win_start = s;
                 self.pos = 0;
                 self.next = e;
@@ -571,34 +626,29 @@ impl Feeder {
             }
             let pfn = self.win_start + first as u64;
             let dst = &mut b.input[b.npages * ps..(b.npages + n) * ps];
-            if zero_check {
-                // Page by page: zero pages are recognised in place and never copied.
-                for i in 0..n {
-                    let page = &mut dst[i * ps..(i + 1) * ps];
-                    let zero = match Pfn(pfn + i as u64).to_phys(src.page_shift()) {
-                        Some(pa) => src.read_page_unless_zero(pa, page).unwrap_or_else(|_| {
-                            self.unreadable += 1;
-                            page.fill(0);
-                            false
-                        }),
-                        None => {
-                            self.unreadable += 1;
-                            page.fill(0);
-                            false
-                        }
-                    };
-                    b.zero.push(zero);
-                }
+            let hints = b.zero.len();
+            b.zero.resize(hints + n, ZeroHint::Unknown);
+            // Sources with a thread-safe reader: the worker reads the run.
+            let pending = src.page_reader().and_then(|r| {
+                let pa = Pfn(pfn).to_phys(src.page_shift())?;
+                r.file_offset(pa, (n * ps) as u64)
+            });
+            if let Some(off) = pending {
+                b.reads.push(PendingRead {
+                    off,
+                    first: b.npages,
+                    npages: n,
+                });
                 b.npages += n;
                 self.pos = first + n;
                 continue;
             }
-            b.zero.resize(b.npages + n, false);
             let read_ok = Pfn(pfn)
                 .to_phys(src.page_shift())
-                .is_some_and(|pa| src.read_phys(pa, dst).is_ok());
+                .is_some_and(|pa| src.read_pages(pa, dst).is_ok());
             if !read_ok {
-                // Retry page by page; unreadable pages are written as zeros and counted.
+                // Retry page by page; unreadable pages are written as zeros (as data, not as
+                // zero pages) and counted.
                 for i in 0..n {
                     let page = &mut dst[i * ps..(i + 1) * ps];
                     let ok = Pfn(pfn + i as u64)
@@ -607,6 +657,7 @@ impl Feeder {
                     if !ok {
                         page.fill(0);
                         self.unreadable += 1;
+                        b.zero[hints + i] = ZeroHint::Data;
                     }
                 }
             }
@@ -633,11 +684,13 @@ struct DataWriter {
     compressed: u64,
     raw: u64,
     zero: u64,
+    unreadable: u64,
 }
 
 impl DataWriter {
     fn consume(&mut self, b: &Batch, out: &mut dyn PosWrite) -> Result<(), WriteError> {
         let mut off = self.data_start + self.data.len() as u64;
+        self.unreadable += b.unreadable;
         for r in &b.results {
             let d = match *r {
                 PageResult::Zero => {

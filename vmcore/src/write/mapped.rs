@@ -9,16 +9,17 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::{is_zero_page, DumpSource, SourceSegment};
+use super::{is_zero_page, DumpSource, PageReader, SourceSegment};
 use crate::addr::{FileOffset, Pfn, PhysAddr};
 use crate::elf::{ElfVmcore, LoadSegment};
 use crate::memory::{MemError, PhysMemory, PhysRange};
 use crate::vmcoreinfo::VmcoreInfo;
 
 /// Bytes per window (a multiple of any page size).
-pub const WINDOW_BYTES: u64 = 2 << 20;
+pub const WINDOW_BYTES: u64 = 1 << 20;
 /// Windows kept.
 pub const WINDOWS: usize = 8;
 
@@ -41,17 +42,115 @@ pub struct MappedElf<'a> {
     file_len: u64,
     loads: Vec<LoadSegment>,
     state: Mutex<State>,
+    pages: FileReader,
 }
+
+/// `pread`s of page data for the compression workers.
+struct FileReader {
+    file: File,
+    file_len: u64,
+    loads: Vec<LoadSegment>,
+    /// Pages seen by `read_pages_at`, and how many of them were all zero: mapping pays off
+    /// only when most pages are zero (they are then never copied).
+    pages_seen: AtomicU64,
+    zero_seen: AtomicU64,
+}
+
+impl PageReader for FileReader {
+    fn file_offset(&self, pa: PhysAddr, len: u64) -> Option<u64> {
+        let pa = pa.0;
+        // First match in file order, like `read_phys`.
+        let seg = self
+            .loads
+            .iter()
+            .find(|l| pa >= l.phys_start.0 && pa - l.phys_start.0 < l.mem_size)?;
+        let rel = pa - seg.phys_start.0;
+        let off = seg.file_offset.0.checked_add(rel)?;
+        (rel.checked_add(len)? <= seg.file_size && off.checked_add(len)? <= self.file_len)
+            .then_some(off)
+    }
+
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, off)
+    }
+
+    fn read_pages_at(
+        &self,
+        off: u64,
+        buf: &mut [u8],
+        ps: usize,
+        zero: &mut [bool],
+    ) -> std::io::Result<()> {
+        // Long runs are mapped and zero-checked in place: zero pages (most of an idle
+        // machine's memory) are then read once instead of copied and read again.
+        let len = buf.len() as u64;
+        if ps == 0 {
+            return self.read_at(off, buf);
+        }
+        let mostly_zero =
+            2 * self.zero_seen.load(Ordering::Relaxed) > self.pages_seen.load(Ordering::Relaxed);
+        let npages = buf.len() / ps;
+        self.pages_seen.fetch_add(npages as u64, Ordering::Relaxed);
+        if len < MAP_RUN_BYTES
+            || !mostly_zero
+            || off.checked_add(len).map_or(true, |e| e > self.file_len)
+        {
+            // Copy, then tell zero pages apart (they are in cache now).
+            self.read_at(off, buf)?;
+            let mut nzero = 0;
+            for (page, z) in buf.chunks(ps).zip(zero.iter_mut()) {
+                if is_zero_page(page) {
+                    *z = true;
+                    nzero += 1;
+                }
+            }
+            self.zero_seen.fetch_add(nzero, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut opts = memmap2::MmapOptions::new();
+        opts.offset(off).len(buf.len()).populate();
+        // SAFETY: read-only private mapping inside the file as measured when it was opened;
+        // a vmcore file or /proc/vmcore is not truncated while we read it (the only way to
+        // get SIGBUS). The mapping lives only until the end of this call.
+        let Ok(map) = (unsafe { opts.map(&self.file) }) else {
+            return self.read_at(off, buf);
+        };
+        let mut nzero = 0;
+        for (i, (src, dst)) in map.chunks(ps).zip(buf.chunks_mut(ps)).enumerate() {
+            if is_zero_page(src) {
+                if let Some(z) = zero.get_mut(i) {
+                    *z = true;
+                    nzero += 1;
+                    continue;
+                }
+            }
+            dst.copy_from_slice(src);
+        }
+        self.zero_seen.fetch_add(nzero, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Runs at least this long are mapped rather than read by [`PageReader::read_pages_at`].
+const MAP_RUN_BYTES: u64 = 256 << 10;
 
 impl<'a> MappedElf<'a> {
     /// Re-open `core`'s file for mapped reads.
     pub fn new(core: &'a ElfVmcore) -> std::io::Result<MappedElf<'a>> {
         let file = File::open(core.path())?;
+        let pages = FileReader {
+            file: file.try_clone()?,
+            file_len: core.file_len(),
+            loads: core.loads().to_vec(),
+            pages_seen: AtomicU64::new(0),
+            zero_seen: AtomicU64::new(0),
+        };
         Ok(MappedElf {
             core,
             file,
             file_len: core.file_len(),
             loads: core.loads().to_vec(),
+            pages,
             state: Mutex::new(State {
                 wins: Vec::with_capacity(WINDOWS),
                 tick: 0,
@@ -127,14 +226,7 @@ impl<'a> MappedElf<'a> {
 
     /// The file offset of `[pa, pa+len)` if it lies entirely in one segment's file data.
     fn file_backed(&self, pa: u64, len: u64) -> Option<u64> {
-        let seg = self
-            .loads
-            .iter()
-            .find(|l| pa >= l.phys_start.0 && pa - l.phys_start.0 < l.mem_size)?;
-        let rel = pa - seg.phys_start.0;
-        let off = seg.file_offset.0.checked_add(rel)?;
-        (rel.checked_add(len)? <= seg.file_size && off.checked_add(len)? <= self.file_len)
-            .then_some(off)
+        self.pages.file_offset(PhysAddr(pa), len)
     }
 }
 
@@ -213,6 +305,19 @@ impl DumpSource for MappedElf<'_> {
     }
     fn segments(&self) -> Vec<SourceSegment> {
         DumpSource::segments(self.core)
+    }
+    fn page_reader(&self) -> Option<&dyn PageReader> {
+        Some(&self.pages)
+    }
+    fn read_pages(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        // Page data is read once, in file order: `pread` copies it without setting up and
+        // tearing down page-table entries for windows of which only some pages are kept.
+        if let Some(off) = self.file_backed(pa.0, buf.len() as u64) {
+            if self.file.read_exact_at(buf, off).is_ok() {
+                return Ok(());
+            }
+        }
+        self.read_phys(pa, buf)
     }
     fn read_page_unless_zero(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<bool, MemError> {
         if let Some(off) = self.file_backed(pa.0, buf.len() as u64) {

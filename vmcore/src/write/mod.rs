@@ -214,9 +214,40 @@ pub trait DumpSource: PhysMemory {
         self.read_phys(pa, buf)?;
         Ok(is_zero_page(buf))
     }
+    /// Read a run of whole pages at `pa` into `buf` for the page data of a dump. The default
+    /// is [`PhysMemory::read_phys`]; sources that read page contents faster by copying them
+    /// than by mapping them (a file read once, sequentially) override this.
+    fn read_pages(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        self.read_phys(pa, buf)
+    }
+    /// A thread-safe reader of page data by file offset, if the source has one: the kdump
+    /// writer then leaves the reading of page runs to its compression workers.
+    fn page_reader(&self) -> Option<&dyn PageReader> {
+        None
+    }
     /// Turn pages of the window starting at `start` whose data the source does not hold
     /// (excluded by an earlier filter) from [`PageClass::Kept`] into [`PageClass::NoData`].
     fn mark_missing(&self, _start: Pfn, _classes: &mut [PageClass]) {}
+}
+
+/// Page data read by file offset from any thread (see [`DumpSource::page_reader`]).
+pub trait PageReader: Sync {
+    /// The file offset of `[pa, pa+len)` if it lies entirely in one segment's file data.
+    fn file_offset(&self, pa: PhysAddr, len: u64) -> Option<u64>;
+    /// Read exactly `buf.len()` bytes at file offset `off`.
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// Like [`PageReader::read_at`] for whole pages of `ps` bytes, except that all-zero pages
+    /// may be left unwritten: `zero[i]` is set to true for each such page (the slot is then
+    /// unspecified). The default reads everything.
+    fn read_pages_at(
+        &self,
+        off: u64,
+        buf: &mut [u8],
+        _ps: usize,
+        _zero: &mut [bool],
+    ) -> std::io::Result<()> {
+        self.read_at(off, buf)
+    }
 }
 
 /// One memory segment of a source (an ELF PT_LOAD).

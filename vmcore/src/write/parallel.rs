@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use super::codec::{Compression, PageCompressor};
-use super::{is_zero_page, WriteError, BATCH_PAGES};
+use super::{is_zero_page, PageReader, WriteError, BATCH_PAGES};
 
 /// How one page was stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,14 +23,31 @@ pub enum PageResult {
     Compressed(u32),
 }
 
+/// What the producer of a batch knows about a page being all zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZeroHint {
+    /// Not known: zero-checked by the worker when zero pages are wanted.
+    Unknown,
+    /// All zero (its slot in `Batch::input` is unused).
+    Zero,
+    /// Stored as data even if it is all zero (e.g. an unreadable page written as zeros).
+    Data,
+}
+
 /// A batch of pages and, once processed, how each was stored.
 pub struct Batch {
     /// Page contents, `npages × page size` bytes used.
     pub input: Vec<u8>,
     /// Pages in `input`.
     pub npages: usize,
-    /// Per page: already known to be all zero (set by the producer; its slot is unused).
-    pub zero: Vec<bool>,
+    /// Per page: what the producer knows about it being all zero (a known-zero page's slot
+    /// is unused).
+    pub zero: Vec<ZeroHint>,
+    /// Runs of pages the worker reads itself (with the [`PageReader`] given to [`run`]) before
+    /// processing the batch.
+    pub reads: Vec<PendingRead>,
+    /// Pages of `reads` that could not be read (written as zeros), set by the worker.
+    pub unreadable: u64,
     /// Stored bytes of the non-zero pages, back to back.
     pub out: Vec<u8>,
     /// One entry per page.
@@ -44,6 +61,8 @@ impl Batch {
             input: vec![0; page_size * BATCH_PAGES],
             npages: 0,
             zero: Vec::with_capacity(BATCH_PAGES),
+            reads: Vec::new(),
+            unreadable: 0,
             out: Vec::with_capacity(page_size * BATCH_PAGES + 4096),
             results: Vec::with_capacity(BATCH_PAGES),
             seq: 0,
@@ -51,12 +70,91 @@ impl Batch {
     }
 }
 
-fn process(b: &mut Batch, c: &mut PageCompressor, ps: usize, zero_check: bool) {
+/// A run of pages to read into a batch: `npages` pages at file offset `off`, into the batch's
+/// slots `first..first + npages`.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingRead {
+    /// File offset.
+    pub off: u64,
+    /// First slot in the batch.
+    pub first: usize,
+    /// Pages.
+    pub npages: usize,
+}
+
+impl Batch {
+    /// Empty the batch for reuse.
+    pub fn reset(&mut self) {
+        self.npages = 0;
+        self.zero.clear();
+        self.reads.clear();
+        self.unreadable = 0;
+    }
+}
+
+/// Perform the batch's pending reads; pages that cannot be read become zeros stored as data
+/// and are counted in `Batch::unreadable`, like the producer's own reads.
+fn read_pending(b: &mut Batch, reader: Option<&dyn PageReader>, ps: usize, zero_check: bool) {
+    let mut zeros = [false; BATCH_PAGES];
+    for i in 0..b.reads.len() {
+        let rd = b.reads[i];
+        let Some(dst) = b.input.get_mut(rd.first * ps..(rd.first + rd.npages) * ps) else {
+            continue;
+        };
+        let ok = match reader {
+            Some(r) if zero_check && rd.npages <= BATCH_PAGES => {
+                let z = &mut zeros[..rd.npages];
+                z.fill(false);
+                let ok = r.read_pages_at(rd.off, dst, ps, z).is_ok();
+                if ok {
+                    for (k, &zero) in z.iter().enumerate() {
+                        if zero {
+                            if let Some(h) = b.zero.get_mut(rd.first + k) {
+                                *h = ZeroHint::Zero;
+                            }
+                        }
+                    }
+                }
+                ok
+            }
+            Some(r) => r.read_at(rd.off, dst).is_ok(),
+            None => false,
+        };
+        if ok {
+            continue;
+        }
+        for k in 0..rd.npages {
+            let page = &mut dst[k * ps..(k + 1) * ps];
+            let off = rd.off + (k * ps) as u64;
+            if !reader.is_some_and(|r| r.read_at(off, page).is_ok()) {
+                page.fill(0);
+                b.unreadable += 1;
+                if let Some(h) = b.zero.get_mut(rd.first + k) {
+                    *h = ZeroHint::Data;
+                }
+            }
+        }
+    }
+}
+
+fn process(
+    b: &mut Batch,
+    c: &mut PageCompressor,
+    ps: usize,
+    zero_check: bool,
+    reader: Option<&dyn PageReader>,
+) {
+    read_pending(b, reader, ps, zero_check);
     b.out.clear();
     b.results.clear();
     for i in 0..b.npages {
         let page = &b.input[i * ps..(i + 1) * ps];
-        if b.zero.get(i) == Some(&true) || (zero_check && is_zero_page(page)) {
+        let zero = match b.zero.get(i) {
+            Some(ZeroHint::Zero) => true,
+            Some(ZeroHint::Data) => false,
+            Some(ZeroHint::Unknown) | None => zero_check && is_zero_page(page),
+        };
+        if zero {
             b.results.push(PageResult::Zero);
             continue;
         }
@@ -73,11 +171,14 @@ fn process(b: &mut Batch, c: &mut PageCompressor, ps: usize, zero_check: bool) {
 /// Run the pipeline: `produce` fills a batch (returns false when there is nothing more; it
 /// may pre-mark zero pages in `Batch::zero`, else workers zero-check when `zero_check`),
 /// `consume` receives processed batches in production order. Both run on the calling thread.
+/// `reader` performs the batches' [`Batch::reads`] (on the workers).
+#[allow(clippy::too_many_arguments)]
 pub fn run<P, C>(
     threads: usize,
     method: Compression,
     page_size: usize,
     zero_check: bool,
+    reader: Option<&dyn PageReader>,
     mut produce: P,
     mut consume: C,
 ) -> Result<(), WriteError>
@@ -89,12 +190,11 @@ where
         let mut c = PageCompressor::new(method)?;
         let mut b = Batch::new(page_size);
         loop {
-            b.npages = 0;
-            b.zero.clear();
+            b.reset();
             if !produce(&mut b)? {
                 return Ok(());
             }
-            process(&mut b, &mut c, page_size, zero_check);
+            process(&mut b, &mut c, page_size, zero_check, reader);
             consume(&b)?;
         }
     }
@@ -115,7 +215,7 @@ where
                     guard.recv()
                 };
                 let Ok(mut b) = job else { return };
-                process(&mut b, &mut c, page_size, zero_check);
+                process(&mut b, &mut c, page_size, zero_check, reader);
                 if tx.send(b).is_err() {
                     return;
                 }
@@ -131,8 +231,7 @@ where
             loop {
                 while !produced_all && in_flight < max_in_flight {
                     let mut b = free.pop().unwrap_or_else(|| Batch::new(page_size));
-                    b.npages = 0;
-                    b.zero.clear();
+                    b.reset();
                     if produce(&mut b)? {
                         b.seq = next_seq;
                         next_seq += 1;

@@ -6,7 +6,7 @@
 //! (`RKDUMP_VMLINUX`, default /usr/lib/debug/boot/vmlinux-<OSRELEASE of the vmcore>).
 //!
 //! For each vmcore and each codec (zlib, lzo, snappy, zstd, none) at `-d 31`:
-//! (a) `crash -s` running `sys`, `log`, `bt`, `ps` prints the same as on the source (the
+//! (a) `crash -s` running `sys`, `log`, `bt`, `ps` and `rd -p` spot checks of kernel data prints the same as on the source (the
 //!     DUMPFILE line dropped); (b) `makedumpfile --dump-dmesg` on our dump succeeds and equals
 //!     its output on the source (skipped for codecs the installed makedumpfile lacks);
 //! (c) every page our dump keeps equals the source via our reader; (d) `-F` then our
@@ -64,10 +64,27 @@ fn vmlinux(core: &Path) -> Option<PathBuf> {
     (p.is_file() && crash_ok).then_some(p)
 }
 
-/// crash's output for sys/log/bt/ps, without the DUMPFILE line.
-fn crash_output(vmlinux: &Path, dump: &Path, dir: &Path) -> String {
+/// Physical addresses of kernel data every dump level keeps (the utsname, the top page table,
+/// the printk ring buffer's descriptor), for `rd -p` spot checks.
+fn spot_addresses(core: &ElfVmcore) -> Vec<u64> {
+    let Some(vi) = core.vmcoreinfo() else { return Vec::new() };
+    let Ok(kmem) = rkdump_vmcore::KernelMemory::new(core, vi) else { return Vec::new() };
+    ["init_uts_ns", "init_top_pgt", "prb", "printk_rb_static"]
+        .iter()
+        .filter_map(|s| vi.symbol(s))
+        .filter_map(|va| kmem.translate(rkdump_vmcore::VirtAddr(va)).ok())
+        .map(|pa| pa.0)
+        .collect()
+}
+
+/// crash's output for sys/log/bt/ps and `rd -p` of `spots`, without the DUMPFILE line.
+fn crash_output(vmlinux: &Path, dump: &Path, dir: &Path, spots: &[u64]) -> String {
     let cmds = dir.join("crash.cmds");
-    std::fs::write(&cmds, "sys\nlog\nbt\nps\nquit\n").unwrap();
+    let mut text = String::from("sys\nlog\nbt\nps\n");
+    for pa in spots {
+        text += &format!("rd -p {pa:#x} 32\n");
+    }
+    std::fs::write(&cmds, text + "quit\n").unwrap();
     let out = Command::new("crash")
         .arg("-s")
         .arg("-i")
@@ -155,7 +172,21 @@ fn writers_on_real_vmcores() {
     for core_path in cores {
         eprintln!("== {}", core_path.display());
         let src = ElfVmcore::open(&core_path).unwrap();
-        let want_crash = vml.as_ref().map(|v| crash_output(v, &core_path, d));
+        let spots = spot_addresses(&src);
+        assert!(spots.len() >= 3, "no kernel data to spot-check in {}", core_path.display());
+        let want_crash = vml.as_ref().map(|v| crash_output(v, &core_path, d, &spots));
+        if let Some(w) = &want_crash {
+            // The spot checks really printed memory on the source (not a read error that
+            // would compare equal to the same error on our dump).
+            for pa in &spots {
+                let tag = format!("{pa:x}:");
+                assert!(
+                    w.lines().any(|l| l.trim_start().starts_with(&tag)),
+                    "crash rd -p {pa:#x} printed no memory on {}",
+                    core_path.display()
+                );
+            }
+        }
         let want_dmesg = if has_mdf {
             dmesg_of(&core_path, &d.join("src.dmesg"))
         } else {
@@ -163,7 +194,7 @@ fn writers_on_real_vmcores() {
         };
         let crash_same = |dump: &Path, what: &str| {
             if let (Some(v), Some(w)) = (&vml, &want_crash) {
-                let got = crash_output(v, dump, d);
+                let got = crash_output(v, dump, d, &spots);
                 assert!(
                     got == *w,
                     "crash output on {what} differs from the source:\n{}",

@@ -489,10 +489,11 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     let mut w = DataWriter {
         desc_off,
         data_start: cursor,
-        data: Vec::with_capacity(FLUSH_BYTES + (BATCH_PAGES + 1) * psz),
+        data: Vec::with_capacity(FLUSH_BYTES / 16 + (BATCH_PAGES + 1) * psz),
         descs: Vec::with_capacity(FLUSH_BYTES / 8),
         desc_first: 0,
         desc_count: 0,
+        desc_data_mark: cursor,
         zero_off: data_off,
         ps,
         flag: opts.compression.flag(),
@@ -678,6 +679,8 @@ struct DataWriter {
     descs: Vec<u8>,
     desc_first: u64,
     desc_count: u64,
+    /// `data_start` when descriptors were last written.
+    desc_data_mark: u64,
     zero_off: u64,
     ps: u64,
     flag: u32,
@@ -728,19 +731,40 @@ impl DataWriter {
             self.descs.extend_from_slice(&d.to_bytes());
             self.desc_count += 1;
         }
-        self.data.extend_from_slice(&b.out);
-        if self.data.len() >= FLUSH_BYTES || self.descs.len() >= FLUSH_BYTES / 8 {
+        // Large batch output goes straight to the sink (no copy into `data`); small output is
+        // gathered so each positioned write stays large. Either way data is written before the
+        // descriptors that point to it.
+        if self.data.is_empty() && b.out.len() >= FLUSH_BYTES / 16 {
+            put(out, "page data", self.data_start, &b.out)?;
+            self.data_start += b.out.len() as u64;
+        } else {
+            self.data.extend_from_slice(&b.out);
+        }
+        if self.data.len() >= FLUSH_BYTES / 16 {
+            self.flush_data(out)?;
+        }
+        // Descriptors follow every FLUSH_BYTES of data, so a dump cut short by a write error
+        // keeps the pages written up to a recent point readable.
+        if self.descs.len() >= FLUSH_BYTES / 8
+            || self.data_start - self.desc_data_mark >= FLUSH_BYTES as u64
+        {
             self.flush(out)?;
         }
         Ok(())
     }
 
-    fn flush(&mut self, out: &mut dyn PosWrite) -> Result<(), WriteError> {
+    fn flush_data(&mut self, out: &mut dyn PosWrite) -> Result<(), WriteError> {
         put(out, "page data", self.data_start, &self.data)?;
         self.data_start += self.data.len() as u64;
         self.data.clear();
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut dyn PosWrite) -> Result<(), WriteError> {
+        self.flush_data(out)?;
         let at = self.desc_off + self.desc_first * SIZEOF_PAGE_DESC as u64;
         put(out, "page descriptors", at, &self.descs)?;
+        self.desc_data_mark = self.data_start;
         self.desc_first = self.desc_count;
         self.descs.clear();
         Ok(())

@@ -50,6 +50,8 @@ struct FileReader {
     file: File,
     file_len: u64,
     loads: Vec<LoadSegment>,
+    /// Whether long mostly-zero runs are mapped instead of read (see [`maps_zero_runs`]).
+    map_zero_runs: bool,
     /// Pages seen by `read_pages_at`, and how many of them were all zero: mapping pays off
     /// only when most pages are zero (they are then never copied).
     pages_seen: AtomicU64,
@@ -91,7 +93,8 @@ impl PageReader for FileReader {
             2 * self.zero_seen.load(Ordering::Relaxed) > self.pages_seen.load(Ordering::Relaxed);
         let npages = buf.len() / ps;
         self.pages_seen.fetch_add(npages as u64, Ordering::Relaxed);
-        if len < MAP_RUN_BYTES
+        if !self.map_zero_runs
+            || len < MAP_RUN_BYTES
             || !mostly_zero
             || off.checked_add(len).map_or(true, |e| e > self.file_len)
         {
@@ -134,6 +137,16 @@ impl PageReader for FileReader {
 /// Runs at least this long are mapped rather than read by [`PageReader::read_pages_at`].
 const MAP_RUN_BYTES: u64 = 256 << 10;
 
+/// Whether page runs of the vmcore at `path` are better mapped than read once most pages are
+/// zero: true for `/proc/vmcore`, whose `read` maps and unmaps the old kernel's memory page by
+/// page while `mmap` maps a whole run at once (makedumpfile maps it too). A vmcore in the page
+/// cache (a regular file) is read faster with large `pread`s than mapped: populating and
+/// tearing down page-table entries costs more than the copy, and two mapping threads contend
+/// on the address space lock (see BENCHMARKS.md).
+fn maps_zero_runs(path: &std::path::Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| p.starts_with("/proc"))
+}
+
 impl<'a> MappedElf<'a> {
     /// Re-open `core`'s file for mapped reads.
     pub fn new(core: &'a ElfVmcore) -> std::io::Result<MappedElf<'a>> {
@@ -142,6 +155,7 @@ impl<'a> MappedElf<'a> {
             file: file.try_clone()?,
             file_len: core.file_len(),
             loads: core.loads().to_vec(),
+            map_zero_runs: maps_zero_runs(core.path()),
             pages_seen: AtomicU64::new(0),
             zero_seen: AtomicU64::new(0),
         };

@@ -348,15 +348,26 @@ pub(crate) fn classify_window<S: DumpSource + ?Sized>(
 }
 
 /// True if every byte of `page` is zero.
+///
+/// Blocks of 256 bytes are OR-reduced word by word (the compiler vectorises the inner loop)
+/// and tested once per block: most non-zero pages fail in the first block, and a zero page is
+/// read at memory speed instead of one branch per 16 bytes.
 #[inline]
 pub(crate) fn is_zero_page(page: &[u8]) -> bool {
-    let mut chunks = page.chunks_exact(16);
-    let all = chunks.by_ref().all(|c| {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(c);
-        u128::from_ne_bytes(a) == 0
-    });
-    all && chunks.remainder().iter().all(|&b| b == 0)
+    const BLOCK: usize = 256;
+    let mut blocks = page.chunks_exact(BLOCK);
+    for b in blocks.by_ref() {
+        let mut acc = 0u64;
+        for w in b.chunks_exact(8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            acc |= u64::from_ne_bytes(a);
+        }
+        if acc != 0 {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| b == 0)
 }
 
 /// Where [`filter`] writes.

@@ -114,6 +114,16 @@ impl X86_64Paging {
         mem: &M,
         va: VirtAddr,
     ) -> Result<PhysAddr, KmemError> {
+        self.translate_leaf(mem, va).map(|(pa, _)| pa)
+    }
+
+    /// Like [`X86_64Paging::translate`], also returning the size of the leaf mapping that
+    /// holds `va` (4 KiB, 2 MiB or 1 GiB): the whole leaf is physically contiguous.
+    pub fn translate_leaf<M: PhysMemory + ?Sized>(
+        &self,
+        mem: &M,
+        va: VirtAddr,
+    ) -> Result<(PhysAddr, u64), KmemError> {
         let mask = self.entry_mask();
         let mut table = self.root.0;
         let mut level = self.levels;
@@ -131,7 +141,7 @@ impl X86_64Paging {
             if is_leaf {
                 let page_mask = (1u64 << shift) - 1;
                 let base = entry & mask & !page_mask;
-                return Ok(PhysAddr(base | (va.0 & page_mask)));
+                return Ok((PhysAddr(base | (va.0 & page_mask)), 1u64 << shift));
             }
             table = entry & mask;
             level -= 1;
@@ -143,8 +153,9 @@ impl X86_64Paging {
 pub struct KernelMemory<'m, M: PhysMemory + ?Sized> {
     mem: &'m M,
     paging: X86_64Paging,
-    /// One-entry translation cache: (virtual 4 KiB page, physical 4 KiB page).
-    tlb: Cell<Option<(u64, u64)>>,
+    /// One-entry translation cache: (virtual start, physical start, size) of the last leaf
+    /// mapping used (a 4 KiB, 2 MiB or 1 GiB page).
+    tlb: Cell<Option<(u64, u64, u64)>>,
 }
 
 impl<'m, M: PhysMemory + ?Sized> KernelMemory<'m, M> {
@@ -174,18 +185,26 @@ impl<'m, M: PhysMemory + ?Sized> KernelMemory<'m, M> {
 
     /// Translate one virtual address.
     pub fn translate(&self, va: VirtAddr) -> Result<PhysAddr, KmemError> {
-        let vpage = va.0 & !0xfff;
-        if let Some((v, p)) = self.tlb.get() {
-            if v == vpage {
-                return Ok(PhysAddr(p | (va.0 & 0xfff)));
-            }
-        }
-        let pa = self.paging.translate(self.mem, va)?;
-        self.tlb.set(Some((vpage, pa.0 & !0xfff)));
-        Ok(pa)
+        self.translate_extent(va).map(|(pa, _)| pa)
     }
 
-    /// Read `buf.len()` bytes at `va`, translating each 4 KiB page separately.
+    /// Translate `va` and say how many bytes from it on stay physically contiguous (to the
+    /// end of its leaf mapping).
+    fn translate_extent(&self, va: VirtAddr) -> Result<(PhysAddr, u64), KmemError> {
+        if let Some((v, p, size)) = self.tlb.get() {
+            let off = va.0.wrapping_sub(v);
+            if off < size {
+                return Ok((PhysAddr(p + off), size - off));
+            }
+        }
+        let (pa, size) = self.paging.translate_leaf(self.mem, va)?;
+        let off = va.0 & (size - 1);
+        self.tlb.set(Some((va.0 - off, pa.0 - off, size)));
+        Ok((pa, size - off))
+    }
+
+    /// Read `buf.len()` bytes at `va`: one physical read per leaf mapping it touches (a
+    /// struct page array in a 2 MiB vmemmap page is one read, not one per 4 KiB).
     pub fn read_virt(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), KmemError> {
         if va.0.checked_add(buf.len() as u64).is_none() {
             return Err(KmemError::Overflow { va });
@@ -193,9 +212,10 @@ impl<'m, M: PhysMemory + ?Sized> KernelMemory<'m, M> {
         let mut done = 0usize;
         while done < buf.len() {
             let cur = VirtAddr(va.0 + done as u64);
-            let in_page = (0x1000 - (cur.0 & 0xfff)) as usize;
-            let n = in_page.min(buf.len() - done);
-            let pa = self.translate(cur)?;
+            let (pa, extent) = self.translate_extent(cur)?;
+            let n = usize::try_from(extent)
+                .unwrap_or(usize::MAX)
+                .min(buf.len() - done);
             self.mem
                 .read_phys(pa, &mut buf[done..done + n])
                 .map_err(|source| KmemError::Read { va: cur, source })?;

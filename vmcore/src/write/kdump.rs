@@ -626,7 +626,7 @@ impl Feeder {
                 n += 1;
             }
             let pfn = self.win_start + first as u64;
-            let dst = &mut b.input[b.npages * ps..(b.npages + n) * ps];
+            let at = b.npages * ps;
             let hints = b.zero.len();
             b.zero.resize(hints + n, ZeroHint::Unknown);
             // Sources with a thread-safe reader: the worker reads the run.
@@ -644,6 +644,8 @@ impl Feeder {
                 self.pos = first + n;
                 continue;
             }
+            let (input, zero) = b.input_and_hints_mut();
+            let dst = &mut input[at..at + n * ps];
             let read_ok = Pfn(pfn)
                 .to_phys(src.page_shift())
                 .is_some_and(|pa| src.read_pages(pa, dst).is_ok());
@@ -658,7 +660,7 @@ impl Feeder {
                     if !ok {
                         page.fill(0);
                         self.unreadable += 1;
-                        b.zero[hints + i] = ZeroHint::Data;
+                        zero[hints + i] = ZeroHint::Data;
                     }
                 }
             }
@@ -734,11 +736,12 @@ impl DataWriter {
         // Large batch output goes straight to the sink (no copy into `data`); small output is
         // gathered so each positioned write stays large. Either way data is written before the
         // descriptors that point to it.
-        if self.data.is_empty() && b.out.len() >= FLUSH_BYTES / 16 {
-            put(out, "page data", self.data_start, &b.out)?;
-            self.data_start += b.out.len() as u64;
+        let stored = b.out();
+        if self.data.is_empty() && stored.len() >= FLUSH_BYTES / 16 {
+            put(out, "page data", self.data_start, stored)?;
+            self.data_start += stored.len() as u64;
         } else {
-            self.data.extend_from_slice(&b.out);
+            self.data.extend_from_slice(stored);
         }
         if self.data.len() >= FLUSH_BYTES / 16 {
             self.flush_data(out)?;

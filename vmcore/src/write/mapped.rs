@@ -134,6 +134,9 @@ impl PageReader for FileReader {
     }
 }
 
+/// Reads of a regular-file vmcore at least this long bypass the mmap windows.
+const PREAD_MIN_BYTES: usize = 16 << 10;
+
 /// Runs at least this long are mapped rather than read by [`PageReader::read_pages_at`].
 const MAP_RUN_BYTES: u64 = 256 << 10;
 
@@ -225,7 +228,13 @@ impl<'a> MappedElf<'a> {
     }
 
     fn read_file(&self, st: &mut State, off: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        if let Some(src) = self.window_slice(st, off, buf.len() as u64) {
+        // Large reads (struct page arrays) of a regular file: one copy by the kernel beats
+        // mapping a window and copying out of it.
+        let direct = !self.pages.map_zero_runs && buf.len() >= PREAD_MIN_BYTES;
+        if let Some(src) = (!direct)
+            .then(|| self.window_slice(st, off, buf.len() as u64))
+            .flatten()
+        {
             buf.copy_from_slice(src);
             return Ok(());
         }

@@ -36,8 +36,13 @@ pub enum ZeroHint {
 
 /// A batch of pages and, once processed, how each was stored.
 pub struct Batch {
-    /// Page contents, `npages × page size` bytes used.
-    pub input: Vec<u8>,
+    /// Page contents, `npages × page size` bytes used, from `input_start` on (see
+    /// [`Batch::input_mut`]).
+    input: Vec<u8>,
+    /// Offset of the first page in `input`: page data starts 4 KiB-aligned, because the
+    /// kernel copies file data into an aligned buffer markedly faster (`pread` of 1 MiB into a
+    /// buffer 16 bytes past a page boundary, malloc's usual placement, took 1.7x as long here).
+    input_start: usize,
     /// Pages in `input`.
     pub npages: usize,
     /// Per page: what the producer knows about it being all zero (a known-zero page's slot
@@ -48,8 +53,10 @@ pub struct Batch {
     pub reads: Vec<PendingRead>,
     /// Pages of `reads` that could not be read (written as zeros), set by the worker.
     pub unreadable: u64,
-    /// Stored bytes of the non-zero pages, back to back.
-    pub out: Vec<u8>,
+    /// Stored bytes of the non-zero pages, back to back, from `out_start` on (see
+    /// [`Batch::out`]; aligned like the input, for the kernel's copy on write).
+    out: Vec<u8>,
+    out_start: usize,
     /// One entry per page.
     pub results: Vec<PageResult>,
     seq: u64,
@@ -57,13 +64,22 @@ pub struct Batch {
 
 impl Batch {
     fn new(page_size: usize) -> Batch {
+        let input = vec![0; page_size * BATCH_PAGES + INPUT_ALIGN];
+        let input_start = input.as_ptr().align_offset(INPUT_ALIGN).min(INPUT_ALIGN);
+        // Room for every page stored raw plus a codec's worst-case bound for the last one, so
+        // the vector never reallocates (which would lose the alignment).
+        let mut out: Vec<u8> = Vec::with_capacity(page_size * (BATCH_PAGES + 2) + INPUT_ALIGN + 4096);
+        let out_start = out.as_ptr().align_offset(INPUT_ALIGN).min(INPUT_ALIGN);
+        out.resize(out_start, 0);
         Batch {
-            input: vec![0; page_size * BATCH_PAGES],
+            input,
+            input_start,
+            out,
+            out_start,
             npages: 0,
             zero: Vec::with_capacity(BATCH_PAGES),
             reads: Vec::new(),
             unreadable: 0,
-            out: Vec::with_capacity(page_size * BATCH_PAGES + 4096),
             results: Vec::with_capacity(BATCH_PAGES),
             seq: 0,
         }
@@ -82,7 +98,25 @@ pub struct PendingRead {
     pub npages: usize,
 }
 
+/// Alignment of [`Batch`] page data.
+const INPUT_ALIGN: usize = 4096;
+
 impl Batch {
+    /// The page data area (`BATCH_PAGES × page size` bytes).
+    pub fn input(&self) -> &[u8] {
+        &self.input[self.input_start..]
+    }
+
+    /// Stored bytes of the non-zero pages, back to back.
+    pub fn out(&self) -> &[u8] {
+        &self.out[self.out_start..]
+    }
+
+    /// The page data area, writable, and the per-page zero hints.
+    pub fn input_and_hints_mut(&mut self) -> (&mut [u8], &mut Vec<ZeroHint>) {
+        (&mut self.input[self.input_start..], &mut self.zero)
+    }
+
     /// Empty the batch for reuse.
     pub fn reset(&mut self) {
         self.npages = 0;
@@ -98,7 +132,8 @@ fn read_pending(b: &mut Batch, reader: Option<&dyn PageReader>, ps: usize, zero_
     let mut zeros = [false; BATCH_PAGES];
     for i in 0..b.reads.len() {
         let rd = b.reads[i];
-        let Some(dst) = b.input.get_mut(rd.first * ps..(rd.first + rd.npages) * ps) else {
+        let start = b.input_start;
+        let Some(dst) = b.input[start..].get_mut(rd.first * ps..(rd.first + rd.npages) * ps) else {
             continue;
         };
         let ok = match reader {
@@ -145,10 +180,11 @@ fn process(
     reader: Option<&dyn PageReader>,
 ) {
     read_pending(b, reader, ps, zero_check);
-    b.out.clear();
+    b.out.truncate(b.out_start);
     b.results.clear();
     for i in 0..b.npages {
-        let page = &b.input[i * ps..(i + 1) * ps];
+        let at = b.input_start + i * ps;
+        let page = &b.input[at..at + ps];
         let zero = match b.zero.get(i) {
             Some(ZeroHint::Zero) => true,
             Some(ZeroHint::Data) => false,

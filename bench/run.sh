@@ -2,18 +2,26 @@
 # Side-by-side benchmark of `rkdump filter` and makedumpfile on the same vmcore.
 #
 # usage: bench/run.sh [VMCORE]   (default: the first target/e2e/vmcores/*/vmcore, from `make test`)
-# env:   RUNS=3 (median of N runs)  OUT=/tmp/rkdump-bench (scratch dir)  THREADS=2
+# env:   RUNS=5 (runs per case)  OUT=scratch dir (default /dev/shm/rkdump-bench when /dev/shm
+#        is a tmpfs, else /tmp/rkdump-bench)  THREADS=2 (the --num-threads rows)
 #
 # Prints, per case, wall time, output size and peak RSS (from /usr/bin/time -v) of both tools
 # and the ratios rkdump/makedumpfile (< 1 means rkdump is faster/smaller/leaner). The vmcore is
-# read once first so both tools start from a warm page cache; outputs are deleted before every
-# run (rewriting an existing file on ext4 forces a flush on close and skews times).
+# read once first so both tools start from a warm page cache. The two tools run alternately,
+# run after run, so a slow spell of a shared machine hits both; the time ratio is the median
+# of the per-run ratios, the times shown are medians. Outputs are deleted before every run and
+# go to a tmpfs by default: what is compared is the work of filtering and compressing, not the
+# disk's writeback (which makedumpfile and rkdump leave to the kernel alike).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 vmcore=${1:-$(ls "$here"/target/e2e/vmcores/*/vmcore 2>/dev/null | head -n1)}
-runs=${RUNS:-3}
-out=${OUT:-/tmp/rkdump-bench}
+runs=${RUNS:-5}
+if [ -z "${OUT:-}" ]; then
+    if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then out=/dev/shm/rkdump-bench; else out=/tmp/rkdump-bench; fi
+else
+    out=$OUT
+fi
 threads=${THREADS:-2}
 [ -n "$vmcore" ] && [ -r "$vmcore" ] || { echo "no readable vmcore (give one as \$1)" >&2; exit 2; }
 command -v makedumpfile >/dev/null || { echo "makedumpfile is not installed" >&2; exit 2; }
@@ -22,46 +30,57 @@ command -v makedumpfile >/dev/null || { echo "makedumpfile is not installed" >&2
 (cd "$here" && cargo build -q --release -p rkdump)
 rk=("$here/target/release/rkdump" filter)
 mkdir -p "$out"
+trap 'rm -rf "$out"' EXIT
 cat "$vmcore" > /dev/null
 
-# measure NAME CMD... -> prints "wall_s rss_kb size_bytes" (median wall over $runs runs)
-measure() {
+# one DST CMD... -> prints "wall_s rss_kb size_bytes" of one run
+one() {
     local dst=$1; shift
-    local walls=() rss=0 r
-    for _ in $(seq "$runs"); do
-        rm -f "$dst"
-        local t0=$EPOCHREALTIME
-        /usr/bin/time -v "$@" > /dev/null 2> "$out/time.txt" || { echo "FAILED: $*" >&2; tail -n 5 "$out/time.txt" >&2; echo "nan 0 0"; return; }
-        # Wall time from bash's microsecond clock (GNU time's is rounded to 10 ms).
-        walls+=("$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }')")
-        r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$out/time.txt")
-        [ "$r" -gt "$rss" ] && rss=$r
-    done
-    local med
-    med=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    echo "$med $rss $(stat -c %s "$dst")"
+    rm -f "$dst"
+    local t0=$EPOCHREALTIME
+    if ! /usr/bin/time -v "$@" > /dev/null 2> "$out/time.txt"; then
+        echo "FAILED: $*" >&2; tail -n 5 "$out/time.txt" >&2; exit 1
+    fi
+    # Wall time from bash's microsecond clock (GNU time's is rounded to 10 ms).
+    local wall
+    wall=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }')
+    echo "$wall $(awk -F': ' '/Maximum resident set size/ {print $2}' "$out/time.txt") $(stat -c %s "$dst")"
 }
 
-printf '%s\n' "vmcore: $vmcore ($(stat -c %s "$vmcore") bytes), rkdump: ${rk[*]}, runs: $runs"
-printf '%-40s | %-26s | %-26s | %s\n' "case (rkdump vs makedumpfile)" "rkdump (s / MB / RSS MB)" "makedumpfile (s / MB / RSS MB)" "ratio time / size / RSS"
-# Each case: "rkdump options|makedumpfile options" (the default codec, zstd, is compared with
-# makedumpfile -l, the issue's reference; --num-threads cases with makedumpfile's one thread).
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+printf '%s\n' "vmcore: $vmcore ($(stat -L -c %s "$vmcore") bytes), $(nproc) CPUs, runs: $runs, outputs in $out"
+printf '%-44s | %-26s | %-26s | %s\n' "case (rkdump vs makedumpfile)" "rkdump (s / MB / RSS MB)" "makedumpfile (s / MB / RSS MB)" "ratio time / size / RSS"
+# Each case: "rkdump options|makedumpfile options". One-thread rows say --num-threads 1 (rkdump's
+# default is one thread per CPU, at most 4); the default codec (no codec flag: zstd) is compared
+# with makedumpfile -l, the issue's reference, with one thread and with rkdump's default threads.
 t="--num-threads $threads"
+one_t="--num-threads 1"
 cases=(
-    "-l -d 31|-l -d 31" "-c -d 31|-c -d 31" "-l -d 1|-l -d 1" "-d 31|-l -d 31"
-    "-z -d 31|-z -d 31" "-z -d 1|-z -d 1"
-    "-l -d 31 $t|-l -d 31" "-c -d 31 $t|-c -d 31" "-l -d 1 $t|-l -d 1" "-d 31 $t|-l -d 31"
+    "-l -d 31 $one_t|-l -d 31" "-c -d 31 $one_t|-c -d 31" "-l -d 1 $one_t|-l -d 1"
+    "-d 31 $one_t|-l -d 31" "-d 1 $one_t|-l -d 1"
+    "-l -d 31 $t|-l -d 31" "-c -d 31 $t|-c -d 31" "-l -d 1 $t|-l -d 1"
+    "-d 31|-l -d 31" "-d 1|-l -d 1"
+    "-z -d 31 $one_t|-z -d 31"
 )
 for pair in "${cases[@]}"; do
     case=${pair%%|*}
     mcase=${pair#*|}
-    # shellcheck disable=SC2086
-    read -r rw rr rs < <(measure "$out/rk.dump" "${rk[@]}" $case "$vmcore" "$out/rk.dump")
-    # shellcheck disable=SC2086
-    read -r mw mr ms < <(measure "$out/mdf.dump" makedumpfile $mcase "$vmcore" "$out/mdf.dump")
-    awk -v c="$case vs $mcase" -v rw="$rw" -v rr="$rr" -v rs="$rs" -v mw="$mw" -v mr="$mr" -v ms="$ms" 'BEGIN {
-        printf "%-40s | %6.3f / %7.1f / %6.1f | %6.3f / %7.1f / %6.1f | %5.2f / %5.2f / %5.2f\n",
-            c, rw, rs/1e6, rr/1024, mw, ms/1e6, mr/1024, (mw>0? rw/mw : 0), (ms>0? rs/ms : 0), (mr>0? rr/mr : 0) }'
+    rw=() mw=() ratios=() rr=0 mr=0 rs=0 ms=0
+    for _ in $(seq "$runs"); do
+        # shellcheck disable=SC2086
+        read -r w r s < <(one "$out/rk.dump" "${rk[@]}" $case "$vmcore" "$out/rk.dump")
+        rw+=("$w"); rs=$s; [ "$r" -gt "$rr" ] && rr=$r
+        # shellcheck disable=SC2086
+        read -r w2 r2 s2 < <(one "$out/mdf.dump" makedumpfile $mcase "$vmcore" "$out/mdf.dump")
+        mw+=("$w2"); ms=$s2; [ "$r2" -gt "$mr" ] && mr=$r2
+        ratios+=("$(awk -v a="$w" -v b="$w2" 'BEGIN { printf "%.4f", a / b }')")
+    done
+    rmed=$(printf '%s\n' "${rw[@]}" | median)
+    mmed=$(printf '%s\n' "${mw[@]}" | median)
+    ratio=$(printf '%s\n' "${ratios[@]}" | median)
+    awk -v c="$case vs $mcase" -v rw="$rmed" -v rr="$rr" -v rs="$rs" -v mw="$mmed" -v mr="$mr" -v ms="$ms" -v q="$ratio" 'BEGIN {
+        printf "%-44s | %6.3f / %7.1f / %6.1f | %6.3f / %7.1f / %6.1f | %5.2f / %5.2f / %5.2f\n",
+            c, rw, rs/1e6, rr/1024, mw, ms/1e6, mr/1024, q, (ms>0? rs/ms : 0), (mr>0? rr/mr : 0) }'
 done
-echo "note: Debian's makedumpfile is built without zstd: its -z rows are not zstd (see the size)."
-rm -f "$out/rk.dump" "$out/mdf.dump" "$out/time.txt"
+echo "note: Debian's makedumpfile is built without zstd: its -z row is not zstd (see the size)."

@@ -119,9 +119,10 @@ enum Cmd {
         /// Flattened output (makedumpfile -F); to standard output when OUT is omitted.
         #[arg(short = 'F')]
         flattened: bool,
-        /// Compression threads (output is identical for any number).
-        #[arg(long, default_value_t = 0)]
-        num_threads: usize,
+        /// Compression threads; default: one per CPU, at most 4 (0 or 1: compress on the
+        /// main thread). The output is byte-identical for any number.
+        #[arg(long)]
+        num_threads: Option<usize>,
         /// Input dump.
         input: PathBuf,
         /// Output file (must not exist).
@@ -304,7 +305,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 compression: crate::filter::codec(zlib, lzo, snappy, zstd, codec.as_deref())?,
                 format: if elf { rkdump_vmcore::write::DumpFormat::Elf } else { rkdump_vmcore::write::DumpFormat::Kdump },
                 flattened,
-                num_threads,
+                num_threads: num_threads.unwrap_or_else(rkdump_vmcore::write::default_threads),
             };
             crate::filter::run(&input, output.as_deref(), opts)?;
         }

@@ -134,6 +134,8 @@ fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool
     } else {
         let _ = writeln!(e, "streamed a flattened dump in {secs:.2} s");
     }
+    let threads = if opts.num_threads <= 1 { "the main thread".to_string() } else { format!("{} threads", opts.num_threads) };
+    let _ = writeln!(e, "  classifying {:.3} s, page data {:.3} s on {threads}", r.classify_time.as_secs_f64(), (secs - r.classify_time.as_secs_f64()).max(0.0));
     if r.unreadable_pages > 0 {
         let _ = writeln!(e, "rkdump: warning: {} pages could not be read from the input and were written as zeros", r.unreadable_pages);
     }

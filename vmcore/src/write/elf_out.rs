@@ -149,6 +149,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     let walk_end = seg_end_pfn.max(max_mapnr);
     let total_work = walk_end.saturating_mul(2);
 
+    let pass1_start = std::time::Instant::now();
     // Pass 1: classes, zero pages, segment layout.
     let mut classes = Vec::new();
     let mut page = vec![0u8; ps as usize];
@@ -238,6 +239,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     put(out, "the program headers", EHDR_SIZE, &table)?;
     put(out, "the notes", notes_off, notes)?;
 
+    let classify_time = pass1_start.elapsed();
     // Pass 2: segment data.
     let mut buf = vec![0u8; COPY_CHUNK];
     let mut unreadable = 0u64;
@@ -287,5 +289,6 @@ pub fn write_elf<S: DumpSource + ?Sized>(
         unreadable_pages: unreadable,
         output_bytes: data_off,
         degraded: cls.degraded().cloned(),
+        classify_time,
     })
 }

@@ -403,6 +403,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     subblk.resize((sub_hdr_size * ps) as usize, 0);
     put(out, "the sub-header and notes", ps, &subblk)?;
 
+    let pass1_start = std::time::Instant::now();
     // Pass 1: bitmaps, the dumpable count and the class counts. Bitmap 2 is also kept in
     // memory (one bit per pfn) when it is small enough, so pass 2 needs no classification.
     let total_work = max_mapnr.saturating_mul(2);
@@ -468,6 +469,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         cursor += ps;
     }
 
+    let classify_time = pass1_start.elapsed();
     // Pass 2: data and descriptors.
     let degraded = cls1.degraded().cloned();
     drop(cls1);
@@ -541,6 +543,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         unreadable_pages: feeder.unreadable + w.unreadable,
         output_bytes: end,
         degraded,
+        classify_time,
     })
 }
 

@@ -17,13 +17,14 @@
 //! marker. The format follows the Linux kernel's description of the LZO stream
 //! (`Documentation/staging/lzo.rst`); the code is our own.
 
-/// log2 of the hash table size (16 Ki entries, 64 KiB: fewer collisions than 8 Ki, about 5%
-/// faster on real kernel pages, still well inside L2).
-const HASH_BITS: u32 = 14;
+/// log2 of the hash table size (8 Ki entries, 32 KiB: with the coarse search step below, a
+/// larger table finds no more matches and fits the L1 cache less well).
+const HASH_BITS: u32 = 13;
 /// The search step through a literal run is `1 + run / 2^SKIP_SHIFT`. liblzo's LZO1X-1 uses 5;
-/// 3 compresses real kernel pages about 30% faster for about 6% more output (the backward
-/// extension of each match recovers part of what the coarser search misses). See BENCHMARKS.md.
-const SKIP_SHIFT: u32 = 3;
+/// 2 compresses real kernel pages about 40% faster for 6-10% more output at `-d 31` and under
+/// 1% more at `-d 1` (the backward extension of each match recovers part of what the coarser
+/// search misses; see BENCHMARKS.md). The stream format does not depend on it.
+const SKIP_SHIFT: u32 = 2;
 /// Largest distance of the medium-match form.
 const MAX_DIST: usize = 16384;
 /// Largest distance of the short-match form.
@@ -191,7 +192,7 @@ impl LzoCompressor {
                     }
                 }
                 // Skip faster through data without matches: the step grows by one every
-                // 2^SKIP_SHIFT literals (LZO1X-1 uses 32; see SKIP_SHIFT).
+                // 2^SKIP_SHIFT literals (see SKIP_SHIFT).
                 ip += 1 + ((ip - lit) >> SKIP_SHIFT);
             }
         }

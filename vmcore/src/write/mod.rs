@@ -85,6 +85,20 @@ impl Default for FilterOptions {
     }
 }
 
+/// Most compression threads [`default_threads`] picks: each one adds two batches (about
+/// 4 MiB) and a codec context to the writer's memory.
+pub const MAX_DEFAULT_THREADS: usize = 4;
+
+/// The number of compression threads when none is given: one per available CPU, at most
+/// [`MAX_DEFAULT_THREADS`]; one (no worker threads) in a capture kernel booted with
+/// `nr_cpus=1`. zstd, the default codec, costs about four times LZO's time per page, so it
+/// matches makedumpfile `-l` only when it can use more than one core (see BENCHMARKS.md).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_DEFAULT_THREADS)
+}
+
 /// What [`filter`] did.
 #[derive(Clone, Debug, Default)]
 pub struct FilterReport {
@@ -105,6 +119,9 @@ pub struct FilterReport {
     pub output_bytes: u64,
     /// Why classification fell back to presence/zero pages only, if it did.
     pub degraded: Option<Degraded>,
+    /// Time spent classifying pages and writing the bitmaps (kdump pass 1; for ELF output,
+    /// the layout pass).
+    pub classify_time: std::time::Duration,
 }
 
 /// Errors of the writers.

@@ -116,7 +116,8 @@ pub fn filter_vmcore(
             DumpFormat::Elf => write::DumpFormat::Elf,
         },
         flattened: false,
-        num_threads: 0,
+        // One thread per CPU of the capture kernel (one with the usual nr_cpus=1).
+        num_threads: write::default_threads(),
     };
     let r = write::filter(std::path::Path::new(src), Output::Path(std::path::Path::new(dst)), &opts, progress)
         .map_err(|e| {

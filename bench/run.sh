@@ -30,8 +30,21 @@ command -v makedumpfile >/dev/null || { echo "makedumpfile is not installed" >&2
 (cd "$here" && cargo build -q --release -p rkdump)
 rk=("$here/target/release/rkdump" filter)
 mkdir -p "$out"
-trap 'rm -rf "$out"' EXIT
-cat "$vmcore" > /dev/null
+# Hold the vmcore in the page cache for the whole run: a machine that reclaims cold page cache
+# proactively (DAMON pageout, memory ballooning) would otherwise send random runs of either tool
+# to the disk. vmtouch -l locks the file's pages in a separate process (root: no memlock limit).
+lock_pid=""
+cat "$vmcore" > /dev/null  # sequential read-ahead; vmtouch alone faults pages in one by one
+if command -v vmtouch >/dev/null; then
+    vmtouch -q -l "$(readlink -f "$vmcore")" & lock_pid=$!
+    for _ in $(seq 600); do
+        [ "$(vmtouch "$(readlink -f "$vmcore")" | awk '/Resident Pages/ {print $NF}')" = "100%" ] && break
+        sleep 0.5
+    done
+else
+    echo "warning: vmtouch is not installed; the vmcore may fall out of the page cache during the run" >&2
+fi
+trap 'rm -rf "$out"; [ -n "$lock_pid" ] && kill "$lock_pid" 2>/dev/null' EXIT
 
 # one DST CMD... -> prints "wall_s rss_kb size_bytes" of one run
 one() {

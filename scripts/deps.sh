@@ -37,6 +37,7 @@ check busybox-static /bin/busybox
 check binutils /usr/bin/readelf
 check gzip /bin/gzip
 check bc /usr/bin/bc
+check vmtouch /usr/bin/vmtouch   # bench/run.sh: keeps the vmcore in the page cache
 
 # A Debian kernel with its modules, for the capture image and the crash test.
 newest_kernel() {

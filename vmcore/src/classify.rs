@@ -554,11 +554,13 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
         let mut mark = |ranges: &[(u64, u64)], from: Option<PageClass>, to: PageClass| {
             for &(s, e) in ranges {
                 let (s, e) = (s.max(start.0), e.min(lim));
-                for p in s..e.max(s) {
-                    let slot = &mut out[(p - start.0) as usize];
-                    if from.map_or(true, |f| *slot == f) {
-                        *slot = to;
-                    }
+                if s >= e {
+                    continue;
+                }
+                let slots = &mut out[(s - start.0) as usize..(e - start.0) as usize];
+                match from {
+                    None => slots.fill(to),
+                    Some(f) => slots.iter_mut().filter(|x| **x == f).for_each(|x| *x = to),
                 }
             }
         };
@@ -569,8 +571,8 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
         self.seg_mask.resize(out.len(), false);
         for &(s, e) in &self.in_segs {
             let (s, e) = (s.max(start.0), e.min(lim));
-            for p in s..e.max(s) {
-                self.seg_mask[(p - start.0) as usize] = true;
+            if s < e {
+                self.seg_mask[(s - start.0) as usize..(e - start.0) as usize].fill(true);
             }
         }
         let mut skip_until = start.0;
@@ -852,15 +854,20 @@ impl ClassCounts {
     }
     /// Add one page of `class`.
     pub fn add(&mut self, class: PageClass) {
+        self.add_n(class, 1);
+    }
+
+    /// Count `n` pages of `class`.
+    pub fn add_n(&mut self, class: PageClass, n: u64) {
         match class {
             PageClass::Hole | PageClass::Kept | PageClass::NoData => {}
-            PageClass::Zero => self.zero += 1,
-            PageClass::Cache => self.cache += 1,
-            PageClass::CachePrivate => self.cache_private += 1,
-            PageClass::User => self.user += 1,
-            PageClass::Free => self.free += 1,
-            PageClass::Hwpoison => self.hwpoison += 1,
-            PageClass::Offline => self.offline += 1,
+            PageClass::Zero => self.zero += n,
+            PageClass::Cache => self.cache += n,
+            PageClass::CachePrivate => self.cache_private += n,
+            PageClass::User => self.user += n,
+            PageClass::Free => self.free += n,
+            PageClass::Hwpoison => self.hwpoison += n,
+            PageClass::Offline => self.offline += n,
         }
     }
 }

@@ -314,6 +314,22 @@ thread_local! {
     pub(crate) static FORCE_RECLASSIFY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: pass 1 window (a multiple of 8 pfns) and held-output limit of the overlapped
+    /// passes, small so that one synthetic dump exercises holding and its limit.
+    pub(crate) static OVERLAP_TEST: std::cell::Cell<Option<(u64, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Pass 1 window and held-output limit (see `overlap` in [`write_kdump`]).
+fn overlap_params() -> (u64, usize) {
+    #[cfg(test)]
+    if let Some(p) = OVERLAP_TEST.with(|f| f.get()) {
+        return p;
+    }
+    (WINDOW_PFNS, HOLD_BYTES)
+}
+
 fn keep_bitmap_limit() -> usize {
     #[cfg(test)]
     if FORCE_RECLASSIFY.with(|f| f.get()) {
@@ -333,7 +349,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     let vi = src.vmcoreinfo();
     let ps = src.page_size();
     let psz = usize::try_from(ps).map_err(|_| layout_err("page size"))?;
-    let mut cls1 = Classifier::new(src, vi, ClassifyOptions { dump_level: dl });
+    let cls1 = Classifier::new(src, vi, ClassifyOptions { dump_level: dl });
     let max_mapnr = cls1.max_pfn().0;
     let notes = src.notes_bytes();
 
@@ -403,82 +419,83 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     subblk.resize((sub_hdr_size * ps) as usize, 0);
     put(out, "the sub-header and notes", ps, &subblk)?;
 
-    let pass1_start = std::time::Instant::now();
-    // Pass 1: bitmaps, the dumpable count and the class counts. Bitmap 2 is also kept in
-    // memory (one bit per pfn) when it is small enough, so pass 2 needs no classification.
+    // Pass 1 (`Plan`): bitmaps, the dumpable count and the class counts. Bitmap 2 is also kept
+    // in memory (one bit per pfn) when it is small enough, so pass 2 needs no classification.
     let total_work = max_mapnr.saturating_mul(2);
-    let mut counts = ClassCounts {
+    let counts = ClassCounts {
         total: max_mapnr,
         memhole: cls1.memhole_pages(),
         ..ClassCounts::default()
     };
-    let mut kept_bits: Option<Vec<u8>> = usize::try_from(max_mapnr.div_ceil(8))
+    let kept_bits: Option<Vec<u8>> = usize::try_from(max_mapnr.div_ceil(8))
         .ok()
         .filter(|&n| n <= keep_bitmap_limit())
         .map(Vec::with_capacity);
-    let mut classes = Vec::new();
-    let mut bm1 = Vec::new();
-    let mut bm2 = Vec::new();
-    let mut num_dumpable = 0u64;
-    let mut s = 0u64;
-    while s < max_mapnr {
-        let e = s.saturating_add(WINDOW_PFNS).min(max_mapnr);
-        classify_window(&mut cls1, src, s, e, &mut classes);
-        let nbytes = ((e - s) as usize).div_ceil(8);
-        bm1.clear();
-        bm1.resize(nbytes, 0u8);
-        bm2.clear();
-        bm2.resize(nbytes, 0u8);
-        for (i, c) in classes.iter().enumerate() {
-            if *c != PageClass::Hole {
-                bm1[i >> 3] |= 1 << (i & 7);
-            }
-            if *c == PageClass::Kept {
-                bm2[i >> 3] |= 1 << (i & 7);
-                num_dumpable += 1;
-            }
-            counts.add(*c);
-        }
-        if let Some(k) = kept_bits.as_mut() {
-            k.extend_from_slice(&bm2);
-        }
-        put(out, "bitmap 1", bitmap1_off + s / 8, &bm1)?;
-        put(out, "bitmap 2", bitmap2_off + s / 8, &bm2)?;
-        progress(e, total_work);
-        s = e;
-    }
-    // Pad the bitmap area to its full size (a stream has no holes to fill).
-    if !rewrite && bitmap_blocks > 0 {
-        let used = max_mapnr.div_ceil(8);
-        let pad = half_blocks * ps - used;
-        if pad > 0 {
-            let z = vec![0u8; pad as usize];
-            put(out, "bitmap 1", bitmap1_off + used, &z)?;
-            put(out, "bitmap 2", bitmap2_off + used, &z)?;
-        }
-    }
-
-    let data_off = num_dumpable
-        .checked_mul(SIZEOF_PAGE_DESC as u64)
-        .and_then(|v| v.checked_add(desc_off))
-        .ok_or_else(|| layout_err("data offset"))?;
+    // With worker threads, a file output and bitmap 2 in memory, pass 1 runs ahead of pass 2
+    // instead of before it: the main thread classifies a window or two per batch while the
+    // workers compress the pages already classified, and their output is held (at most
+    // HOLD_BYTES) until the dumpable count fixes where the data area starts. Otherwise (one
+    // thread, a stream, a huge machine) pass 1 completes first.
+    let overlap = opts.num_threads > 1 && rewrite && kept_bits.is_some();
+    let (window, hold_limit) = overlap_params();
+    let plan = std::cell::RefCell::new(Plan {
+        cls: cls1,
+        window,
+        next: 0,
+        max_mapnr,
+        bitmap1_off,
+        bitmap2_off,
+        classes: Vec::new(),
+        bm1: Vec::new(),
+        bm2: Vec::new(),
+        counts,
+        num_dumpable: 0,
+        kept_bits,
+        elapsed: std::time::Duration::ZERO,
+    });
+    let out = std::cell::RefCell::new(out);
     let zero_pages = dl & 1 != 0;
-    let mut cursor = data_off;
-    if zero_pages {
-        put(out, "the shared zero page", data_off, &vec![0u8; psz])?;
-        cursor += ps;
+    let layout = DataLayout {
+        desc_off,
+        bitmap1_off,
+        bitmap2_off,
+        half_bytes: half_blocks * ps,
+        pad_bitmaps: !rewrite && bitmap_blocks > 0,
+        ps,
+        zero_pages,
+        flag: opts.compression.flag(),
+    };
+    let writer: std::cell::RefCell<Option<DataWriter>> = std::cell::RefCell::new(None);
+    // Runs pass 1 to its end and sets up the pass-2 sink.
+    let finish_plan = |plan: &mut Plan<'_, S>, out: &mut dyn PosWrite| -> Result<(), WriteError> {
+        while plan.next < plan.max_mapnr {
+            plan.step(src, out)?;
+        }
+        let mut w = writer.borrow_mut();
+        if w.is_none() {
+            *w = Some(layout.start(plan.num_dumpable, plan.max_mapnr, out)?);
+        }
+        Ok(())
+    };
+    if !overlap {
+        let mut pl = plan.borrow_mut();
+        let mut o = out.borrow_mut();
+        let t = std::time::Instant::now();
+        while pl.next < max_mapnr {
+            pl.step(src, &mut **o)?;
+            progress(pl.next, total_work);
+        }
+        finish_plan(&mut pl, &mut **o)?;
+        pl.elapsed = t.elapsed();
     }
 
-    let classify_time = pass1_start.elapsed();
     // Pass 2: data and descriptors.
-    let degraded = cls1.degraded().cloned();
-    drop(cls1);
-    let mut cls2 = match kept_bits {
+    let degraded = plan.borrow().cls.degraded().cloned();
+    let mut cls2 = match plan.borrow().kept_bits {
         Some(_) => None,
         None => Some(Classifier::new(src, vi, ClassifyOptions { dump_level: dl })),
     };
     let mut feeder = Feeder {
-        kept_bits,
         classes: Vec::new(),
         win_start: 0,
         pos: 0,
@@ -488,23 +505,11 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         unreadable: 0,
         dumpable: 0,
     };
-    let mut w = DataWriter {
-        desc_off,
-        data_start: cursor,
-        data: Vec::with_capacity(FLUSH_BYTES / 16 + (BATCH_PAGES + 1) * psz),
-        descs: Vec::with_capacity(FLUSH_BYTES / 8),
-        desc_first: 0,
-        desc_count: 0,
-        desc_data_mark: cursor,
-        zero_off: data_off,
-        ps,
-        flag: opts.compression.flag(),
-        compressed: 0,
-        raw: 0,
-        zero: 0,
-        unreadable: 0,
-    };
+    let mut held: Vec<HeldBatch> = Vec::new();
+    let mut held_bytes = 0usize;
+    let held_over = std::cell::Cell::new(false);
     {
+        let progress = std::cell::RefCell::new(&mut *progress);
         parallel::run(
             opts.num_threads,
             opts.compression,
@@ -512,13 +517,85 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
             zero_pages,
             src.page_reader(),
             |b: &mut Batch| {
-                feeder.fill(b, cls2.as_mut(), src, &mut |d| {
-                    progress(max_mapnr + d, total_work)
-                })
+                let mut pl = plan.borrow_mut();
+                let mut o = out.borrow_mut();
+                let plan_steps = |pl: &mut Plan<'_, S>, o: &mut dyn PosWrite, n: usize| {
+                    let t = std::time::Instant::now();
+                    let r = if held_over.get() {
+                        finish_plan(pl, o)
+                    } else {
+                        (|| {
+                            for _ in 0..n {
+                                if pl.next >= pl.max_mapnr {
+                                    break;
+                                }
+                                pl.step(src, o)?;
+                            }
+                            if pl.next >= pl.max_mapnr {
+                                finish_plan(pl, o)?;
+                            }
+                            Ok(())
+                        })()
+                    };
+                    pl.elapsed += t.elapsed();
+                    r
+                };
+                if pl.kept_bits.is_none() {
+                    // Classified again window by window (see KEEP_BITMAP_MAX).
+                    let base = pl.next;
+                    return feeder.fill(b, cls2.as_mut(), src, &mut |d| {
+                        (progress.borrow_mut())(base + d, total_work)
+                    });
+                }
+                // Classify ahead, then take kept runs up to where pass 1 has got.
+                if pl.next < pl.max_mapnr {
+                    plan_steps(&mut pl, &mut **o, 2)?;
+                }
+                loop {
+                    let limit = pl.next;
+                    let bits = pl.kept_bits.as_deref().unwrap_or(&[]);
+                    feeder.fill_from_bits(b, bits, limit, src);
+                    (progress.borrow_mut())(limit + feeder.next, total_work);
+                    if b.npages == BATCH_PAGES || pl.next >= pl.max_mapnr {
+                        return Ok(b.npages > 0);
+                    }
+                    plan_steps(&mut pl, &mut **o, 1)?;
+                }
             },
-            |b: &Batch| w.consume(b, out),
+            |b: &Batch| {
+                let mut o = out.borrow_mut();
+                let mut w = writer.borrow_mut();
+                let Some(w) = w.as_mut() else {
+                    // Pass 1 is still running: hold the batch's output.
+                    held_bytes += b.out().len();
+                    held.push(HeldBatch {
+                        results: b.results.clone(),
+                        stored: b.out().to_vec(),
+                        unreadable: b.unreadable,
+                    });
+                    if held_bytes > hold_limit {
+                        held_over.set(true);
+                    }
+                    return Ok(());
+                };
+                for h in held.drain(..) {
+                    w.consume(&h.results, &h.stored, h.unreadable, &mut **o)?;
+                }
+                w.consume(&b.results, b.out(), b.unreadable, &mut **o)
+            },
         )?;
     }
+    let out = out.into_inner();
+    let mut pl = plan.into_inner();
+    // Nothing left to produce means pass 1 is complete; the writer exists.
+    finish_plan(&mut pl, out)?;
+    let mut w = writer.into_inner().ok_or_else(|| layout_err("pass 1 did not finish"))?;
+    for h in held.drain(..) {
+        w.consume(&h.results, &h.stored, h.unreadable, out)?;
+    }
+    let num_dumpable = pl.num_dumpable;
+    let mut counts = pl.counts;
+    let classify_time = pl.elapsed;
     w.flush(out)?;
     if feeder.dumpable != num_dumpable {
         return Err(WriteError::Inconsistent {
@@ -547,10 +624,161 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     })
 }
 
-/// Pass-2 page source: walks windows and fills batches with the kept pages' contents.
-struct Feeder {
-    /// Bitmap 2 of pass 1 (LSB first), if it was kept; else windows are classified again.
+/// Both bitmaps of one window (`bm1`, `bm2` zeroed, one bit per class) and its class counts;
+/// returns the number of kept pages. Eight classes make one bitmap byte; the counts come from
+/// a histogram indexed by the class value, so the loop has no branch per page.
+fn summarize_window(
+    classes: &[PageClass],
+    bm1: &mut [u8],
+    bm2: &mut [u8],
+    counts: &mut ClassCounts,
+) -> u64 {
+    let mut hist = [0u64; 16];
+    for ((chunk, b1), b2) in classes.chunks(8).zip(bm1.iter_mut()).zip(bm2.iter_mut()) {
+        let (mut x1, mut x2) = (0u8, 0u8);
+        for (bit, &c) in chunk.iter().enumerate() {
+            x1 |= u8::from(c != PageClass::Hole) << bit;
+            x2 |= u8::from(c == PageClass::Kept) << bit;
+            hist[c as usize & 15] += 1;
+        }
+        *b1 = x1;
+        *b2 = x2;
+    }
+    for (class, n) in [
+        (PageClass::Zero, hist[PageClass::Zero as usize]),
+        (PageClass::Cache, hist[PageClass::Cache as usize]),
+        (PageClass::CachePrivate, hist[PageClass::CachePrivate as usize]),
+        (PageClass::User, hist[PageClass::User as usize]),
+        (PageClass::Free, hist[PageClass::Free as usize]),
+        (PageClass::Hwpoison, hist[PageClass::Hwpoison as usize]),
+        (PageClass::Offline, hist[PageClass::Offline as usize]),
+    ] {
+        counts.add_n(class, n);
+    }
+    hist[PageClass::Kept as usize]
+}
+
+/// Output of a batch compressed before pass 1 ended, waiting for the data area's offset.
+struct HeldBatch {
+    results: Vec<PageResult>,
+    stored: Vec<u8>,
+    unreadable: u64,
+}
+
+/// Most batch output held while pass 1 runs ahead (see `overlap` in [`write_kdump`]); past
+/// it, pass 1 is finished at once.
+const HOLD_BYTES: usize = 4 << 20;
+
+/// Pass 1: classification window by window, both bitmaps, class counts, bitmap 2 kept.
+struct Plan<'s, S: DumpSource + ?Sized> {
+    cls: Classifier<'s, S>,
+    /// Pfns per window (a multiple of 8).
+    window: u64,
+    /// First pfn not classified yet.
+    next: u64,
+    max_mapnr: u64,
+    bitmap1_off: u64,
+    bitmap2_off: u64,
+    classes: Vec<PageClass>,
+    bm1: Vec<u8>,
+    bm2: Vec<u8>,
+    counts: ClassCounts,
+    num_dumpable: u64,
+    /// Bitmap 2 (LSB first) of the pfns below `next`, if small enough to keep.
     kept_bits: Option<Vec<u8>>,
+    /// Time spent in `step`.
+    elapsed: std::time::Duration,
+}
+
+impl<S: DumpSource + ?Sized> Plan<'_, S> {
+    /// Classify the next window and write its slice of both bitmaps.
+    fn step(&mut self, src: &S, out: &mut dyn PosWrite) -> Result<(), WriteError> {
+        let s = self.next;
+        let e = s.saturating_add(self.window).min(self.max_mapnr);
+        if s >= e {
+            return Ok(());
+        }
+        classify_window(&mut self.cls, src, s, e, &mut self.classes);
+        let nbytes = ((e - s) as usize).div_ceil(8);
+        self.bm1.clear();
+        self.bm1.resize(nbytes, 0u8);
+        self.bm2.clear();
+        self.bm2.resize(nbytes, 0u8);
+        self.num_dumpable +=
+            summarize_window(&self.classes, &mut self.bm1, &mut self.bm2, &mut self.counts);
+        if let Some(k) = self.kept_bits.as_mut() {
+            k.extend_from_slice(&self.bm2);
+        }
+        put(out, "bitmap 1", self.bitmap1_off + s / 8, &self.bm1)?;
+        put(out, "bitmap 2", self.bitmap2_off + s / 8, &self.bm2)?;
+        self.next = e;
+        Ok(())
+    }
+}
+
+/// Where pass 2 writes, once pass 1 has counted the dumpable pages.
+struct DataLayout {
+    desc_off: u64,
+    bitmap1_off: u64,
+    bitmap2_off: u64,
+    /// Size of one bitmap in the file (whole blocks).
+    half_bytes: u64,
+    /// Write the bitmaps' padding (a stream has no holes to leave).
+    pad_bitmaps: bool,
+    ps: u64,
+    zero_pages: bool,
+    flag: u32,
+}
+
+impl DataLayout {
+    /// Pad the bitmaps if needed, write the shared zero page and return the pass-2 sink.
+    fn start(
+        &self,
+        num_dumpable: u64,
+        max_mapnr: u64,
+        out: &mut dyn PosWrite,
+    ) -> Result<DataWriter, WriteError> {
+        if self.pad_bitmaps {
+            let used = max_mapnr.div_ceil(8);
+            let pad = self.half_bytes.saturating_sub(used);
+            if pad > 0 {
+                let z = vec![0u8; pad as usize];
+                put(out, "bitmap 1", self.bitmap1_off + used, &z)?;
+                put(out, "bitmap 2", self.bitmap2_off + used, &z)?;
+            }
+        }
+        let data_off = num_dumpable
+            .checked_mul(SIZEOF_PAGE_DESC as u64)
+            .and_then(|v| v.checked_add(self.desc_off))
+            .ok_or_else(|| layout_err("data offset"))?;
+        let psz = self.ps as usize;
+        let mut cursor = data_off;
+        if self.zero_pages {
+            put(out, "the shared zero page", data_off, &vec![0u8; psz])?;
+            cursor += self.ps;
+        }
+        Ok(DataWriter {
+            desc_off: self.desc_off,
+            data_start: cursor,
+            data: Vec::with_capacity(FLUSH_BYTES / 16 + (BATCH_PAGES + 1) * psz),
+            descs: Vec::with_capacity(FLUSH_BYTES / 8),
+            desc_first: 0,
+            desc_count: 0,
+            desc_data_mark: cursor,
+            zero_off: data_off,
+            ps: self.ps,
+            flag: self.flag,
+            compressed: 0,
+            raw: 0,
+            zero: 0,
+            unreadable: 0,
+        })
+    }
+}
+
+/// Pass-2 page source: fills batches with the kept pages' contents, walking bitmap 2 of pass 1
+/// (or classifying each window again when it was not kept).
+struct Feeder {
     classes: Vec<PageClass>,
     win_start: u64,
     pos: usize,
@@ -569,7 +797,6 @@ impl Feeder {
         src: &S,
         progress: &mut dyn FnMut(u64),
     ) -> Result<bool, WriteError> {
-        let ps = self.ps as usize;
         while b.npages < BATCH_PAGES {
             if self.pos >= self.classes.len() {
                 if self.next >= self.max_mapnr {
@@ -577,25 +804,10 @@ impl Feeder {
                 }
                 let s = self.next;
                 let e = s.saturating_add(WINDOW_PFNS).min(self.max_mapnr);
-                match (&self.kept_bits, cls.as_deref_mut()) {
-                    (Some(bits), _) => {
-                        // Windows start at multiples of 8 pfns.
-                        self.classes.clear();
-                        let first = (s / 8) as usize;
-                        let last = (e.div_ceil(8) as usize).min(bits.len());
-                        for &byte in bits.get(first..last).unwrap_or(&[]) {
-                            for bit in 0..8 {
-                                self.classes.push(if byte >> bit & 1 != 0 {
-                                    PageClass::Kept
-                                } else {
-                                    PageClass::Hole
-                                });
-                            }
-                        }
-                        self.classes.resize((e - s) as usize, PageClass::Hole);
-                    }
-                    (None, Some(cls)) => classify_window(cls, src, s, e, &mut self.classes),
-                    (None, None) => {
+                // Bitmap 2 was not kept (see `KEEP_BITMAP_MAX`): classify again.
+                match cls.as_deref_mut() {
+                    Some(cls) => classify_window(cls, src, s, e, &mut self.classes),
+                    None => {
                         self.classes.clear();
                         self.classes.resize((e - s) as usize, PageClass::Hole);
                     }
@@ -629,49 +841,109 @@ impl Feeder {
                 n += 1;
             }
             let pfn = self.win_start + first as u64;
-            let at = b.npages * ps;
-            let hints = b.zero.len();
-            b.zero.resize(hints + n, ZeroHint::Unknown);
-            // Sources with a thread-safe reader: the worker reads the run.
-            let pending = src.page_reader().and_then(|r| {
-                let pa = Pfn(pfn).to_phys(src.page_shift())?;
-                r.file_offset(pa, (n * ps) as u64)
-            });
-            if let Some(off) = pending {
-                b.reads.push(PendingRead {
-                    off,
-                    first: b.npages,
-                    npages: n,
-                });
-                b.npages += n;
-                self.pos = first + n;
-                continue;
-            }
-            let (input, zero) = b.input_and_hints_mut();
-            let dst = &mut input[at..at + n * ps];
-            let read_ok = Pfn(pfn)
-                .to_phys(src.page_shift())
-                .is_some_and(|pa| src.read_pages(pa, dst).is_ok());
-            if !read_ok {
-                // Retry page by page; unreadable pages are written as zeros (as data, not as
-                // zero pages) and counted.
-                for i in 0..n {
-                    let page = &mut dst[i * ps..(i + 1) * ps];
-                    let ok = Pfn(pfn + i as u64)
-                        .to_phys(src.page_shift())
-                        .is_some_and(|pa| src.read_phys(pa, page).is_ok());
-                    if !ok {
-                        page.fill(0);
-                        self.unreadable += 1;
-                        zero[hints + i] = ZeroHint::Data;
-                    }
-                }
-            }
-            b.npages += n;
+            self.push_run(b, src, pfn, n);
             self.pos = first + n;
         }
         Ok(b.npages > 0)
     }
+
+    /// Add the `n` kept pages from `pfn` on to `b`: as a read for the workers when the source
+    /// has a thread-safe reader, else read here (page by page on error; unreadable pages become
+    /// zeros stored as data, and are counted).
+    fn push_run<S: DumpSource + ?Sized>(&mut self, b: &mut Batch, src: &S, pfn: u64, n: usize) {
+        let ps = self.ps as usize;
+        let at = b.npages * ps;
+        let hints = b.zero.len();
+        b.zero.resize(hints + n, ZeroHint::Unknown);
+        // Sources with a thread-safe reader: the worker reads the run.
+        let pending = src.page_reader().and_then(|r| {
+            let pa = Pfn(pfn).to_phys(src.page_shift())?;
+            r.file_offset(pa, (n * ps) as u64)
+        });
+        if let Some(off) = pending {
+            b.reads.push(PendingRead {
+                off,
+                first: b.npages,
+                npages: n,
+            });
+            b.npages += n;
+            return;
+        }
+        let (input, zero) = b.input_and_hints_mut();
+        let dst = &mut input[at..at + n * ps];
+        let read_ok = Pfn(pfn)
+            .to_phys(src.page_shift())
+            .is_some_and(|pa| src.read_pages(pa, dst).is_ok());
+        if !read_ok {
+            // Retry page by page; unreadable pages are written as zeros (as data, not as
+            // zero pages) and counted.
+            for i in 0..n {
+                let page = &mut dst[i * ps..(i + 1) * ps];
+                let ok = Pfn(pfn + i as u64)
+                    .to_phys(src.page_shift())
+                    .is_some_and(|pa| src.read_phys(pa, page).is_ok());
+                if !ok {
+                    page.fill(0);
+                    self.unreadable += 1;
+                    zero[hints + i] = ZeroHint::Data;
+                }
+            }
+        }
+        b.npages += n;
+    }
+
+    /// Pass 2 driven by bitmap 2 of pass 1 (`bits`, valid below pfn `limit`): adds runs of
+    /// kept pages to `b` until it is full or `limit` is reached.
+    fn fill_from_bits<S: DumpSource + ?Sized>(
+        &mut self,
+        b: &mut Batch,
+        bits: &[u8],
+        limit: u64,
+        src: &S,
+    ) {
+        while b.npages < BATCH_PAGES {
+            let Some((pfn, n)) = next_run(bits, self.next, limit, BATCH_PAGES - b.npages) else {
+                self.next = self.next.max(limit);
+                return;
+            };
+            self.dumpable += n as u64;
+            self.push_run(b, src, pfn, n);
+            self.next = pfn + n as u64;
+        }
+    }
+}
+
+/// The first run of set bits (LSB first) at or after bit `from` and before `end`: its start
+/// and length, at most `max`.
+fn next_run(bits: &[u8], from: u64, end: u64, max: usize) -> Option<(u64, usize)> {
+    let mut p = from;
+    // Skip clear bits: whole zero bytes at once.
+    loop {
+        if p >= end {
+            return None;
+        }
+        let byte = *bits.get((p / 8) as usize)? >> (p % 8);
+        if byte == 0 {
+            p = (p / 8 + 1) * 8;
+            continue;
+        }
+        p += u64::from(byte.trailing_zeros());
+        break;
+    }
+    if p >= end {
+        return None;
+    }
+    let start = p;
+    let limit = end.min(start.saturating_add(max as u64));
+    while p < limit {
+        let byte = bits.get((p / 8) as usize).map_or(0, |&b| b >> (p % 8));
+        let ones = u64::from((!byte).trailing_zeros()).min(8 - p % 8);
+        p += ones;
+        if ones < 8 - (p - ones) % 8 {
+            break;
+        }
+    }
+    Some((start, (p.min(limit) - start) as usize))
 }
 
 /// Pass-2 sink: assigns offsets, buffers data and descriptors, flushes data before the
@@ -696,10 +968,18 @@ struct DataWriter {
 }
 
 impl DataWriter {
-    fn consume(&mut self, b: &Batch, out: &mut dyn PosWrite) -> Result<(), WriteError> {
+    /// Assign offsets to one batch's pages (`results`, their stored bytes back to back in
+    /// `stored`) and buffer or write them.
+    fn consume(
+        &mut self,
+        results: &[PageResult],
+        stored: &[u8],
+        unreadable: u64,
+        out: &mut dyn PosWrite,
+    ) -> Result<(), WriteError> {
         let mut off = self.data_start + self.data.len() as u64;
-        self.unreadable += b.unreadable;
-        for r in &b.results {
+        self.unreadable += unreadable;
+        for r in results {
             let d = match *r {
                 PageResult::Zero => {
                     self.zero += 1;
@@ -739,7 +1019,6 @@ impl DataWriter {
         // Large batch output goes straight to the sink (no copy into `data`); small output is
         // gathered so each positioned write stays large. Either way data is written before the
         // descriptors that point to it.
-        let stored = b.out();
         if self.data.is_empty() && stored.len() >= FLUSH_BYTES / 16 {
             put(out, "page data", self.data_start, stored)?;
             self.data_start += stored.len() as u64;
@@ -774,5 +1053,43 @@ impl DataWriter {
         self.desc_first = self.desc_count;
         self.descs.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::next_run;
+
+    #[test]
+    fn next_run_matches_a_bit_by_bit_scan() {
+        let mut x = 0x2545_f491u32;
+        let mut bits = vec![0u8; 64];
+        for b in bits.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // Long runs of ones and of zeros as well as noise.
+            *b = match x % 4 {
+                0 => 0,
+                1 => 0xff,
+                _ => x as u8,
+            };
+        }
+        let bit = |p: u64| bits[(p / 8) as usize] >> (p % 8) & 1 != 0;
+        let end = 64 * 8 - 3;
+        for max in [1usize, 3, 8, 13, 256] {
+            let mut from = 0;
+            while let Some((start, n)) = next_run(&bits, from, end, max) {
+                assert!((from..start).all(|p| !bit(p)), "from {from} start {start}");
+                assert!(n >= 1 && n <= max);
+                assert!((start..start + n as u64).all(bit));
+                let stop = start + n as u64;
+                assert!(n == max || stop == end || !bit(stop), "run at {start} cut at {n}");
+                from = stop;
+            }
+            assert!((from..end).all(|p| !bit(p)));
+        }
+        assert_eq!(next_run(&[0xff], 3, 5, 256), Some((3, 2)));
+        assert_eq!(next_run(&[], 0, 100, 256), None);
     }
 }

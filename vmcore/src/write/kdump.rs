@@ -5,8 +5,10 @@
 //! starting with one shared zero page when dump level bit 1 is set.
 //!
 //! Pass 1 classifies each window of pfns, writes its slice of both bitmaps and counts
-//! dumpable pages; that count fixes where the data area starts. Pass 2 classifies again,
-//! compresses kept pages and writes data and descriptors as two positioned streams.
+//! dumpable pages; that count fixes where the data area starts. Pass 2 walks bitmap 2 of
+//! pass 1 (or classifies again when it was too large to keep), compresses kept pages and
+//! writes data and descriptors as two positioned streams. With worker threads and a file
+//! output, pass 1 runs ahead of pass 2 and the workers' output is held until it ends.
 
 use super::codec::FLAG_INCOMPLETE;
 use super::parallel::{self, Batch, PageResult, PendingRead, ZeroHint};

@@ -7,10 +7,11 @@
 //! 2. **pass 1 (plan)**: the [`crate::classify::Classifier`] classifies pfns window by window
 //!    (64 Ki pfns). The kdump writer writes both bitmaps of each window right away (bitmap 2 of
 //!    a pfn range depends only on that range) and counts dumpable pages; the ELF writer records
-//!    its segment layout. Nothing proportional to RAM is kept in memory.
-//! 3. **pass 2 (data)**: a fresh classifier repeats the same windows (deterministic), kept
-//!    pages are read in runs into batches of [`BATCH_PAGES`] pages, zero-checked and compressed
-//!    ([`parallel`]: inline, or by `num_threads` workers with results reassembled in order).
+//!    its segment layout. Only bitmap 2 (one bit per pfn, at most 8 MiB) is kept in memory.
+//! 3. **pass 2 (data)**: bitmap 2 of pass 1 (kept in memory up to 8 MiB; beyond that a fresh
+//!    classifier repeats the same windows, deterministically) gives the runs of kept pages,
+//!    read into batches of [`BATCH_PAGES`] pages, zero-checked and compressed ([`parallel`]:
+//!    inline, or by `num_threads` workers with results reassembled in order).
 //! 4. **sink**: every write is positioned ([`PosWrite`]): the descriptor table and the data
 //!    area of the kdump format are two streams at two offsets (the data start is known from
 //!    pass 1's count, like makedumpfile's cyclic mode). A regular file gets `pwrite`s; the

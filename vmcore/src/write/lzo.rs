@@ -21,10 +21,10 @@
 /// larger table finds no more matches and fits the L1 cache less well).
 const HASH_BITS: u32 = 13;
 /// The search step through a literal run is `1 + run / 2^SKIP_SHIFT`. liblzo's LZO1X-1 uses 5;
-/// 3 compresses real kernel pages 25-45% faster for about 5% more output (the backward
-/// extension of each match recovers part of what the coarser search misses). 2 is faster
-/// still on kernel data but gives up on text: page-cache pages came out 2.7x larger, because
-/// the step outgrows the short matches of text. See BENCHMARKS.md.
+/// 3 compresses real kernel pages 25-45% faster for 3-8% more output at `-d 31` and about 1%
+/// at `-d 1` (the backward extension of each match recovers part of what the coarser search
+/// misses). 2 is faster still on kernel data but gives up on text: page-cache pages came out
+/// 2.7x larger, because the step outgrows the short matches of text. See BENCHMARKS.md.
 const SKIP_SHIFT: u32 = 3;
 /// Largest distance of the medium-match form.
 const MAX_DIST: usize = 16384;

@@ -482,13 +482,11 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     if !overlap {
         let mut pl = plan.borrow_mut();
         let mut o = out.borrow_mut();
-        let t = std::time::Instant::now();
         while pl.next < max_mapnr {
             pl.step(src, &mut **o)?;
             progress(pl.next, total_work);
         }
         finish_plan(&mut pl, &mut **o)?;
-        pl.elapsed = t.elapsed();
     }
 
     // Pass 2: data and descriptors.
@@ -521,32 +519,25 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
             |b: &mut Batch| {
                 let mut pl = plan.borrow_mut();
                 let mut o = out.borrow_mut();
+                // Classify up to `n` more windows, or all of them once too much output is
+                // held; the last one sets up the sink.
                 let plan_steps = |pl: &mut Plan<'_, S>, o: &mut dyn PosWrite, n: usize| {
-                    let t = std::time::Instant::now();
-                    let r = if held_over.get() {
-                        finish_plan(pl, o)
-                    } else {
-                        (|| {
-                            for _ in 0..n {
-                                if pl.next >= pl.max_mapnr {
-                                    break;
-                                }
-                                pl.step(src, o)?;
-                            }
-                            if pl.next >= pl.max_mapnr {
-                                finish_plan(pl, o)?;
-                            }
-                            Ok(())
-                        })()
-                    };
-                    pl.elapsed += t.elapsed();
-                    r
+                    for _ in 0..n {
+                        if pl.next >= pl.max_mapnr {
+                            break;
+                        }
+                        pl.step(src, o)?;
+                    }
+                    if held_over.get() || pl.next >= pl.max_mapnr {
+                        finish_plan(pl, o)?;
+                    }
+                    Ok::<(), WriteError>(())
                 };
                 if pl.kept_bits.is_none() {
-                    // Classified again window by window (see KEEP_BITMAP_MAX).
-                    let base = pl.next;
+                    // Pass 1 is complete; classified again window by window (see
+                    // KEEP_BITMAP_MAX).
                     return feeder.fill(b, cls2.as_mut(), src, &mut |d| {
-                        (progress.borrow_mut())(base + d, total_work)
+                        (progress.borrow_mut())(max_mapnr + d, total_work)
                     });
                 }
                 // Classify ahead, then take kept runs up to where pass 1 has got.
@@ -589,7 +580,8 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     }
     let out = out.into_inner();
     let mut pl = plan.into_inner();
-    // Nothing left to produce means pass 1 is complete; the writer exists.
+    // Pass 1 is complete once nothing is left to produce, but with no batch at all (nothing
+    // dumpable) the sink may not exist yet.
     finish_plan(&mut pl, out)?;
     let mut w = writer.into_inner().ok_or_else(|| layout_err("pass 1 did not finish"))?;
     for h in held.drain(..) {
@@ -695,6 +687,13 @@ struct Plan<'s, S: DumpSource + ?Sized> {
 impl<S: DumpSource + ?Sized> Plan<'_, S> {
     /// Classify the next window and write its slice of both bitmaps.
     fn step(&mut self, src: &S, out: &mut dyn PosWrite) -> Result<(), WriteError> {
+        let t = std::time::Instant::now();
+        let r = self.classify_next(src, out);
+        self.elapsed += t.elapsed();
+        r
+    }
+
+    fn classify_next(&mut self, src: &S, out: &mut dyn PosWrite) -> Result<(), WriteError> {
         let s = self.next;
         let e = s.saturating_add(self.window).min(self.max_mapnr);
         if s >= e {

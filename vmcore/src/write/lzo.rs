@@ -261,9 +261,8 @@ fn push_ext(out: &mut Out<'_>, mut x: usize) {
     out.push(x as u8);
 }
 
+/// One match instruction; the short forms are stored with one slice write each.
 #[inline(always)]
-/// One match instruction. The short forms are stored with one slice write each (one bounds
-/// check instead of one per byte: 11-14% of the compressor's time on real kernel pages).
 fn emit_match(out: &mut Out<'_>, dist: usize, len: usize) {
     let d = dist - 1;
     let op = out.op;

@@ -231,12 +231,11 @@ impl<'a> MappedElf<'a> {
         // Large reads (struct page arrays) of a regular file: one copy by the kernel beats
         // mapping a window and copying out of it.
         let direct = !self.pages.map_zero_runs && buf.len() >= PREAD_MIN_BYTES;
-        if let Some(src) = (!direct)
-            .then(|| self.window_slice(st, off, buf.len() as u64))
-            .flatten()
-        {
-            buf.copy_from_slice(src);
-            return Ok(());
+        if !direct {
+            if let Some(src) = self.window_slice(st, off, buf.len() as u64) {
+                buf.copy_from_slice(src);
+                return Ok(());
+            }
         }
         self.file
             .read_exact_at(buf, off)

@@ -92,7 +92,7 @@ pub const MAX_DEFAULT_THREADS: usize = 4;
 
 /// The number of compression threads when none is given: one per available CPU, at most
 /// [`MAX_DEFAULT_THREADS`]; one (no worker threads) in a capture kernel booted with
-/// `nr_cpus=1`. zstd, the default codec, costs about four times LZO's time per page, so it
+/// `nr_cpus=1`. zstd, the default codec, costs about three times LZO's time per page, so it
 /// matches makedumpfile `-l` only when it can use more than one core (see BENCHMARKS.md).
 pub fn default_threads() -> usize {
     std::thread::available_parallelism()

@@ -37,7 +37,7 @@ pub enum ZeroHint {
 /// A batch of pages and, once processed, how each was stored.
 pub struct Batch {
     /// Page contents, `npages × page size` bytes used, from `input_start` on (see
-    /// [`Batch::input_mut`]).
+    /// [`Batch::input_and_hints_mut`]).
     input: Vec<u8>,
     /// Offset of the first page in `input`: page data starts 4 KiB-aligned, because the
     /// kernel copies file data into an aligned buffer markedly faster (`pread` of 1 MiB into a
@@ -65,11 +65,11 @@ pub struct Batch {
 impl Batch {
     fn new(page_size: usize) -> Batch {
         let input = vec![0; page_size * BATCH_PAGES + INPUT_ALIGN];
-        let input_start = input.as_ptr().align_offset(INPUT_ALIGN).min(INPUT_ALIGN);
+        let input_start = aligned_start(input.as_ptr());
         // Room for every page stored raw plus a codec's worst-case bound for the last one, so
         // the vector never reallocates (which would lose the alignment).
         let mut out: Vec<u8> = Vec::with_capacity(page_size * (BATCH_PAGES + 2) + INPUT_ALIGN + 4096);
-        let out_start = out.as_ptr().align_offset(INPUT_ALIGN).min(INPUT_ALIGN);
+        let out_start = aligned_start(out.as_ptr());
         out.resize(out_start, 0);
         Batch {
             input,
@@ -101,12 +101,13 @@ pub struct PendingRead {
 /// Alignment of [`Batch`] page data.
 const INPUT_ALIGN: usize = 4096;
 
-impl Batch {
-    /// The page data area (`BATCH_PAGES × page size` bytes).
-    pub fn input(&self) -> &[u8] {
-        &self.input[self.input_start..]
-    }
+/// Offset from `buf` (the start of a vector's allocation, with `INPUT_ALIGN` bytes to spare)
+/// of its first [`INPUT_ALIGN`]-aligned byte.
+fn aligned_start(buf: *const u8) -> usize {
+    buf.align_offset(INPUT_ALIGN).min(INPUT_ALIGN)
+}
 
+impl Batch {
     /// Stored bytes of the non-zero pages, back to back.
     pub fn out(&self) -> &[u8] {
         &self.out[self.out_start..]

@@ -230,6 +230,11 @@ impl CoreCollector {
         if !self.other.is_empty() {
             notes.push(format!("core_collector: makedumpfile options `{}` are ignored by the rkdump capture", self.other.join(" ")));
         }
+        if let Some(n) = self.num_threads {
+            notes.push(format!(
+                "core_collector: `--num-threads {n}` is ignored; the capture compresses with one thread per CPU of the capture kernel, at most 4 (one with the usual nr_cpus=1)"
+            ));
+        }
         let dump_level = self.dump_level.unwrap_or(0);
         let collector = if self.elf {
             Collector::Filter { dump_level, format: DumpFormat::Elf, codec: Codec::None }
@@ -659,6 +664,8 @@ auto_reset_crashkernel yes
         }
         let c = KdumpConfig::parse("ext4 /dev/vdb\ncore_collector makedumpfile -l -d 31 --cyclic-buffer 100\n").unwrap();
         assert!(c.warnings.iter().any(|w| w.contains("--cyclic-buffer") && w.contains("ignored")), "{:?}", c.warnings);
+        let c = KdumpConfig::parse("ext4 /dev/vdb\ncore_collector makedumpfile -l -d 31 --num-threads 4\n").unwrap();
+        assert!(c.warnings.iter().any(|w| w.contains("--num-threads 4") && w.contains("ignored")), "{:?}", c.warnings);
     }
 
     #[test]

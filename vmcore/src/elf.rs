@@ -233,6 +233,43 @@ pub struct LoadSegment {
     pub mem_size: u64,
 }
 
+/// Copy physical bytes `[pa, pa + buf.len())` out of the PT_LOAD segments `loads` of a file of
+/// `file_len` bytes: the first segment in file order that holds an address wins (as in
+/// makedumpfile), its file-backed part is read with `read(file_offset, part)`, the part past
+/// `p_filesz` reads as zeros. Offsets were checked against overflow when `loads` was parsed.
+pub(crate) fn read_loads(
+    loads: &[LoadSegment],
+    file_len: u64,
+    pa: PhysAddr,
+    buf: &mut [u8],
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<(), MemError>,
+) -> Result<(), MemError> {
+    if pa.0.checked_add(buf.len() as u64).is_none() {
+        return Err(MemError::Overflow { pa, len: buf.len() });
+    }
+    let mut done = 0usize;
+    while done < buf.len() {
+        let cur = pa.0 + done as u64;
+        let Some(seg) = loads.iter().find(|l| cur >= l.phys_start.0 && cur - l.phys_start.0 < l.mem_size) else {
+            return Err(MemError::NotPresent { pa: PhysAddr(cur) });
+        };
+        let rel = cur - seg.phys_start.0;
+        let n = ((seg.mem_size - rel) as usize).min(buf.len() - done);
+        let part = &mut buf[done..done + n];
+        let backed = seg.file_size.saturating_sub(rel).min(n as u64) as usize;
+        if backed > 0 {
+            let off = seg.file_offset.0 + rel;
+            if off.checked_add(backed as u64).map_or(true, |e| e > file_len) {
+                return Err(MemError::Truncated { pa: PhysAddr(cur), offset: FileOffset(off) });
+            }
+            read(off, &mut part[..backed])?;
+        }
+        part[backed..].fill(0);
+        done += n;
+    }
+    Ok(())
+}
+
 impl LoadSegment {
     /// One past the last physical byte (`phys_start + mem_size`, saturating).
     pub fn phys_end(&self) -> PhysAddr {
@@ -677,36 +714,8 @@ impl ElfVmcore {
 
 impl PhysMemory for ElfVmcore {
     fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
-        if pa.0.checked_add(buf.len() as u64).is_none() {
-            return Err(MemError::Overflow { pa, len: buf.len() });
-        }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut done = 0usize;
-        while done < buf.len() {
-            let cur = pa.0 + done as u64;
-            let Some(i) = self.find_segment(cur) else {
-                return Err(MemError::NotPresent { pa: PhysAddr(cur) });
-            };
-            let seg = self.loads[i];
-            let rel = cur - seg.phys_start.0;
-            let n = ((seg.mem_size - rel) as usize).min(buf.len() - done);
-            let part = &mut buf[done..done + n];
-            // File-backed prefix, then zeros past p_filesz.
-            let backed = seg.file_size.saturating_sub(rel).min(n as u64) as usize;
-            if backed > 0 {
-                let off = seg.file_offset.0 + rel;
-                if off + backed as u64 > self.file_len {
-                    return Err(MemError::Truncated {
-                        pa: PhysAddr(cur),
-                        offset: FileOffset(off),
-                    });
-                }
-                self.read_file(&mut st, off, &mut part[..backed])?;
-            }
-            part[backed..].fill(0);
-            done += n;
-        }
-        Ok(())
+        read_loads(&self.loads, self.file_len, pa, buf, |off, part| self.read_file(&mut st, off, part))
     }
 
     fn page_size(&self) -> u64 {

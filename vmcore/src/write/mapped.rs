@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use super::{is_zero_page, DumpSource, PageReader, SourceSegment};
 use crate::addr::{FileOffset, Pfn, PhysAddr};
-use crate::elf::{ElfVmcore, LoadSegment};
+use crate::elf::{read_loads, ElfVmcore, LoadSegment};
 use crate::memory::{MemError, PhysMemory, PhysRange};
 use crate::vmcoreinfo::VmcoreInfo;
 
@@ -254,42 +254,8 @@ impl<'a> MappedElf<'a> {
 
 impl PhysMemory for MappedElf<'_> {
     fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
-        if pa.0.checked_add(buf.len() as u64).is_none() {
-            return Err(MemError::Overflow { pa, len: buf.len() });
-        }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut done = 0usize;
-        while done < buf.len() {
-            let cur = pa.0 + done as u64;
-            // First match in file order, like makedumpfile and ElfVmcore.
-            let Some(seg) = self
-                .loads
-                .iter()
-                .find(|l| cur >= l.phys_start.0 && cur - l.phys_start.0 < l.mem_size)
-            else {
-                return Err(MemError::NotPresent { pa: PhysAddr(cur) });
-            };
-            let rel = cur - seg.phys_start.0;
-            let n = ((seg.mem_size - rel) as usize).min(buf.len() - done);
-            let part = &mut buf[done..done + n];
-            let backed = seg.file_size.saturating_sub(rel).min(n as u64) as usize;
-            if backed > 0 {
-                let off = seg.file_offset.0 + rel;
-                if off
-                    .checked_add(backed as u64)
-                    .map_or(true, |e| e > self.file_len)
-                {
-                    return Err(MemError::Truncated {
-                        pa: PhysAddr(cur),
-                        offset: FileOffset(off),
-                    });
-                }
-                self.read_file(&mut st, off, &mut part[..backed])?;
-            }
-            part[backed..].fill(0);
-            done += n;
-        }
-        Ok(())
+        read_loads(&self.loads, self.file_len, pa, buf, |off, part| self.read_file(&mut st, off, part))
     }
 
     fn page_size(&self) -> u64 {

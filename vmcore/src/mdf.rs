@@ -2,10 +2,34 @@
 //!
 //! Parses the report `makedumpfile --message-level 31` prints ("Pages filled with zero :
 //! 0x...", ...) and compares it with [`crate::info::InfoReport::to_json`]. Used by the tests
-//! that check rkdump's classification against the real makedumpfile.
+//! that check rkdump's classification against the real makedumpfile. [`real_vmcores`] finds
+//! the vmcores those tests run on.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Every `$RKDUMP_VMCORES/*/vmcore` (`make test` sets it to the crash tests'
+/// `target/e2e/vmcores`), sorted. `None`, after printing SKIPPED, when the variable is unset
+/// and nothing is found; a panic when it is set but holds no vmcore, so that a test run meant
+/// to use real vmcores cannot pass without them.
+pub fn real_vmcores() -> Option<Vec<PathBuf>> {
+    let explicit = std::env::var_os("RKDUMP_VMCORES");
+    let root = explicit.clone().map(PathBuf::from).unwrap_or_default();
+    let mut cores: Vec<PathBuf> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("vmcore"))
+        .filter(|p| p.is_file())
+        .collect();
+    cores.sort();
+    if cores.is_empty() {
+        assert!(explicit.is_none(), "RKDUMP_VMCORES={} holds no */vmcore", root.display());
+        eprintln!("SKIPPED: no */vmcore under {} (set RKDUMP_VMCORES to run)", root.display());
+        return None;
+    }
+    Some(cores)
+}
 
 /// Counts from a makedumpfile report, keyed like [`crate::info::InfoReport::to_json`].
 pub type MdfCounts = Vec<(&'static str, u64)>;

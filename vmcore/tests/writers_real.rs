@@ -21,31 +21,6 @@ use rkdump_vmcore::diskdump::DiskDump;
 use rkdump_vmcore::write::{filter, Compression, DumpFormat, FilterOptions, Output};
 use rkdump_vmcore::{ElfVmcore, PhysAddr, PhysMemory};
 
-fn vmcores() -> Option<Vec<PathBuf>> {
-    let explicit = std::env::var_os("RKDUMP_VMCORES");
-    let root = explicit
-        .clone()
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path().join("vmcore"))
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    if v.is_empty() {
-        if explicit.is_some() {
-            panic!("RKDUMP_VMCORES={} holds no */vmcore", root.display());
-        }
-        eprintln!("SKIPPED: no vmcores under {}", root.display());
-        return None;
-    }
-    Some(v)
-}
-
 /// The debug vmlinux for the kernel that wrote `core` (`make deps` installs it).
 fn vmlinux(core: &Path) -> Option<PathBuf> {
     let release = ElfVmcore::open(core)
@@ -154,7 +129,7 @@ fn check_pages(src: &ElfVmcore, dump: &DiskDump) -> u64 {
 
 #[test]
 fn writers_on_real_vmcores() {
-    let Some(cores) = vmcores() else { return };
+    let Some(cores) = rkdump_vmcore::mdf::real_vmcores() else { return };
     let vml = vmlinux(&cores[0]);
     if vml.is_none() {
         // `make test` installs both; only a developer's partial setup gets here.

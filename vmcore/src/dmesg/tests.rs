@@ -691,33 +691,8 @@ fn oracle_vmcore_dmesg_empty_lockless() {
 /// 1.7.2: no caller column) on every `$RKDUMP_VMCORES/*/vmcore` (`make test` sets it to the crash tests' `target/e2e/vmcores`).
 #[test]
 fn real_vmcores_match_the_peers() {
-    use std::path::PathBuf;
     use std::process::Command;
-    let env = std::env::var_os("RKDUMP_VMCORES");
-    let dir = env
-        .clone()
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let mut cores: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("vmcore"))
-        .filter(|p| p.is_file())
-        .collect();
-    cores.sort();
-    if cores.is_empty() {
-        assert!(
-            env.is_none(),
-            "RKDUMP_VMCORES={} holds no */vmcore",
-            dir.display()
-        );
-        eprintln!(
-            "SKIPPED: no */vmcore under {} (set RKDUMP_VMCORES to run)",
-            dir.display()
-        );
-        return;
-    }
+    let Some(cores) = crate::mdf::real_vmcores() else { return };
     for core in cores {
         let elf = crate::elf::ElfVmcore::open(&core).expect("open vmcore");
         let info = elf.vmcoreinfo().expect("the vmcore has VMCOREINFO");

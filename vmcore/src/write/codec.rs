@@ -107,7 +107,9 @@ enum Ctx {
     Zlib(Box<flate2::Compress>),
     Lzo(Box<lzo::LzoCompressor>),
     Snappy(Box<snap::raw::Encoder>),
-    Zstd(Box<zstd::bulk::Compressor<'static>>),
+    /// The context and a reused output buffer: zstd writes into its spare capacity, so the
+    /// compress bound is never zero-filled per page (only the frame is copied out).
+    Zstd(Box<zstd::bulk::Compressor<'static>>, Vec<u8>),
 }
 
 /// A compression context for one thread.
@@ -130,12 +132,13 @@ impl PageCompressor {
             ))),
             Compression::Lzo => Ctx::Lzo(Box::default()),
             Compression::Snappy => Ctx::Snappy(Box::new(snap::raw::Encoder::new())),
-            Compression::Zstd => Ctx::Zstd(Box::new(zstd::bulk::Compressor::new(1).map_err(
-                |source| CodecError::Init {
+            Compression::Zstd => Ctx::Zstd(
+                Box::new(zstd::bulk::Compressor::new(1).map_err(|source| CodecError::Init {
                     method: "zstd",
                     source,
-                },
-            )?)),
+                })?),
+                Vec::new(),
+            ),
         };
         Ok(PageCompressor { method, ctx })
     }
@@ -167,10 +170,14 @@ impl PageCompressor {
                 out.resize(start + max, 0);
                 e.compress(page, &mut out[start..]).ok()
             }
-            Ctx::Zstd(c) => {
-                let bound = zstd::zstd_safe::compress_bound(n);
-                out.resize(start + bound, 0);
-                c.compress_to_buffer(page, &mut out[start..]).ok()
+            Ctx::Zstd(c, buf) => {
+                buf.clear();
+                buf.reserve(zstd::zstd_safe::compress_bound(n));
+                let len = c.compress_to_buffer(page, buf).ok();
+                if len.is_some_and(|l| l < n) {
+                    out.extend_from_slice(buf);
+                }
+                len
             }
         };
         match ok {

@@ -17,8 +17,8 @@
 //! marker. The format follows the Linux kernel's description of the LZO stream
 //! (`Documentation/staging/lzo.rst`); the code is our own.
 
-/// log2 of the hash table size (8 Ki entries, 32 KiB: with the coarser search step below, a
-/// larger table finds no more matches and fits the L1 cache less well).
+/// log2 of the hash table size (8 Ki 16-bit entries, 16 KiB: with the coarser search step
+/// below, a larger table finds no more matches; 4 Ki entries were no faster).
 const HASH_BITS: u32 = 13;
 /// The search step through a literal run is `1 + run / 2^SKIP_SHIFT`. liblzo's LZO1X-1 uses 5;
 /// 3 compresses real kernel pages 25-45% faster for 3-8% more output at `-d 31` and about 1%

@@ -2,7 +2,7 @@
 //!
 //! makedumpfile `-l` stores each page as one raw LZO1X stream (what `lzo1x_1_compress`
 //! produces and `lzo1x_decompress_safe` reads). The compressor here is a greedy LZ77 with a
-//! 4-byte hash table that emits only the instruction forms every LZO1X decompressor accepts:
+//! 5-byte hash table that emits only the instruction forms every LZO1X decompressor accepts:
 //!
 //! - the first-byte literal form (`17 + n`, n <= 238) or the long literal form (`0000LLLL`);
 //! - short matches `01LDDDSS`/`1LLDDDSS` (3..8 bytes, distance <= 2 KiB);
@@ -10,8 +10,9 @@
 //! - 0..3 trailing literals carried in the `SS` bits of the previous match;
 //! - the end marker `0x11 0x00 0x00`.
 //!
-//! The search is LZO1X-1's (a 4-byte hash, a step that grows through literal runs) with a
-//! coarser step and a backward extension of every match found.
+//! The search is LZO1X-1's (a hash table of recent positions, a step that grows through literal
+//! runs) with matches of at least 5 bytes instead of 4, a coarser step and a backward extension
+//! of every match found.
 //!
 //! Distances never exceed 16 KiB, so the far-match form (`0001HLLL`) is only used for the end
 //! marker. The format follows the Linux kernel's description of the LZO stream
@@ -28,6 +29,12 @@ const HASH_BITS: u32 = 13;
 const SKIP_SHIFT: u32 = 3;
 /// Largest distance of the medium-match form.
 const MAX_DIST: usize = 16384;
+/// Shortest match searched for (the hash covers this many bytes). liblzo's LZO1X-1 takes 4;
+/// 5 skips the 4-byte matches of kernel pointers' high halves (`ffff8880...`), which save a
+/// byte or two each but cost a search hit and an instruction each: on the kept pages of real
+/// `-d 31` dumps 5-12% faster for 1.5-3% more output (1.4% at `-d 1`); 6 was faster still on
+/// some inputs for 3-6% more. See BENCHMARKS.md.
+const MIN_MATCH: usize = 5;
 /// Largest distance of the short-match form.
 const M2_MAX_DIST: usize = 2048;
 
@@ -65,13 +72,6 @@ impl Default for LzoCompressor {
     fn default() -> Self {
         Self::new()
     }
-}
-
-#[inline(always)]
-fn rd32(b: &[u8], i: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[i..i + 4]);
-    u32::from_le_bytes(a)
 }
 
 #[inline(always)]
@@ -175,18 +175,19 @@ impl LzoCompressor {
         let mut lit = 0usize;
         let mut ip = 0usize;
         if n >= 8 {
-            let last = n - 4;
+            let last = n - 8;
             while ip <= last {
-                let seq = rd32(input, ip);
-                let h = (seq.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize;
+                // The low MIN_MATCH bytes of the next 8.
+                let seq = rd64(input, ip) << (64 - 8 * MIN_MATCH);
+                let h = (seq.wrapping_mul(0x9E37_79B1_7F4A_7C15) >> (64 - HASH_BITS)) as usize;
                 let cand = table[h];
                 table[h] = (base as usize + ip) as u16;
                 // Entries of earlier calls (below `base`) wrap to positions past the input.
                 let c = cand.wrapping_sub(base as u16) as usize;
                 if c < ip {
                     let dist = ip - c;
-                    if dist <= MAX_DIST && rd32(input, c) == seq {
-                        let mut len = 4 + common_len(input, c + 4, ip + 4);
+                    if dist <= MAX_DIST && rd64(input, c) << (64 - 8 * MIN_MATCH) == seq {
+                        let mut len = MIN_MATCH + common_len(input, c + MIN_MATCH, ip + MIN_MATCH);
                         // Extend backwards over the pending literals: the skipping search
                         // below often lands a few bytes into a match.
                         let (mut start, mut from) = (ip, c);

@@ -111,7 +111,7 @@ fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool
     let c = &r.counts;
     let original = c.original();
     let excluded = c.excluded();
-    // One write for the whole report (stderr is unbuffered: ~40 small writes otherwise).
+    // One write for the whole report (stderr is unbuffered: about 160 small writes otherwise).
     let mut e = std::io::BufWriter::new(std::io::stderr().lock());
     let pct = |n: u64| if original == 0 { 0.0 } else { n as f64 * 100.0 / original as f64 };
     let _ = writeln!(e, "dump level {} ({})", opts.dump_level, match opts.format {

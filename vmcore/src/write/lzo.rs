@@ -35,6 +35,8 @@ const MAX_DIST: usize = 16384;
 /// `-d 31` dumps 5-12% faster for 1.5-3% more output (1.4% at `-d 1`); 6 was faster still on
 /// some inputs for 3-6% more. See BENCHMARKS.md.
 const MIN_MATCH: usize = 5;
+/// Shift that keeps the first MIN_MATCH bytes of a little-endian 8-byte load.
+const SEQ_SHIFT: usize = 64 - 8 * MIN_MATCH;
 /// Largest distance of the short-match form.
 const M2_MAX_DIST: usize = 2048;
 
@@ -177,8 +179,7 @@ impl LzoCompressor {
         if n >= 8 {
             let last = n - 8;
             while ip <= last {
-                // The low MIN_MATCH bytes of the next 8.
-                let seq = rd64(input, ip) << (64 - 8 * MIN_MATCH);
+                let seq = rd64(input, ip) << SEQ_SHIFT;
                 let h = (seq.wrapping_mul(0x9E37_79B1_7F4A_7C15) >> (64 - HASH_BITS)) as usize;
                 let cand = table[h];
                 table[h] = (base as usize + ip) as u16;
@@ -186,7 +187,7 @@ impl LzoCompressor {
                 let c = cand.wrapping_sub(base as u16) as usize;
                 if c < ip {
                     let dist = ip - c;
-                    if dist <= MAX_DIST && rd64(input, c) << (64 - 8 * MIN_MATCH) == seq {
+                    if dist <= MAX_DIST && rd64(input, c) << SEQ_SHIFT == seq {
                         let mut len = MIN_MATCH + common_len(input, c + MIN_MATCH, ip + MIN_MATCH);
                         // Extend backwards over the pending literals: the skipping search
                         // below often lands a few bytes into a match.

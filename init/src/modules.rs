@@ -18,6 +18,9 @@ pub const MAX_MODULE_FILE: usize = 64 << 20;
 /// Largest decompressed module image (bytes); amdgpu, the largest in-tree module, is ~20 MiB.
 pub const MAX_MODULE_IMAGE: u64 = 256 << 20;
 
+/// Most memory the xz decoder may use for one module.
+pub const XZ_MEMLIMIT: u64 = 128 << 20;
+
 /// A module file's compression, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -85,7 +88,13 @@ pub enum ModuleError {
 pub fn decompress(kind: Compression, data: &[u8]) -> Result<Vec<u8>, String> {
     let reader: Box<dyn Read + '_> = match kind {
         Compression::None => return Ok(data.to_vec()),
-        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(data)),
+        Compression::Xz => {
+            // .xz streams only, with a bound on the decoder's memory (a crafted header can ask
+            // for a 4 GiB dictionary; `xz -9` needs 65 MiB).
+            let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)
+                .map_err(|e| e.to_string())?;
+            Box::new(xz2::read::XzDecoder::new_stream(data, stream))
+        }
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(|e| e.to_string())?)
         }
@@ -171,6 +180,18 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::sys::fake::FakeSys;
+
+    #[test]
+    fn xz_decoder_memory_is_bounded() {
+        // Found by fuzz/modinfo: an .lzma-style header asking for a 4 GiB dictionary.
+        let data = [0x5d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x18];
+        assert!(decompress(Compression::Xz, &data).is_err());
+        let mut xz = Vec::new();
+        let mut enc = xz2::write::XzEncoder::new(&mut xz, 9);
+        enc.write_all(&[7u8; 100_000]).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(decompress(Compression::Xz, &xz).unwrap(), vec![7u8; 100_000]);
+    }
 
     pub(crate) fn fake_ko() -> Vec<u8> {
         let mut v = b"\x7fELF\x02\x01\x01".to_vec();

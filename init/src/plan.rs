@@ -47,9 +47,21 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+/// Whether `s` survives a plan line unchanged: no control characters, no whitespace other
+/// than a plain space (plan lines are split at spaces and trimmed).
+pub fn plan_safe(s: &str) -> bool {
+    !s.chars().any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
+}
+
 impl DeviceSpec {
-    /// Parses `UUID=`, `LABEL=` or an absolute device path.
+    /// Parses `UUID=`, `LABEL=` or an absolute device path. Control characters, whitespace
+    /// other than a space, and a label or UUID with spaces at either end are refused: the plan
+    /// could not carry them unchanged.
     pub fn parse(s: &str) -> Result<Self, PlanError> {
+        let v = s.strip_prefix("UUID=").or_else(|| s.strip_prefix("LABEL=")).unwrap_or(s).trim_matches('"');
+        if !plan_safe(v) || v.trim_matches(' ') != v {
+            return Err(PlanError::BadValue { key: "target".into(), value: s.into() });
+        }
         if let Some(u) = s.strip_prefix("UUID=") {
             let u = u.trim_matches('"');
             if u.is_empty() {
@@ -255,6 +267,9 @@ impl Plan {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            if !plan_safe(line) {
+                return Err(PlanError::BadValue { key: format!("line {}", no + 1), value: line.to_string() });
+            }
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
             let value = value.trim();
             let bad = || PlanError::BadValue { key: key.to_string(), value: value.to_string() };
@@ -302,6 +317,18 @@ pub enum PlanError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_a_plan_line_cannot_carry_are_refused() {
+        // Found by fuzz/plan and fuzz/kdump_conf: trimming lost or moved these characters, so
+        // a plan read back was not the plan written.
+        for bad in ["LABEL=a\rb", "LABEL=\"a \"", "UUID= 12", "/dev/vd\u{85}a", "LABEL=a\tb"] {
+            assert!(DeviceSpec::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(DeviceSpec::parse("LABEL=My Disk"), Ok(DeviceSpec::Label("My Disk".into())));
+        let text = "rkdump-plan 1\ntarget ext4 /dev/vdb\nmodule a\u{b}b\n";
+        assert!(matches!(Plan::parse(text), Err(PlanError::BadValue { .. })));
+    }
 
     fn sample() -> Plan {
         let mut p = Plan::new(Target {

@@ -31,6 +31,10 @@ pub const GZIP_LEVEL: u32 = 9;
 /// Largest decompressed image [`decompress`] accepts (bounds memory on hostile input).
 pub const MAX_UNPACKED: u64 = 1 << 30;
 
+/// Most memory the xz decoder may use (`xz -9` needs 65 MiB); a stream asking for more is an
+/// error instead of an allocation of up to 4 GiB.
+pub const XZ_MEMLIMIT: u64 = 128 << 20;
+
 /// How the image is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Compression {
@@ -272,7 +276,13 @@ pub fn decompress(data: &[u8], c: Compression) -> Result<Vec<u8>, CompressError>
     match c {
         Compression::None => Ok(data.to_vec()),
         Compression::Zstd => read_bounded(zstd::stream::Decoder::new(data).map_err(dec)?, c),
-        Compression::Xz => read_bounded(xz2::read::XzDecoder::new_multi_decoder(data), c),
+        Compression::Xz => {
+            // .xz streams only (no .lzma), and a bound on the decoder's memory: an .lzma-style
+            // header can ask for a 4 GiB dictionary.
+            let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)
+                .map_err(|e| dec(std::io::Error::other(e)))?;
+            read_bounded(xz2::read::XzDecoder::new_stream(data, stream), c)
+        }
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), c),
     }
 }
@@ -288,6 +298,13 @@ mod tests {
             v.extend_from_slice(format!("line {i} {}\n", i % 7).as_bytes());
         }
         v
+    }
+
+    #[test]
+    fn xz_decoder_memory_is_bounded() {
+        // Found by fuzz/modinfo: an .lzma-style header asking for a 4 GiB dictionary.
+        let data = [0x5d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x18];
+        assert!(decompress(&data, Compression::Xz).is_err());
     }
 
     #[test]

@@ -364,8 +364,8 @@ impl KdumpConfig {
                     ));
                 }
                 "path" => {
-                    if !value.starts_with('/') || value.contains(char::is_whitespace) {
-                        return Err(bad("an absolute directory without spaces"));
+                    if !value.starts_with('/') || value.contains(|c: char| c.is_whitespace() || c.is_control()) {
+                        return Err(bad("an absolute directory without spaces or control characters"));
                     }
                     let p = value.trim_end_matches('/');
                     path = Some(if p.is_empty() {

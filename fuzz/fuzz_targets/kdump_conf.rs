@@ -11,9 +11,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cfg) = KdumpConfig::parse(&text) else {
         return;
     };
-    if let Some(cc) = &cfg.core_collector {
-        let _ = cc.to_collector();
-    }
     let plan = cfg.to_plan();
     let rendered = plan.render();
     match Plan::parse(&rendered) {

@@ -18,8 +18,16 @@ pub const MAX_MODULE_FILE: usize = 64 << 20;
 /// Largest decompressed module image (bytes); amdgpu, the largest in-tree module, is ~20 MiB.
 pub const MAX_MODULE_IMAGE: u64 = 256 << 20;
 
-/// Most memory the xz decoder may use for one module.
+/// Most memory the xz decoder may use (`xz -9` needs 65 MiB): a crafted header can ask for a
+/// 4 GiB dictionary.
 pub const XZ_MEMLIMIT: u64 = 128 << 20;
+
+/// A reader of concatenated `.xz` streams (not `.lzma`) whose decoder memory is bounded by
+/// [`XZ_MEMLIMIT`]; also used by the image builder.
+pub fn xz_reader(data: &[u8]) -> Result<xz2::read::XzDecoder<&[u8]>, xz2::stream::Error> {
+    let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)?;
+    Ok(xz2::read::XzDecoder::new_stream(data, stream))
+}
 
 /// A module file's compression, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,13 +96,7 @@ pub enum ModuleError {
 pub fn decompress(kind: Compression, data: &[u8]) -> Result<Vec<u8>, String> {
     let reader: Box<dyn Read + '_> = match kind {
         Compression::None => return Ok(data.to_vec()),
-        Compression::Xz => {
-            // .xz streams only, with a bound on the decoder's memory (a crafted header can ask
-            // for a 4 GiB dictionary; `xz -9` needs 65 MiB).
-            let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)
-                .map_err(|e| e.to_string())?;
-            Box::new(xz2::read::XzDecoder::new_stream(data, stream))
-        }
+        Compression::Xz => Box::new(xz_reader(data).map_err(|e| e.to_string())?),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(|e| e.to_string())?)
         }

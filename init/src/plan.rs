@@ -58,26 +58,25 @@ impl DeviceSpec {
     /// other than a space, and a label or UUID with spaces at either end are refused: the plan
     /// could not carry them unchanged.
     pub fn parse(s: &str) -> Result<Self, PlanError> {
-        let v = s.strip_prefix("UUID=").or_else(|| s.strip_prefix("LABEL=")).unwrap_or(s).trim_matches('"');
-        if !plan_safe(v) || v.trim_matches(' ') != v {
-            return Err(PlanError::BadValue { key: "target".into(), value: s.into() });
-        }
+        let bad = || PlanError::BadValue { key: "target".into(), value: s.into() };
+        // Plan lines are trimmed, so a value with spaces at either end would not come back.
+        let carried = |v: &str| !v.is_empty() && plan_safe(v) && v.trim_matches(' ') == v;
         if let Some(u) = s.strip_prefix("UUID=") {
             let u = u.trim_matches('"');
-            if u.is_empty() {
-                return Err(PlanError::BadValue { key: "target".into(), value: s.into() });
+            if !carried(u) {
+                return Err(bad());
             }
             Ok(DeviceSpec::Uuid(u.to_ascii_lowercase()))
         } else if let Some(l) = s.strip_prefix("LABEL=") {
             let l = l.trim_matches('"');
-            if l.is_empty() {
-                return Err(PlanError::BadValue { key: "target".into(), value: s.into() });
+            if !carried(l) {
+                return Err(bad());
             }
             Ok(DeviceSpec::Label(l.to_string()))
-        } else if s.starts_with('/') {
+        } else if s.starts_with('/') && carried(s) {
             Ok(DeviceSpec::Path(s.to_string()))
         } else {
-            Err(PlanError::BadValue { key: "target".into(), value: s.into() })
+            Err(bad())
         }
     }
 }

@@ -31,10 +31,6 @@ pub const GZIP_LEVEL: u32 = 9;
 /// Largest decompressed image [`decompress`] accepts (bounds memory on hostile input).
 pub const MAX_UNPACKED: u64 = 1 << 30;
 
-/// Most memory the xz decoder may use (`xz -9` needs 65 MiB); a stream asking for more is an
-/// error instead of an allocation of up to 4 GiB.
-pub const XZ_MEMLIMIT: u64 = 128 << 20;
-
 /// How the image is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Compression {
@@ -276,13 +272,11 @@ pub fn decompress(data: &[u8], c: Compression) -> Result<Vec<u8>, CompressError>
     match c {
         Compression::None => Ok(data.to_vec()),
         Compression::Zstd => read_bounded(zstd::stream::Decoder::new(data).map_err(dec)?, c),
-        Compression::Xz => {
-            // .xz streams only (no .lzma), and a bound on the decoder's memory: an .lzma-style
-            // header can ask for a 4 GiB dictionary.
-            let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)
-                .map_err(|e| dec(std::io::Error::other(e)))?;
-            read_bounded(xz2::read::XzDecoder::new_stream(data, stream), c)
-        }
+        // Bounded decoder memory (see the init's `xz_reader`).
+        Compression::Xz => read_bounded(
+            rkdump_init::modules::xz_reader(data).map_err(|e| dec(std::io::Error::other(e)))?,
+            c,
+        ),
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), c),
     }
 }

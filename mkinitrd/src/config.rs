@@ -364,7 +364,7 @@ impl KdumpConfig {
                     ));
                 }
                 "path" => {
-                    if !value.starts_with('/') || value.contains(|c: char| c.is_whitespace() || c.is_control()) {
+                    if !value.starts_with('/') || value.contains(char::is_whitespace) || !rkdump_init::plan::plan_safe(value) {
                         return Err(bad("an absolute directory without spaces or control characters"));
                     }
                     let p = value.trim_end_matches('/');

@@ -21,11 +21,14 @@ demo: deps build
 	rm -rf $(OUT)
 	$(BIN)/rkdump crash-test --out $(OUT)
 
-# Lints, unit tests of every crate, then the end-to-end tests (QEMU, crash as the oracle), then the
+# Lints (also of the fuzz crates, which are workspaces of their own: running them needs nightly
+# and cargo-fuzz, compiling them does not), unit tests of every crate, then the end-to-end tests (QEMU, crash as the oracle), then the
 # vmcore crate again against the real vmcores the end-to-end tests captured (makedumpfile,
 # vmcore-dmesg and crash as oracles).
 test: deps build
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path vmcore/fuzz/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) test --workspace --no-fail-fast
 	RKDUMP_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test -p rkdump --test e2e -- --ignored --test-threads=1 --nocapture
 	RKDUMP_VMCORES=$(CURDIR)/target/e2e/vmcores $(CARGO) test -p rkdump-vmcore --lib --tests --no-fail-fast -- --nocapture

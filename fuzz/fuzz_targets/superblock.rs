@@ -1,10 +1,11 @@
-//! Filesystem superblock probes on arbitrary device contents. The builder (host) and the
-//! capture init each recognise the dump target's filesystem from its superblock, the builder to
-//! write `UUID=`/`LABEL=` into the plan and the init to find that device again: on any bytes
-//! both must give the same answer, or a capture could miss its target.
+//! Filesystem superblock probes on arbitrary device contents. The builder finds the dump target
+//! by probing superblocks and the capture init finds it again the same way (one probe,
+//! `rkdump_init::probe::probe_bytes`), matching the plan's `UUID=`/`LABEL=` line. On any bytes:
+//! no panic, and a filesystem that is found is found again by the plan line naming it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rkdump_init::probe::{self, BTRFS_SB_OFFSET, HEAD_LEN};
+use rkdump_init::plan::DeviceSpec;
+use rkdump_init::probe::BTRFS_SB_OFFSET;
 use rkdump_mkinitrd::sysfs::{probe_superblock, PROBE_LEN};
 
 fuzz_target!(|data: &[u8]| {
@@ -19,14 +20,18 @@ fuzz_target!(|data: &[u8]| {
     if layout & 2 != 0 {
         dev.truncate(at + rest.len());
     }
-    let host = probe_superblock(&dev[..dev.len().min(PROBE_LEN)]);
-    // What the init reads: the first HEAD_LEN bytes, then HEAD_LEN bytes at the btrfs offset.
-    let head = &dev[..dev.len().min(HEAD_LEN)];
-    let init = probe::probe_ext(head).or_else(|| probe::probe_xfs(head)).or_else(|| {
-        let sb = dev.get(BTRFS_SB_OFFSET as usize..).unwrap_or(&[]);
-        probe::probe_btrfs(&sb[..sb.len().min(HEAD_LEN)])
-    });
-    let host = host.map(|s| (s.fstype, s.uuid, s.label));
-    let init = init.map(|s| (s.fstype, s.uuid, s.label));
-    assert_eq!(host, init, "builder and init disagree");
+    let Some(sb) = probe_superblock(&dev[..dev.len().min(PROBE_LEN)]) else {
+        return;
+    };
+    let _ = sb.to_string();
+    // Every UUID a probe gives can be named in a plan, and the plan line finds it again.
+    let spec = DeviceSpec::parse(&format!("UUID={}", sb.uuid)).expect("probed UUID not plan-safe");
+    assert!(sb.matches(&spec), "UUID={} does not match {sb:?}", sb.uuid);
+    // A label the plan can carry finds the filesystem again. Labels with control characters or
+    // spaces at either end are refused by the parser, and quotes at either end are read as
+    // kdump.conf quoting: such a filesystem can only be named by UUID=.
+    let quoted = sb.label.starts_with('"') || sb.label.ends_with('"');
+    if let (false, Ok(spec)) = (quoted, DeviceSpec::parse(&format!("LABEL={}", sb.label))) {
+        assert!(sb.matches(&spec), "LABEL={:?} does not match {sb:?}", sb.label);
+    }
 });

@@ -125,6 +125,20 @@ pub fn probe_btrfs(sb: &[u8]) -> Option<FsInfo> {
     })
 }
 
+/// Bytes of a device that [`probe_bytes`] looks at: up to the end of the btrfs superblock.
+pub const PROBE_LEN: usize = BTRFS_SB_OFFSET as usize + HEAD_LEN;
+
+/// Recognizes the filesystem on a device from its first bytes (a copy of what [`probe_node`]
+/// reads: [`HEAD_LEN`] bytes at 0 and at [`BTRFS_SB_OFFSET`]). The builder probes devices this
+/// way, so that it and the init can never disagree on which filesystem a device holds.
+pub fn probe_bytes(dev: &[u8]) -> Option<FsInfo> {
+    let head = &dev[..dev.len().min(HEAD_LEN)];
+    probe_ext(head).or_else(|| probe_xfs(head)).or_else(|| {
+        let sb = dev.get(BTRFS_SB_OFFSET as usize..)?;
+        probe_btrfs(&sb[..sb.len().min(HEAD_LEN)])
+    })
+}
+
 /// A block device seen in `/sys/class/block` and what probing it gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {

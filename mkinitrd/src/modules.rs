@@ -53,7 +53,22 @@ pub enum ModuleError {
     /// A module's metadata could not be read.
     #[error(transparent)]
     Modinfo(#[from] ModinfoError),
+    /// The dependencies nest deeper than any real module tree does (a damaged or crafted
+    /// `modules.dep`/`modules.softdep`); following them would exhaust the stack.
+    #[error("dependencies of module {name:?} nest more than {MAX_DEP_DEPTH} levels deep in {dir}/modules.dep and modules.softdep (kernel {release}): the index is damaged; run depmod -a {release}")]
+    TooDeep {
+        /// The module at which the limit was reached.
+        name: String,
+        /// Kernel release.
+        release: String,
+        /// Modules directory.
+        dir: PathBuf,
+    },
 }
+
+/// How deep dependencies may nest. Real trees are a few levels deep (ext4 -> jbd2 -> crc16);
+/// the limit only stops a damaged index from overflowing the builder's stack.
+pub const MAX_DEP_DEPTH: usize = 256;
 
 /// Normalises a module name the way kmod does (`-` -> `_`).
 pub fn normalize_name(name: &str) -> String {
@@ -480,11 +495,11 @@ impl ModuleIndex {
         let mut warnings = Vec::new();
         for (name, why) in roots {
             match self.resolve(name)? {
-                Resolution::Module(m) => self.visit(&m, &mut seen, &mut order, &mut warnings)?,
+                Resolution::Module(m) => self.visit(&m, 0, &mut seen, &mut order, &mut warnings)?,
                 Resolution::Builtin => {}
                 Resolution::Alias(ms, _) => {
                     for m in ms {
-                        self.visit(&m, &mut seen, &mut order, &mut warnings)?;
+                        self.visit(&m, 0, &mut seen, &mut order, &mut warnings)?;
                     }
                 }
                 Resolution::NotFound => {
@@ -513,16 +528,17 @@ impl ModuleIndex {
         &mut self,
         of: &str,
         name: &str,
+        depth: usize,
         seen: &mut BTreeSet<String>,
         order: &mut Vec<String>,
         warnings: &mut Vec<String>,
     ) -> Result<(), ModuleError> {
         match self.resolve(name)? {
-            Resolution::Module(m) => self.visit(&m, seen, order, warnings),
+            Resolution::Module(m) => self.visit(&m, depth, seen, order, warnings),
             Resolution::Builtin => Ok(()),
             Resolution::Alias(ms, _) => {
                 for m in ms {
-                    self.visit(&m, seen, order, warnings)?;
+                    self.visit(&m, depth, seen, order, warnings)?;
                 }
                 Ok(())
             }
@@ -538,6 +554,7 @@ impl ModuleIndex {
     fn visit(
         &mut self,
         name: &str,
+        depth: usize,
         seen: &mut BTreeSet<String>,
         order: &mut Vec<String>,
         warnings: &mut Vec<String>,
@@ -545,15 +562,22 @@ impl ModuleIndex {
         if !seen.insert(name.to_string()) {
             return Ok(());
         }
+        if depth >= MAX_DEP_DEPTH {
+            return Err(ModuleError::TooDeep {
+                name: name.to_string(),
+                release: self.release.clone(),
+                dir: self.dir.clone(),
+            });
+        }
         self.ensure_modinfo(name)?;
         let sd = self.softdeps.get(name).cloned().unwrap_or_default();
         for p in &sd.pre {
-            self.visit_soft(name, p, seen, order, warnings)?;
+            self.visit_soft(name, p, depth + 1, seen, order, warnings)?;
         }
         let deps = self.deps.get(name).cloned().unwrap_or_default();
         for d in deps {
             if self.files.contains_key(&d) {
-                self.visit(&d, seen, order, warnings)?;
+                self.visit(&d, depth + 1, seen, order, warnings)?;
             } else if !self.builtin.contains_key(&d) {
                 return Err(ModuleError::NotFound {
                     name: d,
@@ -565,7 +589,7 @@ impl ModuleIndex {
         }
         order.push(name.to_string());
         for p in &sd.post {
-            self.visit_soft(name, p, seen, order, warnings)?;
+            self.visit_soft(name, p, depth + 1, seen, order, warnings)?;
         }
         Ok(())
     }
@@ -840,6 +864,30 @@ pub(crate) mod tests {
             err.contains("libcrc32c") && err.contains("dependency of xfs"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn dependency_chain_deeper_than_the_limit_is_an_error_not_a_stack_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        // m0 -> m1 -> ... -> m99999, in modules.dep only (a damaged or crafted index).
+        let n = 100_000;
+        let mut dep = String::new();
+        for i in 0..n {
+            dep.push_str(&format!("kernel/m{i}.ko:"));
+            if i + 1 < n {
+                dep.push_str(&format!(" kernel/m{}.ko", i + 1));
+            }
+            dep.push('\n');
+        }
+        std::fs::write(dir.path().join("modules.dep"), dep).unwrap();
+        let mut idx = ModuleIndex::load(dir.path(), "test").unwrap();
+        let err = idx.closure(&[("m0".into(), "x".into())]).unwrap_err();
+        assert!(matches!(err, ModuleError::TooDeep { ref name, .. } if name == &format!("m{MAX_DEP_DEPTH}")), "{err}");
+        assert!(err.to_string().contains("depmod"), "{err}");
+        // A chain within the limit resolves, deepest module first.
+        let (mods, _) = idx.closure(&[(format!("m{}", n - 10), "x".into())]).unwrap();
+        assert_eq!(mods.len(), 10);
+        assert_eq!(mods[0].name, format!("m{}", n - 1));
     }
 
     #[test]

@@ -54,69 +54,13 @@ pub struct DeviceModules {
     pub stacked: bool,
 }
 
-/// Filesystem identity read from a superblock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Superblock {
-    /// `ext4` (any ext2/3/4), `xfs`, `btrfs`.
-    pub fstype: &'static str,
-    /// Lowercase 8-4-4-4-12 UUID.
-    pub uuid: String,
-    /// Label (may be empty).
-    pub label: String,
-}
-
+/// Filesystem identity read from a superblock: the init's own type, from the init's probes.
+pub use rkdump_init::probe::FsInfo as Superblock;
 /// Bytes of a device needed by [`probe_superblock`].
-pub const PROBE_LEN: usize = 0x10000 + 0x1000;
-
-fn fmt_uuid(b: &[u8]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    if h.len() != 32 {
-        return h;
-    }
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
-/// Identifies an ext2/3/4, xfs or btrfs superblock at the start of a device.
-pub fn probe_superblock(data: &[u8]) -> Option<Superblock> {
-    // ext2/3/4: superblock at 1024, s_magic 0xEF53 at +0x38, s_uuid +0x68, s_volume_name +0x78.
-    if data.get(1024 + 0x38..1024 + 0x3a) == Some(&[0x53, 0xef]) {
-        return Some(Superblock {
-            fstype: "ext4",
-            uuid: fmt_uuid(data.get(1024 + 0x68..1024 + 0x78)?),
-            label: cstr(data.get(1024 + 0x78..1024 + 0x88)?),
-        });
-    }
-    // xfs: "XFSB" at 0, sb_uuid at 32, sb_fname[12] at 108.
-    if data.get(0..4) == Some(b"XFSB") {
-        return Some(Superblock {
-            fstype: "xfs",
-            uuid: fmt_uuid(data.get(32..48)?),
-            label: cstr(data.get(108..120)?),
-        });
-    }
-    // btrfs: superblock at 64 KiB, fsid at +0x20, magic "_BHRfS_M" at +0x40, label at +0x12b.
-    let sb = data.get(0x10000..)?;
-    if sb.get(0x40..0x48) == Some(b"_BHRfS_M") {
-        return Some(Superblock {
-            fstype: "btrfs",
-            uuid: fmt_uuid(sb.get(0x20..0x30)?),
-            label: cstr(sb.get(0x12b..0x12b + 256)?),
-        });
-    }
-    None
-}
+pub use rkdump_init::probe::PROBE_LEN;
+/// Identifies an ext2/3/4, xfs or btrfs superblock at the start of a device, with the same
+/// code the capture init uses to find the device again.
+pub use rkdump_init::probe::probe_bytes as probe_superblock;
 
 /// Where to look: a sysfs root and, when known, a /dev root.
 #[derive(Debug, Clone)]
@@ -198,9 +142,9 @@ impl Probe {
                 basename(&c).filter(|n| self.exists_in_sysfs(n))
             }
             DeviceSpec::Uuid(u) => via_link("by-uuid", &[u.clone(), u.to_ascii_uppercase()])
-                .or_else(|| self.probe_all(notes, |sb| sb.uuid.eq_ignore_ascii_case(u))),
+                .or_else(|| self.probe_all(notes, |sb| sb.matches(spec))),
             DeviceSpec::Label(l) => via_link("by-label", &[l.clone(), udev_escape(l)])
-                .or_else(|| self.probe_all(notes, |sb| sb.label == *l)),
+                .or_else(|| self.probe_all(notes, |sb| sb.matches(spec))),
         }
     }
 

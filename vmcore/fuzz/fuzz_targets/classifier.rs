@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rkdump_vmcore::classify::{Classifier, ClassifyOptions};
-use rkdump_vmcore::testkit::{Synth, SynthSpec};
+use rkdump_vmcore::testkit::SynthSpec;
 use rkdump_vmcore::VmcoreInfo;
 
 fuzz_target!(|data: &[u8]| {

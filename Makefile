@@ -22,9 +22,9 @@ demo: deps build
 	$(BIN)/rkdump crash-test --out $(OUT)
 
 # Lints (also of the fuzz crates, which are workspaces of their own: running them needs nightly
-# and cargo-fuzz, compiling them does not), unit tests of every crate, then the end-to-end tests (QEMU, crash as the oracle), then the
-# vmcore crate again against the real vmcores the end-to-end tests captured (makedumpfile,
-# vmcore-dmesg and crash as oracles).
+# and cargo-fuzz, compiling them does not), unit tests of every crate, then the end-to-end tests
+# (QEMU, crash as the oracle), then the vmcore crate again against the real vmcores the end-to-end
+# tests captured (makedumpfile, vmcore-dmesg and crash as oracles).
 test: deps build
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings

@@ -125,15 +125,21 @@ pub fn probe_btrfs(sb: &[u8]) -> Option<FsInfo> {
     })
 }
 
+/// The probes of a device's first [`HEAD_LEN`] bytes, in the order [`probe_node`] and
+/// [`probe_bytes`] try them.
+fn probe_head(head: &[u8]) -> Option<FsInfo> {
+    probe_ext(head).or_else(|| probe_xfs(head))
+}
+
 /// Bytes of a device that [`probe_bytes`] looks at: up to the end of the btrfs superblock.
 pub const PROBE_LEN: usize = BTRFS_SB_OFFSET as usize + HEAD_LEN;
 
-/// Recognizes the filesystem on a device from its first bytes (a copy of what [`probe_node`]
-/// reads: [`HEAD_LEN`] bytes at 0 and at [`BTRFS_SB_OFFSET`]). The builder probes devices this
+/// Recognizes the filesystem on a device from its first bytes, looking where [`probe_node`]
+/// reads ([`HEAD_LEN`] bytes at 0 and at [`BTRFS_SB_OFFSET`]). The builder probes devices this
 /// way, so that it and the init can never disagree on which filesystem a device holds.
 pub fn probe_bytes(dev: &[u8]) -> Option<FsInfo> {
     let head = &dev[..dev.len().min(HEAD_LEN)];
-    probe_ext(head).or_else(|| probe_xfs(head)).or_else(|| {
+    probe_head(head).or_else(|| {
         let sb = dev.get(BTRFS_SB_OFFSET as usize..)?;
         probe_btrfs(&sb[..sb.len().min(HEAD_LEN)])
     })
@@ -172,7 +178,7 @@ pub fn probe_node<S: Sys>(sys: &mut S, node: &str) -> Result<Option<FsInfo>, Err
     let mut head = vec![0u8; HEAD_LEN];
     let n = read_full_at(sys, &mut file, 0, &mut head)?;
     head.truncate(n);
-    if let Some(info) = probe_ext(&head).or_else(|| probe_xfs(&head)) {
+    if let Some(info) = probe_head(&head) {
         return Ok(Some(info));
     }
     let mut sb = vec![0u8; HEAD_LEN];

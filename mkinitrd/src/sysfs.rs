@@ -54,12 +54,10 @@ pub struct DeviceModules {
     pub stacked: bool,
 }
 
-/// Filesystem identity read from a superblock: the init's own type, from the init's probes.
-pub use rkdump_init::probe::FsInfo as Superblock;
 /// Bytes of a device needed by [`probe_superblock`].
 pub use rkdump_init::probe::PROBE_LEN;
-/// Identifies an ext2/3/4, xfs or btrfs superblock at the start of a device, with the same
-/// code the capture init uses to find the device again.
+/// Identifies an ext2/3/4, xfs or btrfs superblock at the start of a device (giving the init's
+/// `FsInfo`), with the same code the capture init uses to find the device again.
 pub use rkdump_init::probe::probe_bytes as probe_superblock;
 
 /// Where to look: a sysfs root and, when known, a /dev root.
@@ -142,16 +140,16 @@ impl Probe {
                 basename(&c).filter(|n| self.exists_in_sysfs(n))
             }
             DeviceSpec::Uuid(u) => via_link("by-uuid", &[u.clone(), u.to_ascii_uppercase()])
-                .or_else(|| self.probe_all(notes, |sb| sb.matches(spec))),
+                .or_else(|| self.probe_all(notes, spec)),
             DeviceSpec::Label(l) => via_link("by-label", &[l.clone(), udev_escape(l)])
-                .or_else(|| self.probe_all(notes, |sb| sb.matches(spec))),
+                .or_else(|| self.probe_all(notes, spec)),
         }
     }
 
     fn probe_all(
         &self,
         notes: &mut Vec<String>,
-        want: impl Fn(&Superblock) -> bool,
+        spec: &DeviceSpec,
     ) -> Option<String> {
         let dev = self.devfs.as_ref()?;
         let mut names: Vec<String> = std::fs::read_dir(self.class_block())
@@ -169,7 +167,7 @@ impl Probe {
                 .and_then(|f| f.take(PROBE_LEN as u64).read_to_end(&mut buf))
             {
                 Ok(_) => {
-                    if probe_superblock(&buf).is_some_and(|sb| want(&sb)) {
+                    if probe_superblock(&buf).is_some_and(|sb| sb.matches(spec)) {
                         hits.push(n);
                     }
                 }

@@ -123,6 +123,14 @@ enum Cmd {
         /// main thread). The output is byte-identical for any number.
         #[arg(long)]
         num_threads: Option<usize>,
+        /// Store a page identical to one already stored as a second descriptor of the earlier
+        /// copy (kdump-compressed output from an ELF vmcore). Default: on when the dump level
+        /// keeps page cache, user or free pages (not at -d 30 or 31).
+        #[arg(long, conflicts_with = "no_dedup")]
+        dedup: bool,
+        /// Store every page, even one identical to a page already stored.
+        #[arg(long)]
+        no_dedup: bool,
         /// Input dump.
         input: PathBuf,
         /// Output file (must not exist).
@@ -299,13 +307,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Dmesg { dump, format } => dmesg(&dump, &format)?,
-        Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, input, output } => {
+        Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, dedup, no_dedup, input, output } => {
             let opts = rkdump_vmcore::write::FilterOptions {
                 dump_level,
                 compression: crate::filter::codec(zlib, lzo, snappy, zstd, codec.as_deref())?,
                 format: if elf { rkdump_vmcore::write::DumpFormat::Elf } else { rkdump_vmcore::write::DumpFormat::Kdump },
                 flattened,
                 num_threads: num_threads.unwrap_or_else(rkdump_vmcore::write::default_threads),
+                dedup: (dedup || rkdump_vmcore::write::dedup::on_by_default(dump_level)) && !no_dedup,
             };
             crate::filter::run(&input, output.as_deref(), opts)?;
         }

@@ -135,6 +135,9 @@ fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool
     } else {
         let _ = writeln!(e, "streamed a flattened dump in {secs:.2} s");
     }
+    if r.shared_pages > 0 {
+        let _ = writeln!(e, "  {} pages identical to an earlier page share its stored copy", r.shared_pages);
+    }
     let threads = if opts.num_threads <= 1 { "the main thread".to_string() } else { format!("{} threads", opts.num_threads) };
     let _ = writeln!(e, "  classifying {:.3} s, page data {:.3} s on {threads}", r.classify_time.as_secs_f64(), (secs - r.classify_time.as_secs_f64()).max(0.0));
     if r.unreadable_pages > 0 {

@@ -118,6 +118,7 @@ pub fn filter_vmcore(
         flattened: false,
         // One thread per CPU of the capture kernel (one with the usual nr_cpus=1).
         num_threads: write::default_threads(),
+        dedup: write::dedup::on_by_default(dump_level),
     };
     let r = write::filter(std::path::Path::new(src), Output::Path(std::path::Path::new(dst)), &opts, progress)
         .map_err(|e| {

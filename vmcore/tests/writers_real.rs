@@ -234,6 +234,64 @@ fn writers_on_real_vmcores() {
             std::fs::remove_file(&out).ok();
         }
 
+        // Identical pages stored once (the default at -d 1): every page still reads back,
+        // crash and makedumpfile read the shared descriptors, makedumpfile can re-filter it.
+        {
+            let out = d.join("dump.dedup");
+            let opts = FilterOptions {
+                dump_level: 1,
+                compression: Compression::Lzo,
+                num_threads: 2,
+                dedup: true,
+                ..FilterOptions::default()
+            };
+            let r = filter(&core_path, Output::Path(&out), &opts, &mut |_, _| {}).unwrap();
+            let plain = d.join("dump.nodedup");
+            let rp = filter(
+                &core_path,
+                Output::Path(&plain),
+                &FilterOptions { dedup: false, ..opts },
+                &mut |_, _| {},
+            )
+            .unwrap();
+            eprintln!(
+                "  -l -d 1: {} pages share an earlier copy, {} bytes against {} without",
+                r.shared_pages, r.output_bytes, rp.output_bytes
+            );
+            assert!(r.shared_pages > 0, "no identical pages found in a real vmcore at -d 1");
+            assert!(r.output_bytes < rp.output_bytes);
+            std::fs::remove_file(&plain).ok();
+            let dump = DiskDump::open(&out).unwrap();
+            assert_eq!(check_pages(&src, &dump), r.written_pages);
+            crash_same(&out, "-l -d 1 with shared pages");
+            let single = d.join("dump.dedup1");
+            filter(
+                &core_path,
+                Output::Path(&single),
+                &FilterOptions { num_threads: 0, ..opts },
+                &mut |_, _| {},
+            )
+            .unwrap();
+            assert!(
+                std::fs::read(&single).unwrap() == std::fs::read(&out).unwrap(),
+                "deduplicated dumps differ between 1 and 2 threads"
+            );
+            std::fs::remove_file(&single).ok();
+            if has_mdf {
+                if let Some(w) = &want_dmesg {
+                    let got = dmesg_of(&out, &d.join("our.dmesg"))
+                        .expect("makedumpfile --dump-dmesg failed on a deduplicated dump");
+                    assert!(got == *w, "dmesg of the deduplicated dump differs");
+                    eprintln!("  -l -d 1 with shared pages: makedumpfile --dump-dmesg identical");
+                }
+                let refiltered = d.join("dump.dedup.mdf31");
+                run_makedumpfile(&["-l", "-d", "31"], &out, &refiltered);
+                crash_same(&refiltered, "makedumpfile -l -d 31 of a deduplicated dump");
+                std::fs::remove_file(&refiltered).ok();
+            }
+            std::fs::remove_file(&out).ok();
+        }
+
         // (d) flattened: our unflatten and makedumpfile -R.
         let flat = d.join("dump.flat");
         let opts = FilterOptions {

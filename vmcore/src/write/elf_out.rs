@@ -286,6 +286,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
         written_pages: written,
         compressed_pages: 0,
         raw_pages: written,
+        shared_pages: 0,
         unreadable_pages: unreadable,
         output_bytes: data_off,
         degraded: cls.degraded().cloned(),

@@ -11,6 +11,7 @@
 //! output, pass 1 runs ahead of pass 2 and the workers' output is held until it ends.
 
 use super::codec::FLAG_INCOMPLETE;
+use super::dedup::{Mark, WriterSlots};
 use super::parallel::{self, Batch, PageResult, PendingRead, ZeroHint};
 use super::{
     classify_window, put, DumpSource, FilterOptions, FilterReport, PosWrite, WriteError,
@@ -515,6 +516,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
             opts.compression,
             psz,
             zero_pages,
+            opts.dedup,
             src.page_reader(),
             |b: &mut Batch| {
                 let mut pl = plan.borrow_mut();
@@ -563,6 +565,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
                     held_bytes += b.out().len();
                     held.push(HeldBatch {
                         results: b.results.clone(),
+                        marks: b.marks.clone(),
                         stored: b.out().to_vec(),
                         unreadable: b.unreadable,
                     });
@@ -572,9 +575,9 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
                     return Ok(());
                 };
                 for h in held.drain(..) {
-                    w.consume(&h.results, &h.stored, h.unreadable, &mut **o)?;
+                    w.consume(&h.results, &h.marks, &h.stored, h.unreadable, &mut **o)?;
                 }
-                w.consume(&b.results, b.out(), b.unreadable, &mut **o)
+                w.consume(&b.results, &b.marks, b.out(), b.unreadable, &mut **o)
             },
         )?;
     }
@@ -585,7 +588,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     finish_plan(&mut pl, out)?;
     let mut w = writer.into_inner().ok_or_else(|| layout_err("pass 1 did not finish"))?;
     for h in held.drain(..) {
-        w.consume(&h.results, &h.stored, h.unreadable, out)?;
+        w.consume(&h.results, &h.marks, &h.stored, h.unreadable, out)?;
     }
     let num_dumpable = pl.num_dumpable;
     let mut counts = pl.counts;
@@ -611,6 +614,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         written_pages: num_dumpable,
         compressed_pages: w.compressed,
         raw_pages: w.raw,
+        shared_pages: w.dup,
         unreadable_pages: feeder.unreadable + w.unreadable,
         output_bytes: end,
         degraded,
@@ -655,6 +659,7 @@ fn summarize_window(
 /// Output of a batch compressed before pass 1 ended, waiting for the data area's offset.
 struct HeldBatch {
     results: Vec<PageResult>,
+    marks: Vec<Mark>,
     stored: Vec<u8>,
     unreadable: u64,
 }
@@ -772,7 +777,9 @@ impl DataLayout {
             compressed: 0,
             raw: 0,
             zero: 0,
+            dup: 0,
             unreadable: 0,
+            slots: WriterSlots::new(),
         })
     }
 }
@@ -965,22 +972,28 @@ struct DataWriter {
     compressed: u64,
     raw: u64,
     zero: u64,
+    /// Pages sharing an earlier page's stored data.
+    dup: u64,
     unreadable: u64,
+    /// Descriptors of the dedup slots' pages.
+    slots: WriterSlots,
 }
 
 impl DataWriter {
     /// Assign offsets to one batch's pages (`results`, their stored bytes back to back in
-    /// `stored`) and buffer or write them.
+    /// `stored`; `marks`: which of them become dedup slots' pages, empty if none) and buffer
+    /// or write them.
     fn consume(
         &mut self,
         results: &[PageResult],
+        marks: &[Mark],
         stored: &[u8],
         unreadable: u64,
         out: &mut dyn PosWrite,
     ) -> Result<(), WriteError> {
         let mut off = self.data_start + self.data.len() as u64;
         self.unreadable += unreadable;
-        for r in results {
+        for (i, r) in results.iter().enumerate() {
             let d = match *r {
                 PageResult::Zero => {
                     self.zero += 1;
@@ -1013,7 +1026,24 @@ impl DataWriter {
                     off += u64::from(len);
                     d
                 }
+                PageResult::Dup { slot, ordinal } => {
+                    let s = self.slots.get(slot, ordinal).ok_or_else(|| {
+                        layout_err("a duplicate page's earlier copy was not recorded")
+                    })?;
+                    self.dup += 1;
+                    PageDesc {
+                        offset: s.offset,
+                        size: s.size,
+                        flags: s.flags,
+                        page_flags: 0,
+                    }
+                }
             };
+            if let Some(&Mark::Occupy(slot)) = marks.get(i) {
+                if !matches!(r, PageResult::Zero | PageResult::Dup { .. }) {
+                    self.slots.record(slot, self.desc_count, d.offset, d.size, d.flags);
+                }
+            }
             self.descs.extend_from_slice(&d.to_bytes());
             self.desc_count += 1;
         }

@@ -24,6 +24,7 @@
 //! descriptors are written only after the data they point to.
 
 pub mod codec;
+pub mod dedup;
 pub mod elf_out;
 pub mod flat;
 pub mod kdump;
@@ -72,6 +73,10 @@ pub struct FilterOptions {
     pub flattened: bool,
     /// `--num-threads`: compression workers (0 or 1: compress on the calling thread).
     pub num_threads: usize,
+    /// Store a page identical to an earlier one as a second descriptor of the earlier copy
+    /// (kdump-compressed output from an ELF source; see [`dedup`]). The command line's default
+    /// is [`dedup::on_by_default`] of the dump level.
+    pub dedup: bool,
 }
 
 impl Default for FilterOptions {
@@ -82,6 +87,7 @@ impl Default for FilterOptions {
             format: DumpFormat::Kdump,
             flattened: false,
             num_threads: 0,
+            dedup: dedup::on_by_default(31),
         }
     }
 }
@@ -114,6 +120,9 @@ pub struct FilterReport {
     pub compressed_pages: u64,
     /// Pages stored raw.
     pub raw_pages: u64,
+    /// Pages whose descriptor shares an identical earlier page's stored data (not counted
+    /// in `compressed_pages` or `raw_pages`).
+    pub shared_pages: u64,
     /// Pages that could not be read from the source (written as zeros).
     pub unreadable_pages: u64,
     /// Size of the output in bytes (for flattened output: the size of the rearranged file).

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use super::codec::{Compression, PageCompressor};
+use super::dedup::{page_hash, AbortOnUnwind, Mark, Resolver};
 use super::{is_zero_page, PageReader, WriteError, BATCH_PAGES};
 
 /// How one page was stored.
@@ -21,6 +22,9 @@ pub enum PageResult {
     Raw,
     /// Stored compressed (`len` bytes in `Batch::out`).
     Compressed(u32),
+    /// The same bytes as page `ordinal` (descriptor index), the page of dedup slot `slot`:
+    /// its descriptor is repeated (nothing in `Batch::out`).
+    Dup { slot: u32, ordinal: u64 },
 }
 
 /// What the producer of a batch knows about a page being all zero.
@@ -59,6 +63,15 @@ pub struct Batch {
     out_start: usize,
     /// One entry per page.
     pub results: Vec<PageResult>,
+    /// One entry per page when deduplicating (else empty): [`Mark::Occupy`] tells the writer
+    /// to record the page's descriptor for its slot; other marks are for the worker only.
+    pub marks: Vec<Mark>,
+    /// Per page, for deduplication: hash, source file offset, whether it may be shared.
+    hashes: Vec<u64>,
+    offs: Vec<u64>,
+    eligible: Vec<bool>,
+    /// One page, for re-reading a duplicate's earlier copy.
+    scratch: Vec<u8>,
     seq: u64,
 }
 
@@ -81,6 +94,11 @@ impl Batch {
             reads: Vec::new(),
             unreadable: 0,
             results: Vec::with_capacity(BATCH_PAGES),
+            marks: Vec::new(),
+            hashes: Vec::new(),
+            offs: Vec::new(),
+            eligible: Vec::new(),
+            scratch: Vec::new(),
             seq: 0,
         }
     }
@@ -124,6 +142,7 @@ impl Batch {
         self.zero.clear();
         self.reads.clear();
         self.unreadable = 0;
+        self.marks.clear();
     }
 }
 
@@ -179,42 +198,118 @@ fn process(
     ps: usize,
     zero_check: bool,
     reader: Option<&dyn PageReader>,
+    dedup: Option<&Resolver>,
 ) {
     read_pending(b, reader, ps, zero_check);
     b.out.truncate(b.out_start);
     b.results.clear();
+    // Zero pages first (a result of their own); what is left is stored, or shared.
+    b.eligible.clear();
     for i in 0..b.npages {
         let at = b.input_start + i * ps;
         let page = &b.input[at..at + ps];
-        let zero = match b.zero.get(i) {
-            Some(ZeroHint::Zero) => true,
-            Some(ZeroHint::Data) => false,
-            Some(ZeroHint::Unknown) | None => zero_check && is_zero_page(page),
+        let (zero, data_hint) = match b.zero.get(i) {
+            Some(ZeroHint::Zero) => (true, false),
+            Some(ZeroHint::Data) => (false, true),
+            Some(ZeroHint::Unknown) | None => (zero_check && is_zero_page(page), false),
         };
-        if zero {
-            b.results.push(PageResult::Zero);
+        b.results.push(if zero { PageResult::Zero } else { PageResult::Raw });
+        // Unreadable pages (zeros stored as data) are never shared.
+        b.eligible.push(!zero && !data_hint);
+    }
+    let first = match (dedup, reader) {
+        (Some(r), Some(_)) => resolve(b, r, ps),
+        _ => None,
+    };
+    if first.is_none() {
+        b.marks.clear();
+    }
+    for i in 0..b.npages {
+        if b.results[i] == PageResult::Zero {
             continue;
         }
-        match c.compress(page, &mut b.out) {
-            Some(len) => b.results.push(PageResult::Compressed(len as u32)),
+        let at = b.input_start + i * ps;
+        if let (Some(first), Some(&Mark::Candidate { slot, ordinal, off })) = (first, b.marks.get(i)) {
+            if same_as_earlier(b, reader, ps, i, first, ordinal, off) {
+                b.results[i] = PageResult::Dup { slot, ordinal };
+                continue;
+            }
+            b.marks[i] = Mark::None;
+        }
+        let page = &b.input[at..at + ps];
+        b.results[i] = match c.compress(page, &mut b.out) {
+            Some(len) => PageResult::Compressed(len as u32),
             None => {
                 b.out.extend_from_slice(page);
-                b.results.push(PageResult::Raw);
+                PageResult::Raw
+            }
+        };
+    }
+}
+
+/// Hash the batch's eligible pages and resolve them against the index (in batch order).
+/// Returns the descriptor index of the batch's first page, or `None` if deduplication was
+/// given up (every page is then stored).
+fn resolve(b: &mut Batch, r: &Resolver, ps: usize) -> Option<u64> {
+    b.offs.clear();
+    b.offs.resize(b.npages, u64::MAX);
+    for rd in &b.reads {
+        for k in 0..rd.npages {
+            if let Some(o) = b.offs.get_mut(rd.first + k) {
+                *o = rd.off + (k * ps) as u64;
             }
         }
     }
+    b.hashes.clear();
+    for i in 0..b.npages {
+        if b.offs[i] == u64::MAX {
+            b.eligible[i] = false;
+        }
+        let h = if b.eligible[i] {
+            let at = b.input_start + i * ps;
+            page_hash(&b.input[at..at + ps])
+        } else {
+            0
+        };
+        b.hashes.push(h);
+    }
+    r.resolve(b.seq, b.npages, &b.hashes, &b.offs, &b.eligible, &mut b.marks)
+}
+
+/// Whether page `i` of `b` has the same bytes as page `ordinal` (source offset `off`): an
+/// earlier page of this batch is compared in place, any other is read again.
+fn same_as_earlier(
+    b: &mut Batch,
+    reader: Option<&dyn PageReader>,
+    ps: usize,
+    i: usize,
+    first: u64,
+    ordinal: u64,
+    off: u64,
+) -> bool {
+    let at = b.input_start + i * ps;
+    if let Some(j) = ordinal.checked_sub(first).filter(|&j| j < i as u64) {
+        let bt = b.input_start + j as usize * ps;
+        return b.input[bt..bt + ps] == b.input[at..at + ps];
+    }
+    let Some(r) = reader else { return false };
+    b.scratch.resize(ps, 0);
+    r.read_at(off, &mut b.scratch).is_ok() && b.scratch[..] == b.input[at..at + ps]
 }
 
 /// Run the pipeline: `produce` fills a batch (returns false when there is nothing more; it
 /// may pre-mark zero pages in `Batch::zero`, else workers zero-check when `zero_check`),
 /// `consume` receives processed batches in production order. Both run on the calling thread.
-/// `reader` performs the batches' [`Batch::reads`] (on the workers).
+/// `reader` performs the batches' [`Batch::reads`] (on the workers). With `dedup` and a
+/// `reader`, pages identical to an earlier one are not stored again ([`PageResult::Dup`];
+/// see [`super::dedup`]).
 #[allow(clippy::too_many_arguments)]
 pub fn run<P, C>(
     threads: usize,
     method: Compression,
     page_size: usize,
     zero_check: bool,
+    dedup: bool,
     reader: Option<&dyn PageReader>,
     mut produce: P,
     mut consume: C,
@@ -223,15 +318,20 @@ where
     P: FnMut(&mut Batch) -> Result<bool, WriteError>,
     C: FnMut(&Batch) -> Result<(), WriteError>,
 {
+    let resolver = (dedup && reader.is_some()).then(Resolver::new);
+    let resolver = resolver.as_ref();
     if threads <= 1 {
         let mut c = PageCompressor::new(method)?;
         let mut b = Batch::new(page_size);
+        let mut seq = 0;
         loop {
             b.reset();
             if !produce(&mut b)? {
                 return Ok(());
             }
-            process(&mut b, &mut c, page_size, zero_check, reader);
+            b.seq = seq;
+            seq += 1;
+            process(&mut b, &mut c, page_size, zero_check, reader, resolver);
             consume(&b)?;
         }
     }
@@ -246,15 +346,18 @@ where
         for mut c in comps {
             let rx = Arc::clone(&job_rx);
             let tx = done_tx.clone();
-            scope.spawn(move || loop {
-                let job = {
-                    let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
-                    guard.recv()
-                };
-                let Ok(mut b) = job else { return };
-                process(&mut b, &mut c, page_size, zero_check, reader);
-                if tx.send(b).is_err() {
-                    return;
+            scope.spawn(move || {
+                let _abort = resolver.map(AbortOnUnwind);
+                loop {
+                    let job = {
+                        let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
+                        guard.recv()
+                    };
+                    let Ok(mut b) = job else { return };
+                    process(&mut b, &mut c, page_size, zero_check, reader, resolver);
+                    if tx.send(b).is_err() {
+                        return;
+                    }
                 }
             });
         }

@@ -611,3 +611,180 @@ fn enospc_with_worker_threads_leaves_a_marked_dump() {
         assert!(limit < 5 << 20 || ok > 0, "window {window} limit {limit}: nothing readable");
     }
 }
+
+/// A synthetic vmcore whose kept pages include copies: of an incompressible page far apart
+/// (other batches) and next to each other (one batch), of a text page, and near-copies that
+/// differ in one byte (must not be shared).
+fn synth_with_copies(dir: &Path) -> PathBuf {
+    let mut s = SynthSpec::default().build();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let text: Vec<u8> = b"identical kernel text ".iter().copied().cycle().take(4096).collect();
+    let top = RAM[1].1 / 4096;
+    let mut near = random.clone();
+    near[2049] ^= 0x40;
+    let mut placed = 0;
+    let mut pfn = top - 2;
+    // Far apart: every 700th pfn downwards (the synthetic machine keeps long runs).
+    while placed < 24 {
+        if !s.phys.pages.contains_key(&pfn) {
+            let page = match placed % 3 {
+                0 => &random,
+                1 => &text,
+                _ => &near,
+            };
+            s.phys.write(pfn * 4096, page);
+            placed += 1;
+        }
+        pfn -= 700;
+    }
+    // Side by side.
+    let mut run = 0;
+    let mut pfn = RAM[1].0 / 4096 + 64;
+    while run < 8 {
+        if !s.phys.pages.contains_key(&pfn) {
+            s.phys.write(pfn * 4096, &random);
+            run += 1;
+        }
+        pfn += 1;
+    }
+    let path = dir.join("vmcore");
+    s.write_elf(&path).unwrap();
+    path
+}
+
+#[test]
+fn identical_pages_share_one_stored_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth_with_copies(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    // Deduplication needs the workers' page reader (the mapped source `filter` uses).
+    let mapped = super::mapped::MappedElf::new(&core).unwrap();
+    for dl in [1u8, 0, 31] {
+        // What should be shared: kept non-zero pages equal to an earlier kept page.
+        let classes = expected_classes(&core, dl);
+        let mut seen = std::collections::HashSet::new();
+        let mut want_shared = 0u64;
+        for (pfn, c) in classes.iter().enumerate() {
+            if *c != PageClass::Kept {
+                continue;
+            }
+            let page = page_of(&core, pfn as u64).unwrap();
+            // At -d 0 zero pages are data too (stored once, then shared).
+            if dl & 1 != 0 && page.iter().all(|&b| b == 0) {
+                continue;
+            }
+            if !seen.insert(page) {
+                want_shared += 1;
+            }
+        }
+        assert!(want_shared >= 20, "-d {dl}: only {want_shared} copies in the test input");
+        for m in [Compression::Lzo, Compression::Zstd, Compression::None] {
+            let base = FilterOptions {
+                dump_level: dl,
+                compression: m,
+                dedup: true,
+                ..FilterOptions::default()
+            };
+            let mut outs = Vec::new();
+            let mut report = None;
+            for t in [0usize, 2, 3] {
+                let p = dir.path().join(format!("dedup-{t}"));
+                let r = write_file(&mapped, &p, &FilterOptions { num_threads: t, ..base });
+                let dump = DiskDump::open(&p).unwrap();
+                check_kdump(&core, &dump, dl, &r);
+                assert_eq!(r.shared_pages, want_shared, "-d {dl} {m:?} {t} threads");
+                outs.push(std::fs::read(&p).unwrap());
+                // Shared descriptors repeat an earlier descriptor; no other two agree.
+                let mut by_off = std::collections::HashMap::new();
+                for pfn in 0..dump.max_mapnr() {
+                    if !dump.is_dumpable(pfn) {
+                        continue;
+                    }
+                    let d = dump.page_desc(pfn).unwrap();
+                    let page = page_of(&core, pfn).unwrap();
+                    if let Some(other) = by_off.insert(d.offset, page.clone()) {
+                        assert_eq!(other, page, "-d {dl} {m:?}: pfn {pfn:#x} shares another page's data");
+                    }
+                }
+                report = Some(r);
+            }
+            assert!(outs.iter().all(|o| *o == outs[0]), "-d {dl} {m:?}: threads differ");
+            let p = dir.path().join("plain");
+            let plain = write_file(&mapped, &p, &FilterOptions { dedup: false, ..base });
+            assert_eq!(plain.shared_pages, 0);
+            let r = report.unwrap();
+            assert_eq!(
+                plain.compressed_pages + plain.raw_pages,
+                r.compressed_pages + r.raw_pages + r.shared_pages
+            );
+            assert!(
+                r.output_bytes + want_shared * 20 <= plain.output_bytes,
+                "-d {dl} {m:?}: {} bytes shared against {} plain",
+                r.output_bytes,
+                plain.output_bytes
+            );
+        }
+    }
+}
+
+/// A source without a page reader (a kdump-compressed input, or the ELF reader itself) is
+/// written without deduplication, even when asked for.
+#[test]
+fn dedup_without_a_page_reader_stores_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth_with_copies(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    let opts = FilterOptions {
+        dump_level: 1,
+        dedup: true,
+        num_threads: 2,
+        ..FilterOptions::default()
+    };
+    let p = dir.path().join("d");
+    let r = write_file(&core, &p, &opts);
+    assert_eq!(r.shared_pages, 0);
+    check_kdump(&core, &DiskDump::open(&p).unwrap(), 1, &r);
+}
+
+/// With every page hashing alike, each page is a candidate for the first one: only byte
+/// comparison keeps the dump correct (a crafted hash collision cannot alias two pages).
+#[test]
+fn hash_collisions_are_caught_by_comparing_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth_with_copies(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    let mapped = super::mapped::MappedElf::new(&core).unwrap();
+    super::dedup::COLLIDE.with(|c| c.set(true));
+    for t in [0usize, 2] {
+        let opts = FilterOptions {
+            dump_level: 1,
+            compression: Compression::Zstd,
+            dedup: true,
+            num_threads: t,
+            ..FilterOptions::default()
+        };
+        let p = dir.path().join("c");
+        let r = write_file(&mapped, &p, &opts);
+        check_kdump(&core, &DiskDump::open(&p).unwrap(), 1, &r);
+        // Only copies of the first non-zero kept page can be shared.
+        let classes = expected_classes(&core, 1);
+        let pages: Vec<Vec<u8>> = classes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == PageClass::Kept)
+            .map(|(pfn, _)| page_of(&core, pfn as u64).unwrap())
+            .filter(|p| p.iter().any(|&b| b != 0))
+            .collect();
+        let copies_of_first = pages[1..].iter().filter(|p| **p == pages[0]).count() as u64;
+        assert_eq!(r.shared_pages, copies_of_first, "{t} threads");
+    }
+    super::dedup::COLLIDE.with(|c| c.set(false));
+}

@@ -9,6 +9,18 @@ use crate::classify::{ClassifyOptions, DEFAULT_WINDOW};
 use crate::diskdump::DiskDump;
 use crate::testkit::{SynthSpec, RAM};
 
+/// `n` incompressible bytes from xorshift state `x`.
+fn noise(x: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x as u8
+        })
+        .collect()
+}
+
 /// A synthetic vmcore with extra kept pages of text-like, random and repeated data.
 fn synth(dir: &Path) -> PathBuf {
     let mut s = SynthSpec::default().build();
@@ -18,14 +30,7 @@ fn synth(dir: &Path) -> PathBuf {
     while placed < 40 {
         if !s.phys.pages.contains_key(&pfn) {
             let page: Vec<u8> = match placed % 4 {
-                0 => (0..4096)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect(),
+                0 => noise(&mut x, 4096),
                 1 => format!("pfn {pfn} kernel text {placed} ")
                     .bytes()
                     .cycle()
@@ -618,14 +623,7 @@ fn enospc_with_worker_threads_leaves_a_marked_dump() {
 fn synth_with_copies(dir: &Path) -> PathBuf {
     let mut s = SynthSpec::default().build();
     let mut x = 0x2545_f491_4f6c_dd1du64;
-    let random: Vec<u8> = (0..4096)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let random = noise(&mut x, 4096);
     let text: Vec<u8> = b"identical kernel text ".iter().copied().cycle().take(4096).collect();
     let top = RAM[1].1 / 4096;
     let mut near = random.clone();

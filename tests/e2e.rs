@@ -314,3 +314,46 @@ fn filtered_capture_with_the_kdump_utils_default_collector() {
     assert!(ok, "{err}");
     assert!(info.contains("\"format\": \"kdump-compressed\""), "{info}");
 }
+
+/// `-d 1` keeps page cache and free pages: identical pages (copies of files, stale copies in
+/// free memory) are stored once, read from `/proc/vmcore` in the capture kernel, and the dump
+/// still opens in crash and makedumpfile.
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn capture_at_dump_level_1_stores_identical_pages_once() {
+    let out = artifacts("dedup");
+    let bin = rkdump_bin();
+    let (ok, stdout, stderr) = run(Command::new(&bin)
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--config-line=core_collector makedumpfile -l -d 1"));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test failed");
+    let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
+    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let vmcore = dump_dir.join("vmcore");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    assert!(console.contains("collector kdump 1 lzo"), "{console}");
+    let shared: u64 = console
+        .find(" pages identical to an earlier page share its copy")
+        .and_then(|at| console[..at].rsplit(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no shared-page count in the capture log:\n{console}"));
+    assert!(shared > 1000, "only {shared} pages shared at -d 1");
+    let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    let theirs = out.join("mdf-dmesg.txt");
+    let (ok, _, err) = run(Command::new("makedumpfile").arg("--dump-dmesg").arg(&vmcore).arg(&theirs));
+    assert!(ok, "makedumpfile --dump-dmesg on our dump: {err}");
+    let (ok, ours, err) = run(Command::new(&bin).arg("dmesg").arg("--format").arg("makedumpfile-1.7.2").arg(&vmcore));
+    assert!(ok, "{err}");
+    assert!(ours.as_bytes() == std::fs::read(&theirs).unwrap(), "rkdump dmesg differs from makedumpfile --dump-dmesg");
+    // makedumpfile re-filters it, reading every kept page through the shared descriptors.
+    let refiltered = out.join("refiltered");
+    let _ = std::fs::remove_file(&refiltered);
+    let (ok, _, err) = run(Command::new("makedumpfile").args(["-l", "-d", "31"]).arg(&vmcore).arg(&refiltered));
+    assert!(ok, "makedumpfile -d 31 of our -d 1 dump: {err}");
+    let sys = crash_cmds(&debug_vmlinux(&release), &refiltered, "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys on the re-filtered dump:\n{sys}");
+}

@@ -144,6 +144,9 @@ pub fn filter_vmcore(
         c.free,
         r.output_bytes
     );
+    if r.shared_pages > 0 {
+        summary += &format!("; {} pages identical to an earlier page share its copy", r.shared_pages);
+    }
     if r.unreadable_pages > 0 {
         summary += &format!("; {} unreadable pages written as zeros", r.unreadable_pages);
     }

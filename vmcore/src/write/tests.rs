@@ -630,8 +630,10 @@ fn synth_with_copies(dir: &Path) -> PathBuf {
     near[2049] ^= 0x40;
     let mut placed = 0;
     let mut pfn = top - 2;
-    // Far apart: every 700th pfn downwards (the synthetic machine keeps long runs).
+    // Far apart: every 400th pfn downwards (the synthetic machine keeps long runs), staying
+    // inside the second RAM range.
     while placed < 24 {
+        assert!(pfn >= RAM[1].0 / 4096 + 400, "only {placed} far-apart copies fit");
         if !s.phys.pages.contains_key(&pfn) {
             let page = match placed % 3 {
                 0 => &random,
@@ -641,7 +643,7 @@ fn synth_with_copies(dir: &Path) -> PathBuf {
             s.phys.write(pfn * 4096, page);
             placed += 1;
         }
-        pfn -= 700;
+        pfn -= 400;
     }
     // Side by side.
     let mut run = 0;

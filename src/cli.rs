@@ -119,8 +119,9 @@ enum Cmd {
         /// Flattened output (makedumpfile -F); to standard output when OUT is omitted.
         #[arg(short = 'F')]
         flattened: bool,
-        /// Compression threads; default: one per CPU, at most 4 (0 or 1: compress on the
-        /// main thread). The output is byte-identical for any number.
+        /// Compression threads, the main thread included (it compresses between reading and
+        /// writing); default: one per CPU, at most 4. The output is byte-identical for any
+        /// number.
         #[arg(long)]
         num_threads: Option<usize>,
         /// Store a page identical to one already stored as a second descriptor of the earlier
@@ -316,7 +317,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 num_threads: num_threads.unwrap_or_else(rkdump_vmcore::write::default_threads),
                 dedup: (dedup || rkdump_vmcore::write::dedup::on_by_default(dump_level)) && !no_dedup,
             };
-            crate::filter::run(&input, output.as_deref(), opts)?;
+            let report = crate::filter::run(&input, output.as_deref(), opts)?;
+            if dedup && !report.dedup {
+                eprintln!(
+                    "rkdump: note: --dedup had no effect: identical pages are stored once only in kdump-compressed output from an ELF vmcore"
+                );
+            }
         }
         Cmd::Unflatten { input, output } => {
             let size = crate::filter::unflatten(&input, &output)?;

@@ -287,6 +287,8 @@ pub fn write_elf<S: DumpSource + ?Sized>(
         compressed_pages: 0,
         raw_pages: written,
         shared_pages: 0,
+        // ELF output has no descriptors to share.
+        dedup: false,
         unreadable_pages: unreadable,
         output_bytes: data_off,
         degraded: cls.degraded().cloned(),

@@ -615,6 +615,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         compressed_pages: w.compressed,
         raw_pages: w.raw,
         shared_pages: w.dup,
+        dedup: opts.dedup && src.page_reader().is_some(),
         unreadable_pages: feeder.unreadable + w.unreadable,
         output_bytes: end,
         degraded,

@@ -71,7 +71,8 @@ pub struct FilterOptions {
     pub format: DumpFormat,
     /// `-F`: write the flattened format (any `Write`, e.g. stdout).
     pub flattened: bool,
-    /// `--num-threads`: compression workers (0 or 1: compress on the calling thread).
+    /// `--num-threads`: threads that compress, the calling thread included (0 or 1: only the
+    /// calling thread; N: N - 1 workers beside it).
     pub num_threads: usize,
     /// Store a page identical to an earlier one as a second descriptor of the earlier copy
     /// (kdump-compressed output from an ELF source; see [`dedup`]). The command line's default
@@ -123,6 +124,9 @@ pub struct FilterReport {
     /// Pages whose descriptor shares an identical earlier page's stored data (not counted
     /// in `compressed_pages` or `raw_pages`).
     pub shared_pages: u64,
+    /// Whether identical pages were looked for: asked for, kdump-compressed output and an
+    /// input whose pages can be re-read to confirm a match (an ELF vmcore).
+    pub dedup: bool,
     /// Pages that could not be read from the source (written as zeros).
     pub unreadable_pages: u64,
     /// Size of the output in bytes (for flattened output: the size of the rearranged file).

@@ -1,9 +1,10 @@
 //! Batch compression, inline or on worker threads, with results delivered in input order.
 //!
-//! The calling thread produces batches (reads pages) and consumes results (writes them);
-//! workers only zero-check and compress. Every batch carries a sequence number and results
-//! are reordered, so the output is byte-identical for any number of threads. At most
-//! `2 × threads` batches are in flight, which bounds memory.
+//! The calling thread produces batches (reads pages) and consumes results (writes them), and
+//! compresses a queued batch itself when it would otherwise wait: `threads` threads compress,
+//! the calling one and `threads - 1` workers, which only read, zero-check and compress. Every
+//! batch carries a sequence number and results are reordered, so the output is byte-identical
+//! for any number of threads. At most `2 × threads` batches are in flight, which bounds memory.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -300,7 +301,7 @@ fn same_as_earlier(
 /// Run the pipeline: `produce` fills a batch (returns false when there is nothing more; it
 /// may pre-mark zero pages in `Batch::zero`, else workers zero-check when `zero_check`),
 /// `consume` receives processed batches in production order. Both run on the calling thread.
-/// `reader` performs the batches' [`Batch::reads`] (on the workers). With `dedup` and a
+/// `reader` performs the batches' [`Batch::reads`] (where the batch is compressed). With `dedup` and a
 /// `reader`, pages identical to an earlier one are not stored again ([`PageResult::Dup`];
 /// see [`super::dedup`]).
 #[allow(clippy::too_many_arguments)]
@@ -335,8 +336,13 @@ where
             consume(&b)?;
         }
     }
-    let mut comps = Vec::with_capacity(threads);
-    for _ in 0..threads {
+    // `threads` threads compress: `threads - 1` workers and this thread, which produces and
+    // consumes batches and, when it has nothing else to do, compresses a queued batch itself
+    // (more threads than CPUs made the producer wait for a CPU while workers starved for
+    // batches).
+    let mut main_comp = PageCompressor::new(method)?;
+    let mut comps = Vec::with_capacity(threads - 1);
+    for _ in 1..threads {
         comps.push(PageCompressor::new(method)?);
     }
     std::thread::scope(|scope| {
@@ -362,11 +368,15 @@ where
             });
         }
         drop(done_tx);
+        // This thread compresses too: if it panics there, workers waiting for its batch's
+        // turn at the resolver must not wait forever.
+        let _abort = resolver.map(AbortOnUnwind);
         let max_in_flight = 2 * threads;
         let mut free: Vec<Batch> = Vec::new();
         let mut pending: BTreeMap<u64, Batch> = BTreeMap::new();
         let (mut next_seq, mut next_out, mut in_flight) = (0u64, 0u64, 0usize);
         let mut produced_all = false;
+        let exited = || WriteError::Unsupported("compression worker threads exited".into());
         let result = (|| -> Result<(), WriteError> {
             loop {
                 while !produced_all && in_flight < max_in_flight {
@@ -377,9 +387,7 @@ where
                         next_seq += 1;
                         in_flight += 1;
                         if job_tx.send(b).is_err() {
-                            return Err(WriteError::Unsupported(
-                                "compression worker threads exited".into(),
-                            ));
+                            return Err(exited());
                         }
                     } else {
                         produced_all = true;
@@ -389,12 +397,31 @@ where
                 if in_flight == 0 {
                     return Ok(());
                 }
-                let Ok(b) = done_rx.recv() else {
-                    return Err(WriteError::Unsupported(
-                        "compression worker threads exited".into(),
-                    ));
-                };
-                pending.insert(b.seq, b);
+                let mut ready = false;
+                while let Ok(b) = done_rx.try_recv() {
+                    pending.insert(b.seq, b);
+                    ready = true;
+                }
+                if !ready {
+                    // Nothing finished: compress the oldest queued batch here. A worker
+                    // blocked on the queue holds its lock, and then nothing is queued. Taking
+                    // the oldest keeps the dedup resolver's order: every earlier batch is
+                    // already on a worker.
+                    let job = match job_rx.try_lock() {
+                        Ok(q) => q.try_recv().ok(),
+                        Err(_) => None,
+                    };
+                    match job {
+                        Some(mut b) => {
+                            process(&mut b, &mut main_comp, page_size, zero_check, reader, resolver);
+                            pending.insert(b.seq, b);
+                        }
+                        None => {
+                            let b = done_rx.recv().map_err(|_| exited())?;
+                            pending.insert(b.seq, b);
+                        }
+                    }
+                }
                 while let Some(b) = pending.remove(&next_out) {
                     in_flight -= 1;
                     next_out += 1;

@@ -751,6 +751,7 @@ fn dedup_without_a_page_reader_stores_every_page() {
     let p = dir.path().join("d");
     let r = write_file(&core, &p, &opts);
     assert_eq!(r.shared_pages, 0);
+    assert!(!r.dedup, "the report claims identical pages were looked for");
     check_kdump(&core, &DiskDump::open(&p).unwrap(), 1, &r);
 }
 
@@ -785,6 +786,7 @@ fn hash_collisions_are_caught_by_comparing_bytes() {
             .collect();
         let copies_of_first = pages[1..].iter().filter(|p| **p == pages[0]).count() as u64;
         assert_eq!(r.shared_pages, copies_of_first, "{t} threads");
+        assert!(r.dedup);
     }
     super::dedup::COLLIDE.with(|c| c.set(false));
 }

@@ -509,6 +509,9 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     let mut held: Vec<HeldBatch> = Vec::new();
     let mut held_bytes = 0usize;
     let held_over = std::cell::Cell::new(false);
+    // Identical pages are looked for only where a match can be confirmed by re-reading the
+    // earlier page (`parallel::run` needs the reader for that).
+    let dedup = opts.dedup && src.page_reader().is_some();
     {
         let progress = std::cell::RefCell::new(&mut *progress);
         parallel::run(
@@ -516,7 +519,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
             opts.compression,
             psz,
             zero_pages,
-            opts.dedup,
+            dedup,
             src.page_reader(),
             |b: &mut Batch| {
                 let mut pl = plan.borrow_mut();
@@ -615,7 +618,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         compressed_pages: w.compressed,
         raw_pages: w.raw,
         shared_pages: w.dup,
-        dedup: opts.dedup && src.page_reader().is_some(),
+        dedup,
         unreadable_pages: feeder.unreadable + w.unreadable,
         output_bytes: end,
         degraded,
@@ -856,15 +859,15 @@ impl Feeder {
         Ok(b.npages > 0)
     }
 
-    /// Add the `n` kept pages from `pfn` on to `b`: as a read for the workers when the source
-    /// has a thread-safe reader, else read here (page by page on error; unreadable pages become
-    /// zeros stored as data, and are counted).
+    /// Add the `n` kept pages from `pfn` on to `b`: as a read for the thread that compresses
+    /// the batch when the source has a thread-safe reader, else read here (page by page on
+    /// error; unreadable pages become zeros stored as data, and are counted).
     fn push_run<S: DumpSource + ?Sized>(&mut self, b: &mut Batch, src: &S, pfn: u64, n: usize) {
         let ps = self.ps as usize;
         let at = b.npages * ps;
         let hints = b.zero.len();
         b.zero.resize(hints + n, ZeroHint::Unknown);
-        // Sources with a thread-safe reader: the worker reads the run.
+        // Sources with a thread-safe reader: the compressing thread reads the run.
         let pending = src.page_reader().and_then(|r| {
             let pa = Pfn(pfn).to_phys(src.page_shift())?;
             r.file_offset(pa, (n * ps) as u64)

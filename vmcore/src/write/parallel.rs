@@ -301,9 +301,9 @@ fn same_as_earlier(
 /// Run the pipeline: `produce` fills a batch (returns false when there is nothing more; it
 /// may pre-mark zero pages in `Batch::zero`, else workers zero-check when `zero_check`),
 /// `consume` receives processed batches in production order. Both run on the calling thread.
-/// `reader` performs the batches' [`Batch::reads`] (where the batch is compressed). With `dedup` and a
-/// `reader`, pages identical to an earlier one are not stored again ([`PageResult::Dup`];
-/// see [`super::dedup`]).
+/// `reader` performs the batches' [`Batch::reads`] (on the thread that compresses the batch).
+/// With `dedup` and a `reader`, pages identical to an earlier one are not stored again
+/// ([`PageResult::Dup`]; see [`super::dedup`]).
 #[allow(clippy::too_many_arguments)]
 pub fn run<P, C>(
     threads: usize,

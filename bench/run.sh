@@ -9,14 +9,23 @@
 # and the ratios rkdump/makedumpfile (< 1 means rkdump is faster/smaller/leaner). The vmcore is
 # read once first so both tools start from a warm page cache. The two tools run alternately,
 # run after run, so a slow spell of a shared machine hits both; the time ratio is the median
-# of the per-run ratios, the times shown are medians. Outputs are deleted before every run and
-# go to a tmpfs by default: what is compared is the work of filtering and compressing, not the
-# disk's writeback (which makedumpfile and rkdump leave to the kernel alike).
+# of the per-run ratios, the times shown are medians; "best" is the ratio of the two tools'
+# fastest runs (the least disturbed ones on a shared machine). The first row runs makedumpfile
+# against itself: its ratios show how far this run's noise alone moves a ratio. Outputs are
+# deleted before every run and go to a tmpfs by default: what is compared is the work of
+# filtering and compressing, not the disk's writeback (which makedumpfile and rkdump leave to
+# the kernel alike).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The four-level capture first (the one BENCHMARKS.md's tables use), else any.
-vmcore=${1:-$(ls "$here"/target/e2e/vmcores/four-level/vmcore "$here"/target/e2e/vmcores/*/vmcore 2>/dev/null | head -n1)}
+# (Not `ls a b`: ls sorts its arguments, and five-level sorts before four-level.)
+vmcore=${1:-}
+if [ -z "$vmcore" ]; then
+    for v in "$here"/target/e2e/vmcores/four-level/vmcore "$here"/target/e2e/vmcores/*/vmcore; do
+        if [ -r "$v" ]; then vmcore=$v; break; fi
+    done
+fi
 runs=${RUNS:-5}
 if [ -z "${OUT:-}" ]; then
     if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then out=/dev/shm/rkdump-bench; else out=/tmp/rkdump-bench; fi
@@ -64,13 +73,16 @@ one() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 printf '%s\n' "vmcore: $vmcore ($(stat -L -c %s "$vmcore") bytes), $(nproc) CPUs, runs: $runs, outputs in $out"
-printf '%-44s | %-26s | %-26s | %s\n' "case (rkdump vs makedumpfile)" "rkdump (s / MB / RSS MB)" "makedumpfile (s / MB / RSS MB)" "ratio time / size / RSS"
+printf '%-44s | %-26s | %-26s | %-23s | %s\n' "case (rkdump vs makedumpfile)" "rkdump (s / MB / RSS MB)" "makedumpfile (s / MB / RSS MB)" "ratio time / size / RSS" "best"
 # Each case: "rkdump options|makedumpfile options". One-thread rows say --num-threads 1 (rkdump's
 # default is one thread per CPU, at most 4); the default codec (no codec flag: zstd) is compared
 # with makedumpfile -l, the issue's reference, with one thread and with rkdump's default threads.
 t="--num-threads $threads"
 one_t="--num-threads 1"
 cases=(
+    # Calibration: makedumpfile against itself, run the same way. Its ratio is this run's noise
+    # (1.00 on a quiet machine); read the other rows' time ratios with that spread in mind.
+    "makedumpfile -l -d 31|-l -d 31"
     "-l -d 31 $one_t|-l -d 31" "-c -d 31 $one_t|-c -d 31" "-l -d 1 $one_t|-l -d 1"
     "-d 31 $one_t|-l -d 31" "-d 1 $one_t|-l -d 1"
     "-l -d 31 $t|-l -d 31" "-c -d 31 $t|-c -d 31" "-l -d 1 $t|-l -d 1"
@@ -82,10 +94,15 @@ cases=(
 for pair in "${cases[@]}"; do
     case=${pair%%|*}
     mcase=${pair#*|}
+    first=("${rk[@]}")
+    label="$case vs $mcase"
+    if [ "${case%% *}" = makedumpfile ]; then
+        first=(makedumpfile); case=${case#makedumpfile }; label="makedumpfile $case vs itself"
+    fi
     rw=() mw=() ratios=() rr=0 mr=0 rs=0 ms=0
     for _ in $(seq "$runs"); do
         # shellcheck disable=SC2086
-        read -r w r s < <(one "$out/rk.dump" "${rk[@]}" $case "$vmcore" "$out/rk.dump")
+        read -r w r s < <(one "$out/rk.dump" "${first[@]}" $case "$vmcore" "$out/rk.dump")
         rw+=("$w"); rs=$s; [ "$r" -gt "$rr" ] && rr=$r
         # shellcheck disable=SC2086
         read -r w2 r2 s2 < <(one "$out/mdf.dump" makedumpfile $mcase "$vmcore" "$out/mdf.dump")
@@ -95,8 +112,11 @@ for pair in "${cases[@]}"; do
     rmed=$(printf '%s\n' "${rw[@]}" | median)
     mmed=$(printf '%s\n' "${mw[@]}" | median)
     ratio=$(printf '%s\n' "${ratios[@]}" | median)
-    awk -v c="$case vs $mcase" -v rw="$rmed" -v rr="$rr" -v rs="$rs" -v mw="$mmed" -v mr="$mr" -v ms="$ms" -v q="$ratio" 'BEGIN {
-        printf "%-44s | %6.3f / %7.1f / %6.1f | %6.3f / %7.1f / %6.1f | %5.2f / %5.2f / %5.2f\n",
-            c, rw, rs/1e6, rr/1024, mw, ms/1e6, mr/1024, q, (ms>0? rs/ms : 0), (mr>0? rr/mr : 0) }'
+    rbest=$(printf '%s\n' "${rw[@]}" | sort -g | head -n1)
+    mbest=$(printf '%s\n' "${mw[@]}" | sort -g | head -n1)
+    awk -v c="$label" -v rw="$rmed" -v rr="$rr" -v rs="$rs" -v mw="$mmed" -v mr="$mr" -v ms="$ms" -v q="$ratio" \
+        -v rb="$rbest" -v mb="$mbest" 'BEGIN {
+        printf "%-44s | %6.3f / %7.1f / %6.1f | %6.3f / %7.1f / %6.1f | %5.2f / %5.2f / %5.2f | %5.2f\n",
+            c, rw, rs/1e6, rr/1024, mw, ms/1e6, mr/1024, q, (ms>0? rs/ms : 0), (mr>0? rr/mr : 0), (mb>0? rb/mb : 0) }'
 done
 echo "note: Debian's makedumpfile is built without zstd: its -z row is not zstd (see the size)."

@@ -492,12 +492,15 @@ fn corrupt_kdump_headers_are_errors_not_panics() {
 
 #[test]
 fn mapped_source_and_second_classification_give_identical_output() {
-    // The ELF source read directly, through `MappedElf` (workers read page runs, long runs
-    // are zero-checked in place) and with pass 2 classifying again: same bytes.
+    // The ELF source read directly, through `MappedElf` (workers read page runs), through
+    // `MappedElf` mapping every run as it does on /proc/vmcore (zero-checked in place), and
+    // with pass 2 classifying again: same bytes.
     let dir = tempfile::tempdir().unwrap();
     let vmcore = synth(dir.path());
     let core = ElfVmcore::open(&vmcore).unwrap();
     let mapped = super::mapped::MappedElf::new(&core).unwrap();
+    let like_proc = super::mapped::MappedElf::new(&core).unwrap();
+    like_proc.map_like_proc();
     for dl in [31u8, 1, 0] {
         for t in [0usize, 2] {
             let opts = FilterOptions {
@@ -514,6 +517,13 @@ fn mapped_source_and_second_classification_give_identical_output() {
                 want,
                 "mapped, -d {dl}, {t} threads"
             );
+            let r4 = write_file(&like_proc, &p, &opts);
+            assert_eq!(
+                std::fs::read(&p).unwrap(),
+                want,
+                "runs mapped as on /proc/vmcore, -d {dl}, {t} threads"
+            );
+            assert!(like_proc.maps_runs(), "a mapping failed: the runs were read instead");
             super::kdump::FORCE_RECLASSIFY.with(|f| f.set(true));
             let r3 = write_file(&mapped, &p, &opts);
             super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
@@ -522,7 +532,7 @@ fn mapped_source_and_second_classification_give_identical_output() {
                 want,
                 "reclassified, -d {dl}, {t} threads"
             );
-            for r in [&r2, &r3] {
+            for r in [&r2, &r3, &r4] {
                 assert_eq!(r.counts, r1.counts);
                 assert_eq!(r.written_pages, r1.written_pages);
                 assert_eq!(r.compressed_pages, r1.compressed_pages);

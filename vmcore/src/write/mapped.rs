@@ -147,8 +147,8 @@ const PREAD_MIN_BYTES: usize = 16 << 10;
 /// Whether page runs of the vmcore at `path` are better mapped than read: true for
 /// `/proc/vmcore`, whose `read` maps and unmaps the old kernel's memory page by page while
 /// `mmap` maps a whole run at once (makedumpfile maps it too). In a capture kernel under QEMU,
-/// a `-d 31` dump of a 2 GiB guest without compression took 1.6-1.8 s with every run mapped
-/// and 2.4-2.8 s when only long mostly-zero runs were (see BENCHMARKS.md). A vmcore in the
+/// a `-d 31` dump of a 2 GiB guest without compression took 1.6-2.1 s with every run mapped
+/// and 2.4-3.2 s when only long mostly-zero runs were (see BENCHMARKS.md). A vmcore in the
 /// page cache (a regular file) is read faster with large `pread`s than mapped: populating and
 /// tearing down page-table entries costs more than the copy, and two mapping threads contend
 /// on the address space lock.

@@ -45,7 +45,7 @@ pub struct MappedElf<'a> {
     pages: FileReader,
 }
 
-/// Reads of page data for the compression workers: `pread`, or mappings of `/proc/vmcore`.
+/// Reads of page data for the compressing threads: `pread`, or mappings of `/proc/vmcore`.
 struct FileReader {
     file: File,
     file_len: u64,
@@ -189,7 +189,7 @@ impl<'a> MappedElf<'a> {
 
     /// Tests: whether page runs are still mapped (no mapping has failed).
     #[cfg(test)]
-    pub(crate) fn maps_runs(&self) -> bool {
+    pub(crate) fn still_maps_runs(&self) -> bool {
         self.pages.map_runs.load(Ordering::Relaxed)
     }
 

@@ -88,8 +88,9 @@ cases=(
     "-l -d 31 $t|-l -d 31" "-c -d 31 $t|-c -d 31" "-l -d 1 $t|-l -d 1"
     "-d 31|-l -d 31" "-d 1|-l -d 1"
     "-z -d 31 $one_t|-z -d 31"
-    # Identical pages stored once is on by default at -d 1: the same dump without it.
-    "-d 1 --no-dedup|-l -d 1" "-l -d 1 --no-dedup $one_t|-l -d 1"
+    # Identical pages stored once is on by default at -d 1 and with zstd: the same dumps
+    # without it.
+    "-d 1 --no-dedup|-l -d 1" "-l -d 1 --no-dedup $one_t|-l -d 1" "-d 31 --no-dedup|-l -d 31"
 )
 for pair in "${cases[@]}"; do
     case=${pair%%|*}

@@ -125,8 +125,9 @@ enum Cmd {
         #[arg(long)]
         num_threads: Option<usize>,
         /// Store a page identical to one already stored as a second descriptor of the earlier
-        /// copy (kdump-compressed output from an ELF vmcore). Default: on when the dump level
-        /// keeps page cache, user or free pages (not at -d 30 or 31).
+        /// copy (kdump-compressed output from an ELF vmcore). Default: on with zstd, and with
+        /// any codec when the dump level keeps page cache, user or free pages (so off only at
+        /// -d 30 or 31 with -c, -l, -p or --codec none).
         #[arg(long, conflicts_with = "no_dedup")]
         dedup: bool,
         /// Store every page, even one identical to a page already stored.
@@ -309,13 +310,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Dmesg { dump, format } => dmesg(&dump, &format)?,
         Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, dedup, no_dedup, input, output } => {
+            let compression = crate::filter::codec(zlib, lzo, snappy, zstd, codec.as_deref())?;
             let opts = rkdump_vmcore::write::FilterOptions {
                 dump_level,
-                compression: crate::filter::codec(zlib, lzo, snappy, zstd, codec.as_deref())?,
+                compression,
                 format: if elf { rkdump_vmcore::write::DumpFormat::Elf } else { rkdump_vmcore::write::DumpFormat::Kdump },
                 flattened,
                 num_threads: num_threads.unwrap_or_else(rkdump_vmcore::write::default_threads),
-                dedup: (dedup || rkdump_vmcore::write::dedup::on_by_default(dump_level)) && !no_dedup,
+                dedup: (dedup || rkdump_vmcore::write::dedup::on_by_default(dump_level, compression)) && !no_dedup,
             };
             let report = crate::filter::run(&input, output.as_deref(), opts)?;
             if dedup && !report.dedup {

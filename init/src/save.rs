@@ -102,15 +102,16 @@ pub fn filter_vmcore(
     let Collector::Filter { dump_level, format, codec } = collector else {
         return Err("the copy collector has no filter".into());
     };
+    let compression = match codec {
+        Codec::Zstd => Compression::Zstd,
+        Codec::Lzo => Compression::Lzo,
+        Codec::Zlib => Compression::Zlib,
+        Codec::Snappy => Compression::Snappy,
+        Codec::None => Compression::None,
+    };
     let opts = FilterOptions {
         dump_level,
-        compression: match codec {
-            Codec::Zstd => Compression::Zstd,
-            Codec::Lzo => Compression::Lzo,
-            Codec::Zlib => Compression::Zlib,
-            Codec::Snappy => Compression::Snappy,
-            Codec::None => Compression::None,
-        },
+        compression,
         format: match format {
             DumpFormat::Kdump => write::DumpFormat::Kdump,
             DumpFormat::Elf => write::DumpFormat::Elf,
@@ -118,7 +119,7 @@ pub fn filter_vmcore(
         flattened: false,
         // One thread per CPU of the capture kernel (one with the usual nr_cpus=1).
         num_threads: write::default_threads(),
-        dedup: write::dedup::on_by_default(dump_level),
+        dedup: write::dedup::on_by_default(dump_level, compression),
     };
     let r = write::filter(std::path::Path::new(src), Output::Path(std::path::Path::new(dst)), &opts, progress)
         .map_err(|e| {

@@ -76,7 +76,7 @@ pub struct FilterOptions {
     pub num_threads: usize,
     /// Store a page identical to an earlier one as a second descriptor of the earlier copy
     /// (kdump-compressed output from an ELF source; see [`dedup`]). The command line's default
-    /// is [`dedup::on_by_default`] of the dump level.
+    /// is [`dedup::on_by_default`] of the dump level and the codec.
     pub dedup: bool,
 }
 
@@ -88,7 +88,7 @@ impl Default for FilterOptions {
             format: DumpFormat::Kdump,
             flattened: false,
             num_threads: 0,
-            dedup: dedup::on_by_default(31),
+            dedup: dedup::on_by_default(31, Compression::Lzo),
         }
     }
 }

@@ -235,6 +235,13 @@ fn xz_compressed_modules_boot_and_capture() {
     assert!(console.contains(" 0 failed"), "{console}");
     let dump = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
     assert!(dump.join("vmcore").exists());
+    // No core_collector line: the default collector (zstd at -d 31, identical pages stored
+    // once), and crash opens what it wrote.
+    assert!(console.contains("collector kdump 31 zstd"), "{console}");
+    let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
+    let sys = crash_cmds(&debug_vmlinux(&release), &dump.join("vmcore"), "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys:
+{sys}");
 }
 
 #[test]

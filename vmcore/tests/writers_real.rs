@@ -178,26 +178,31 @@ fn writers_on_real_vmcores() {
                 eprintln!("  {what}: crash output identical");
             }
         };
+        // Each codec as `rkdump filter -d 31` writes it by default (zstd, the default codec,
+        // with identical pages stored once).
         for m in Compression::ALL {
             let out = d.join(format!("dump.{}", m.name()));
             let opts = FilterOptions {
                 dump_level: 31,
                 compression: m,
                 num_threads: if m == Compression::Lzo { 2 } else { 0 },
+                dedup: rkdump_vmcore::write::dedup::on_by_default(31, m),
                 ..FilterOptions::default()
             };
             let t = std::time::Instant::now();
             let r = filter(&core_path, Output::Path(&out), &opts, &mut |_, _| {}).unwrap();
             eprintln!(
-                "  {}: {} bytes in {:.2}s, {} pages ({} compressed, {} raw, {} zero)",
+                "  {}: {} bytes in {:.2}s, {} pages ({} compressed, {} raw, {} zero, {} shared)",
                 m.name(),
                 r.output_bytes,
                 t.elapsed().as_secs_f64(),
                 r.written_pages,
                 r.compressed_pages,
                 r.raw_pages,
-                r.counts.zero
+                r.counts.zero,
+                r.shared_pages
             );
+            assert_eq!(r.dedup, opts.dedup, "identical pages looked for as asked");
             let dump = DiskDump::open(&out).unwrap();
             let n = check_pages(&src, &dump);
             assert_eq!(n, r.written_pages);

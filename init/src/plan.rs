@@ -168,8 +168,9 @@ impl Codec {
 }
 
 impl Default for Collector {
-    /// kdump-utils' default is `makedumpfile -l -d 31`; our default codec is zstd: 0.6-0.75 of
-    /// that dump's size, for 1.0-1.2x makedumpfile's filtering time with two CPUs and about
+    /// kdump-utils' default is `makedumpfile -l -d 31`; our default codec is zstd (identical
+    /// pages stored once): 0.5-0.75 of that dump's size, for 1.0-1.2x makedumpfile's
+    /// filtering time with two CPUs and about
     /// 1.8x with one, which is about the time a 100 MB/s disk saves writing the smaller dump
     /// (see BENCHMARKS.md).
     fn default() -> Self {

@@ -42,6 +42,9 @@ pub struct InfoReport {
     pub path: PathBuf,
     /// Container format.
     pub format: &'static str,
+    /// The dump says its writer did not finish (kdump-compressed: header status INCOMPLETE;
+    /// ELF: `e_flags` bit 0): pages past where it stopped read as missing.
+    pub incomplete: bool,
     /// `OSRELEASE`.
     pub kernel_release: Option<String>,
     /// `CRASHTIME` (seconds since the epoch).
@@ -82,18 +85,25 @@ pub fn info(path: impl AsRef<Path>) -> Result<InfoReport, InfoError> {
             } else {
                 "kdump-compressed"
             };
-            info_from_source(d.as_ref(), path, format)
+            InfoReport {
+                incomplete: d.is_incomplete(),
+                ..info_from_source(d.as_ref(), path, format)
+            }
         }
     })
 }
 
 /// Build the report for an opened ELF dump.
 pub fn info_from(core: &ElfVmcore) -> InfoReport {
-    info_from_source(core, core.path(), "ELF")
+    InfoReport {
+        incomplete: core.ehdr().e_flags & crate::write::elf_out::ELF_FLAG_INCOMPLETE != 0,
+        ..info_from_source(core, core.path(), "ELF")
+    }
 }
 
 /// Build the report for any opened dump. On a filtered dump, pages it excluded read as
-/// missing, so the counts describe what the dump still holds.
+/// missing, so the counts describe what the dump still holds. `incomplete` is left false:
+/// the callers above read it from the container's header.
 pub fn info_from_source(src: &dyn DumpSource, path: &Path, format: &'static str) -> InfoReport {
     let vi = src.vmcoreinfo();
     let mut cls = Classifier::new(src, vi, ClassifyOptions { dump_level: 31 });
@@ -101,6 +111,7 @@ pub fn info_from_source(src: &dyn DumpSource, path: &Path, format: &'static str)
     InfoReport {
         path: path.to_path_buf(),
         format,
+        incomplete: false,
         kernel_release: vi.and_then(|v| v.osrelease()).map(str::to_string),
         crash_time: vi.and_then(|v| v.crash_time()),
         cpus: src.nr_cpus(),
@@ -137,6 +148,7 @@ impl InfoReport {
         serde_json::json!({
             "path": self.path.display().to_string(),
             "format": self.format,
+            "incomplete": self.incomplete,
             "kernel_release": self.kernel_release,
             "crash_time": self.crash_time,
             "cpus": self.cpus,
@@ -178,6 +190,12 @@ impl fmt::Display for InfoReport {
             self.path.display(),
             self.format
         )?;
+        if self.incomplete {
+            writeln!(
+                f,
+                "status:          INCOMPLETE: the writer stopped before the end (full disk, I/O error or interruption); pages it did not write read as missing"
+            )?;
+        }
         writeln!(f, "kernel release:  {}", opt(&self.kernel_release))?;
         match self.crash_time {
             Some(t) => writeln!(f, "crash time:      {t} (seconds since the epoch)")?,

@@ -77,6 +77,10 @@ impl SegState {
     }
 }
 
+/// `e_flags` bit of an ELF dump whose writer has not finished (makedumpfile's
+/// `DUMP_ELF_INCOMPLETE`, which crash reads too).
+pub const ELF_FLAG_INCOMPLETE: u32 = 0x1;
+
 fn ehdr(machine: u16, phnum: u16, e_flags: u32) -> [u8; 64] {
     let mut h = [0u8; 64];
     h[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
@@ -229,7 +233,8 @@ pub fn write_elf<S: DumpSource + ?Sized>(
             .ok_or_else(|| WriteError::Layout("ELF data offset".into()))?;
     }
     let rewrite = out.can_rewrite();
-    let e_flags = u32::from(rewrite); // bit 0: incomplete until the end
+    // Incomplete until the end (a stream cannot be rewritten, so it never says so).
+    let e_flags = if rewrite { ELF_FLAG_INCOMPLETE } else { 0 };
     put(
         out,
         "the ELF header",

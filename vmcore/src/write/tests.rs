@@ -378,6 +378,11 @@ fn enospc_leaves_an_incomplete_but_readable_dump() {
     let d = DiskDump::open(&path).unwrap();
     assert!(d.is_incomplete());
     assert_ne!(d.header().status & FLAG_INCOMPLETE, 0);
+    // `rkdump info` says so first.
+    let report = crate::info::info(&path).unwrap();
+    assert!(report.incomplete);
+    assert!(report.to_string().contains("status:          INCOMPLETE"), "{report}");
+    assert_eq!(report.to_json()["incomplete"], true);
     let (mut ok, mut missing) = (0, 0);
     for pfn in 0..d.max_mapnr() {
         if !d.is_dumpable(pfn) {
@@ -406,6 +411,9 @@ fn enospc_leaves_an_incomplete_but_readable_dump() {
     assert!(write_dump(&core, &mut w, &eopts, &mut |_, _| {}).is_err());
     let e = ElfVmcore::open(&epath).unwrap();
     assert_eq!(e.ehdr().e_flags & 1, 1);
+    assert!(crate::info::info(&epath).unwrap().incomplete);
+    // A finished dump is not.
+    assert!(!crate::info::info(&full).unwrap().incomplete);
 }
 
 #[test]

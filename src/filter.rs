@@ -8,8 +8,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use rkdump_vmcore::write::{self, codec::Compression, DumpFormat, FilterOptions, FilterReport, Output};
 
-/// Progress on stderr when it is a terminal: percent, rate and ETA, redrawn at most 10 times a
-/// second. Silent otherwise (scripts, the capture console).
+/// Progress on stderr when it is a terminal: percent, elapsed time, ETA and the rate at which
+/// the dump is written, redrawn at most 10 times a second. Silent otherwise (scripts, the
+/// capture console).
 pub struct Progress {
     label: &'static str,
     start: Instant,
@@ -22,7 +23,8 @@ impl Progress {
         Progress { label, start: Instant::now(), last: None, tty: std::io::stderr().is_terminal() }
     }
 
-    pub fn update(&mut self, done: u64, total: u64) {
+    /// `written()` gives the bytes of output so far, asked only when the line is redrawn.
+    pub fn update(&mut self, done: u64, total: u64, written: &dyn Fn() -> Option<u64>) {
         if !self.tty || total == 0 {
             return;
         }
@@ -36,8 +38,12 @@ impl Progress {
         let eta = if frac > 0.0 { secs / frac - secs } else { 0.0 };
         let width = 30;
         let filled = ((frac * width as f64) as usize).min(width);
+        let rate = match written() {
+            Some(b) if secs > 0.0 => format!(", {:.1} MiB/s written", b as f64 / 1048576.0 / secs),
+            _ => String::new(),
+        };
         eprint!(
-            "\r{} [{}{}] {:5.1}%  {:.1} s elapsed, ETA {:.1} s ",
+            "\r{} [{}{}] {:5.1}%  {:.1} s elapsed, ETA {:.1} s{rate} ",
             self.label,
             "#".repeat(filled),
             " ".repeat(width - filled),
@@ -90,12 +96,21 @@ pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions) -> Result<Filt
     let start = Instant::now();
     let mut progress = Progress::new("filtering");
     let report = match out {
-        Some(path) => write::filter(input, Output::Path(path), &opts, &mut |d, t| progress.update(d, t)),
+        Some(path) => {
+            // Bytes allocated to the file (the descriptor table is a hole until it is written).
+            let written = || {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(path).ok().map(|m| m.blocks() * 512)
+            };
+            write::filter(input, Output::Path(path), &opts, &mut |d, t| progress.update(d, t, &written))
+        }
         None => {
             let stdout = std::io::stdout();
-            let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            let r = write::filter(input, Output::Stream(&mut lock), &opts, &mut |d, t| progress.update(d, t));
-            lock.flush().context("flushing standard output")?;
+            let count = std::cell::Cell::new(0u64);
+            let mut counted = Counted { inner: std::io::BufWriter::with_capacity(1 << 20, stdout.lock()), count: &count };
+            let written = || Some(count.get());
+            let r = write::filter(input, Output::Stream(&mut counted), &opts, &mut |d, t| progress.update(d, t, &written));
+            counted.flush().context("flushing standard output")?;
             r
         }
     }
@@ -105,6 +120,24 @@ pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions) -> Result<Filt
     })?;
     print_report(&report, &opts, start.elapsed().as_secs_f64(), out.is_some());
     Ok(report)
+}
+
+/// A writer that counts the bytes it passes on (the progress line's rate on a stream).
+struct Counted<'c, W: Write> {
+    inner: W,
+    count: &'c std::cell::Cell<u64>,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool) {

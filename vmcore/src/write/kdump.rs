@@ -424,7 +424,16 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
 
     // Pass 1 (`Plan`): bitmaps, the dumpable count and the class counts. Bitmap 2 is also kept
     // in memory (one bit per pfn) when it is small enough, so pass 2 needs no classification.
-    let total_work = max_mapnr.saturating_mul(2);
+    // Progress units: pass 1 (classification, under a tenth of the time) one per pfn; pass 2
+    // (page data) nine per pfn, handed out in proportion to the dumpable pages it has read, so
+    // the share of the bar follows the work rather than the pfn position (kept pages bunch
+    // together: most of the pfns past the kernel's are free or user pages).
+    let total_work = max_mapnr.saturating_mul(1 + PASS2_SHARE);
+    let pass2_done = |dumpable_done: u64, num_dumpable: u64| -> u64 {
+        let share = u128::from(max_mapnr) * u128::from(PASS2_SHARE) * u128::from(dumpable_done)
+            / u128::from(num_dumpable.max(1));
+        max_mapnr.saturating_add(share.min(u128::from(u64::MAX)) as u64).min(total_work)
+    };
     let counts = ClassCounts {
         total: max_mapnr,
         memhole: cls1.memhole_pages(),
@@ -505,6 +514,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         ps,
         unreadable: 0,
         dumpable: 0,
+        handed: 0,
     };
     let mut held: Vec<HeldBatch> = Vec::new();
     let mut held_bytes = 0usize;
@@ -541,9 +551,9 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
                 if pl.kept_bits.is_none() {
                     // Pass 1 is complete; classified again window by window (see
                     // KEEP_BITMAP_MAX).
-                    return feeder.fill(b, cls2.as_mut(), src, &mut |d| {
-                        (progress.borrow_mut())(max_mapnr + d, total_work)
-                    });
+                    let more = feeder.fill(b, cls2.as_mut(), src);
+                    (progress.borrow_mut())(pass2_done(feeder.handed, pl.num_dumpable), total_work);
+                    return more;
                 }
                 // Classify ahead, then take kept runs up to where pass 1 has got.
                 if pl.next < pl.max_mapnr {
@@ -553,7 +563,13 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
                     let limit = pl.next;
                     let bits = pl.kept_bits.as_deref().unwrap_or(&[]);
                     feeder.fill_from_bits(b, bits, limit, src);
-                    (progress.borrow_mut())(limit + feeder.next, total_work);
+                    // While pass 1 runs ahead, only its share counts.
+                    let done = if pl.next >= pl.max_mapnr {
+                        pass2_done(feeder.handed, pl.num_dumpable)
+                    } else {
+                        pl.next
+                    };
+                    (progress.borrow_mut())(done, total_work);
                     if b.npages == BATCH_PAGES || pl.next >= pl.max_mapnr {
                         return Ok(b.npages > 0);
                     }
@@ -667,6 +683,10 @@ struct HeldBatch {
     stored: Vec<u8>,
     unreadable: u64,
 }
+
+/// Progress units of pass 2 per pfn, against one of pass 1 (see `total_work` in
+/// [`write_kdump`]).
+const PASS2_SHARE: u64 = 9;
 
 /// Most batch output held while pass 1 runs ahead (see `overlap` in [`write_kdump`]); past
 /// it, pass 1 is finished at once.
@@ -798,7 +818,10 @@ struct Feeder {
     max_mapnr: u64,
     ps: u64,
     unreadable: u64,
+    /// Kept pages classified (checked against pass 1's count at the end).
     dumpable: u64,
+    /// Kept pages handed out in batches (progress).
+    handed: u64,
 }
 
 impl Feeder {
@@ -807,7 +830,6 @@ impl Feeder {
         b: &mut Batch,
         mut cls: Option<&mut Classifier<'_, S>>,
         src: &S,
-        progress: &mut dyn FnMut(u64),
     ) -> Result<bool, WriteError> {
         while b.npages < BATCH_PAGES {
             if self.pos >= self.classes.len() {
@@ -832,7 +854,6 @@ impl Feeder {
                 self.win_start = s;
                 self.pos = 0;
                 self.next = e;
-                progress(e);
                 continue;
             }
             // Next run of kept pages.
@@ -863,6 +884,7 @@ impl Feeder {
     /// the batch when the source has a thread-safe reader, else read here (page by page on
     /// error; unreadable pages become zeros stored as data, and are counted).
     fn push_run<S: DumpSource + ?Sized>(&mut self, b: &mut Batch, src: &S, pfn: u64, n: usize) {
+        self.handed += n as u64;
         let ps = self.ps as usize;
         let at = b.npages * ps;
         let hints = b.zero.len();

@@ -592,6 +592,37 @@ fn overlapped_passes_give_identical_output() {
     }
 }
 
+/// Progress never goes back, ends at its total, and gives classification (pass 1) a tenth of
+/// the bar: the rest follows the dumpable pages, on one thread, on two (pass 1 running ahead)
+/// and when pass 2 classifies again.
+#[test]
+fn progress_is_monotonic_and_follows_the_dumpable_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    for (threads, reclassify) in [(1usize, false), (2, false), (1, true)] {
+        super::kdump::FORCE_RECLASSIFY.with(|f| f.set(reclassify));
+        let mut seen: Vec<(u64, u64)> = Vec::new();
+        let opts = FilterOptions {
+            dump_level: 31,
+            num_threads: threads,
+            ..FilterOptions::default()
+        };
+        let path = dir.path().join(format!("p{threads}{reclassify}"));
+        let mut f = std::fs::File::create(&path).unwrap();
+        let r = write_dump(&core, &mut f, &opts, &mut |d, t| seen.push((d, t))).unwrap();
+        super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
+        let what = format!("{threads} threads, reclassify {reclassify}");
+        let total = seen[0].1;
+        assert_eq!(total, r.max_pfn * 10, "{what}");
+        assert!(seen.iter().all(|&(_, t)| t == total), "{what}");
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{what}: {seen:?}");
+        assert_eq!(seen.last().unwrap().0, total, "{what}");
+        // Pass 1 alone never passes a tenth; pass 2 reports points in between.
+        assert!(seen.iter().any(|&(d, _)| d > r.max_pfn && d < total), "{what}: {seen:?}");
+    }
+}
+
 /// A full disk in the middle of the overlapped passes (worker threads, pass 1 running ahead,
 /// output held) still leaves a marked, readable prefix, and the error says where.
 #[test]

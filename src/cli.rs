@@ -133,6 +133,11 @@ enum Cmd {
         /// Store every page, even one identical to a page already stored.
         #[arg(long)]
         no_dedup: bool,
+        /// makedumpfile's message level, a mask: 1 the progress bar, 2 the closing lines (bytes
+        /// written, time), 16 the report of pages per class; errors and warnings are always
+        /// printed. Default: all of them (kdump-utils' lines give 7: no report).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=31))]
+        message_level: Option<u8>,
         /// Input dump.
         input: PathBuf,
         /// Output file (must not exist).
@@ -309,7 +314,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Dmesg { dump, format } => dmesg(&dump, &format)?,
-        Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, dedup, no_dedup, input, output } => {
+        Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, dedup, no_dedup, message_level, input, output } => {
             let compression = crate::filter::codec(zlib, lzo, snappy, zstd, codec.as_deref())?;
             let opts = rkdump_vmcore::write::FilterOptions {
                 dump_level,
@@ -319,7 +324,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 num_threads: num_threads.unwrap_or_else(rkdump_vmcore::write::default_threads),
                 dedup: (dedup || rkdump_vmcore::write::dedup::on_by_default(dump_level, compression)) && !no_dedup,
             };
-            let report = crate::filter::run(&input, output.as_deref(), opts)?;
+            let report = crate::filter::run(&input, output.as_deref(), opts, message_level.unwrap_or(31))?;
             if dedup && !report.dedup {
                 eprintln!(
                     "rkdump: note: --dedup had no effect: identical pages are stored once only in kdump-compressed output from an ELF vmcore"

@@ -77,8 +77,15 @@ pub fn codec(c: bool, l: bool, p: bool, z: bool, name: Option<&str>) -> Result<C
     })
 }
 
+/// makedumpfile's `--message-level` bits that rkdump honours: the progress bar, the closing
+/// lines, the report of pages per class.
+pub const MSG_PROGRESS: u8 = 1;
+pub const MSG_COMMON: u8 = 2;
+pub const MSG_REPORT: u8 = 16;
+
 /// Runs the filter. `out` None means stdout (flattened only, like makedumpfile -F).
-pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions) -> Result<FilterReport> {
+/// `message_level` is makedumpfile's mask ([`MSG_PROGRESS`], [`MSG_COMMON`], [`MSG_REPORT`]).
+pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions, message_level: u8) -> Result<FilterReport> {
     if opts.dump_level > 31 {
         bail!("-d {}: the dump level is a bit mask from 0 to 31", opts.dump_level);
     }
@@ -95,6 +102,7 @@ pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions) -> Result<Filt
     }
     let start = Instant::now();
     let mut progress = Progress::new("filtering");
+    progress.tty &= message_level & MSG_PROGRESS != 0;
     let report = match out {
         Some(path) => {
             // Bytes allocated to the file (the descriptor table is a hole until it is written).
@@ -118,7 +126,7 @@ pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions) -> Result<Filt
         let target = out.map(|o| o.display().to_string()).unwrap_or_else(|| "standard output".into());
         format!("filtering {} to {target} failed (a partial dump is marked incomplete)", input.display())
     })?;
-    print_report(&report, &opts, start.elapsed().as_secs_f64(), out.is_some());
+    print_report(&report, &opts, start.elapsed().as_secs_f64(), out.is_some(), message_level);
     Ok(report)
 }
 
@@ -140,12 +148,33 @@ impl<W: Write> Write for Counted<'_, W> {
     }
 }
 
-fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool) {
+fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool, message_level: u8) {
+    let mut e = std::io::BufWriter::new(std::io::stderr().lock());
+    report_text(&mut e, r, opts, secs, to_file, message_level);
+}
+
+/// The end-of-run report: the pages per class (message level bit 16), the closing lines
+/// (bit 2), warnings always. One write for the whole (stderr is unbuffered: about 160 small
+/// writes otherwise).
+fn report_text(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool, message_level: u8) {
+    if message_level & MSG_REPORT != 0 {
+        class_table(e, r, opts);
+    }
+    if message_level & MSG_COMMON != 0 {
+        closing_lines(e, r, opts, secs, to_file);
+    }
+    if r.unreadable_pages > 0 {
+        let _ = writeln!(e, "rkdump: warning: {} pages could not be read from the input and were written as zeros", r.unreadable_pages);
+    }
+    if let Some(d) = &r.degraded {
+        let _ = writeln!(e, "rkdump: warning: page classification degraded ({d:?}): only zero pages were filtered");
+    }
+}
+
+fn class_table(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions) {
     let c = &r.counts;
     let original = c.original();
     let excluded = c.excluded();
-    // One write for the whole report (stderr is unbuffered: about 160 small writes otherwise).
-    let mut e = std::io::BufWriter::new(std::io::stderr().lock());
     let pct = |n: u64| if original == 0 { 0.0 } else { n as f64 * 100.0 / original as f64 };
     let _ = writeln!(e, "dump level {} ({})", opts.dump_level, match opts.format {
         DumpFormat::Elf => "ELF".to_string(),
@@ -163,6 +192,9 @@ fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool
     let _ = writeln!(e, "remaining pages    {:>12} ({:.1}%)", original.saturating_sub(excluded), pct(original.saturating_sub(excluded)));
     let _ = writeln!(e, "memory hole        {:>12}", c.memhole);
     let _ = writeln!(e, "total pages        {:>12}", c.total);
+}
+
+fn closing_lines(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool) {
     if to_file {
         let _ = writeln!(e, "wrote {} bytes ({:.1} MiB) in {secs:.2} s", r.output_bytes, r.output_bytes as f64 / 1048576.0);
     } else {
@@ -173,12 +205,6 @@ fn print_report(r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool
     }
     let threads = if opts.num_threads <= 1 { "the main thread".to_string() } else { format!("{} threads", opts.num_threads) };
     let _ = writeln!(e, "  classifying {:.3} s, page data {:.3} s on {threads}", r.classify_time.as_secs_f64(), (secs - r.classify_time.as_secs_f64()).max(0.0));
-    if r.unreadable_pages > 0 {
-        let _ = writeln!(e, "rkdump: warning: {} pages could not be read from the input and were written as zeros", r.unreadable_pages);
-    }
-    if let Some(d) = &r.degraded {
-        let _ = writeln!(e, "rkdump: warning: page classification degraded ({d:?}): only zero pages were filtered");
-    }
 }
 
 /// makedumpfile -R: a flattened stream (a file, or `-` for standard input) into a
@@ -223,5 +249,24 @@ mod tests {
         assert!(codec(true, true, false, false, None).is_err());
         assert!(codec(true, false, false, false, Some("lzo")).is_err());
         assert!(codec(false, false, false, false, Some("brotli")).is_err());
+    }
+
+    #[test]
+    fn message_level_selects_the_report_parts_and_warnings_stay() {
+        let text = |level: u8, unreadable: u64| {
+            let r = FilterReport { unreadable_pages: unreadable, output_bytes: 4096, ..FilterReport::default() };
+            let mut out = Vec::new();
+            report_text(&mut out, &r, &FilterOptions::default(), 1.0, true, level);
+            String::from_utf8(out).unwrap()
+        };
+        let all = text(31, 0);
+        assert!(all.contains("original pages") && all.contains("wrote 4096 bytes"), "{all}");
+        // kdump-utils' `--message-level 7`: no report of pages per class.
+        let seven = text(7, 0);
+        assert!(!seven.contains("original pages") && seven.contains("wrote 4096 bytes"), "{seven}");
+        let report_only = text(16, 0);
+        assert!(report_only.contains("original pages") && !report_only.contains("wrote"), "{report_only}");
+        assert_eq!(text(1, 0), "");
+        assert!(text(0, 3).contains("3 pages could not be read"));
     }
 }

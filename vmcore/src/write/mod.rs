@@ -8,8 +8,9 @@
 //!    (64 Ki pfns). The kdump writer writes both bitmaps of each window right away (bitmap 2 of
 //!    a pfn range depends only on that range) and counts dumpable pages; the ELF writer records
 //!    its segment layout. Only bitmap 2 (one bit per pfn, at most 8 MiB) is kept in memory.
-//! 3. **pass 2 (data)**: bitmap 2 of pass 1 (kept in memory up to 8 MiB; beyond that a fresh
-//!    classifier repeats the same windows, deterministically) gives the runs of kept pages,
+//! 3. **pass 2 (data)**: bitmap 2 of pass 1 (kept in memory up to 8 MiB; beyond that read
+//!    back from the output file 64 KiB at a time, or, on a stream, a fresh classifier repeats
+//!    the same windows, deterministically) gives the runs of kept pages,
 //!    read into batches of [`BATCH_PAGES`] pages, zero-checked and compressed ([`parallel`]:
 //!    inline, or by `num_threads` workers with results reassembled in order).
 //! 4. **sink**: every write is positioned ([`PosWrite`]): the descriptor table and the data
@@ -193,6 +194,19 @@ pub enum WriteError {
         #[source]
         source: std::io::Error,
     },
+    /// Bitmap 2, written in pass 1, could not be read back from the output in pass 2.
+    #[error(
+        "reading back {len} bytes of bitmap 2 at output offset {offset:#x} failed; the dump is incomplete"
+    )]
+    ReadBack {
+        /// Offset in the dump.
+        offset: u64,
+        /// Length.
+        len: usize,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A codec failed to initialise.
     #[error("compression setup failed")]
     Codec(#[from] codec::CodecError),
@@ -336,11 +350,23 @@ pub trait PosWrite {
     fn finish(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+    /// Read back `buf.len()` bytes written earlier at `offset` (pass 2 of a dump too large to
+    /// keep bitmap 2 in memory reads it from the output instead of classifying again).
+    /// `None`: this sink cannot be read (a stream).
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Option<std::io::Result<()>> {
+        let _ = (offset, buf);
+        None
+    }
 }
 
 impl PosWrite for std::fs::File {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         std::os::unix::fs::FileExt::write_all_at(self, data, offset)
+    }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Option<std::io::Result<()>> {
+        // A file opened write-only fails here (EBADF); callers then do without.
+        Some(std::os::unix::fs::FileExt::read_exact_at(self, buf, offset))
     }
 }
 

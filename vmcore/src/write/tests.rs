@@ -350,6 +350,118 @@ impl PosWrite for FullDisk {
     }
 }
 
+/// A file sink that counts read-backs of bitmap 2; after `fail_after` successful reads every
+/// later one fails with EIO.
+struct ReadBackFile {
+    file: std::fs::File,
+    reads: usize,
+    fail_after: Option<usize>,
+}
+
+impl ReadBackFile {
+    fn create(path: &Path, fail_after: Option<usize>) -> ReadBackFile {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        ReadBackFile {
+            file,
+            reads: 0,
+            fail_after,
+        }
+    }
+}
+
+impl PosWrite for ReadBackFile {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, data, offset)
+    }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Option<std::io::Result<()>> {
+        self.reads += 1;
+        if self.fail_after.is_some_and(|n| self.reads > n) {
+            return Some(Err(std::io::Error::from_raw_os_error(5)));
+        }
+        Some(std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset))
+    }
+}
+
+/// A dump too large to keep bitmap 2 in memory reads it back from the output file in pass 2
+/// (in reads of any size, runs of kept pages crossing their boundaries): the same bytes as
+/// with the bitmap kept, and as classifying again where the sink cannot be read.
+#[test]
+fn pass_2_reads_bitmap_2_back_from_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    let mapped = super::mapped::MappedElf::new(&core).unwrap();
+    let p = dir.path().join("out");
+    for dl in [31u8, 1, 0] {
+        for t in [0usize, 2] {
+            let opts = FilterOptions {
+                dump_level: dl,
+                num_threads: t,
+                ..FilterOptions::default()
+            };
+            let kept = write_file(&mapped, &p, &opts);
+            let want = std::fs::read(&p).unwrap();
+            let bitmap_bytes = kept.max_pfn.div_ceil(8) as usize;
+            for chunk in [None, Some(1), Some(3), Some(1000)] {
+                super::kdump::FORCE_RECLASSIFY.with(|f| f.set(true));
+                super::kdump::READBACK_TEST.with(|f| f.set(chunk));
+                let mut w = ReadBackFile::create(&p, None);
+                let r = write_dump(&mapped, &mut w, &opts, &mut |_, _| {});
+                super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
+                super::kdump::READBACK_TEST.with(|f| f.set(None));
+                let what = format!("-d {dl}, {t} threads, reads of {chunk:?} bytes");
+                let r = r.unwrap();
+                assert_eq!(std::fs::read(&p).unwrap(), want, "{what}");
+                assert_eq!(r.counts, kept.counts, "{what}");
+                assert_eq!(r.written_pages, kept.written_pages, "{what}");
+                // The probe, then the bitmap in reads of `chunk` bytes (at least).
+                let reads = 1 + bitmap_bytes.div_ceil(chunk.unwrap_or(usize::MAX).min(bitmap_bytes));
+                assert!(w.reads >= reads, "{what}: {} reads, want {reads}", w.reads);
+            }
+        }
+    }
+}
+
+/// A read-back that fails in pass 2 stops the dump with the reason, and the dump stays
+/// marked incomplete.
+#[test]
+fn failed_bitmap_read_back_leaves_an_incomplete_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmcore = synth(dir.path());
+    let core = ElfVmcore::open(&vmcore).unwrap();
+    let p = dir.path().join("out");
+    for t in [0usize, 2] {
+        let opts = FilterOptions {
+            dump_level: 31,
+            num_threads: t,
+            ..FilterOptions::default()
+        };
+        super::kdump::FORCE_RECLASSIFY.with(|f| f.set(true));
+        super::kdump::READBACK_TEST.with(|f| f.set(Some(64)));
+        let mut w = ReadBackFile::create(&p, Some(2));
+        let r = write_dump(&core, &mut w, &opts, &mut |_, _| {});
+        super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
+        super::kdump::READBACK_TEST.with(|f| f.set(None));
+        let err = r.unwrap_err();
+        let msg = crate::classify::error_chain(&err);
+        assert!(
+            matches!(err, WriteError::ReadBack { .. })
+                && msg.contains("bitmap 2")
+                && msg.contains("incomplete")
+                && msg.contains("os error 5"),
+            "{t} threads: {msg}"
+        );
+        assert!(DiskDump::open(&p).unwrap().is_incomplete(), "{t} threads");
+    }
+}
+
 #[test]
 fn enospc_leaves_an_incomplete_but_readable_dump() {
     let dir = tempfile::tempdir().unwrap();
@@ -533,6 +645,7 @@ fn mapped_source_and_second_classification_give_identical_output() {
             );
             assert!(like_proc.still_maps_runs(), "a mapping failed: the runs were read instead");
             super::kdump::FORCE_RECLASSIFY.with(|f| f.set(true));
+            // `write_file`'s file is write-only: bitmap 2 cannot be read back.
             let r3 = write_file(&mapped, &p, &opts);
             super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
             assert_eq!(
@@ -594,25 +707,37 @@ fn overlapped_passes_give_identical_output() {
 
 /// Progress never goes back, ends at its total, and gives classification (pass 1) a tenth of
 /// the bar: the rest follows the dumpable pages, on one thread, on two (pass 1 running ahead)
-/// and when pass 2 classifies again.
+/// when pass 2 classifies again and when it reads bitmap 2 back from the output.
 #[test]
 fn progress_is_monotonic_and_follows_the_dumpable_pages() {
     let dir = tempfile::tempdir().unwrap();
     let vmcore = synth(dir.path());
     let core = ElfVmcore::open(&vmcore).unwrap();
-    for (threads, reclassify) in [(1usize, false), (2, false), (1, true)] {
-        super::kdump::FORCE_RECLASSIFY.with(|f| f.set(reclassify));
+    for (threads, unkept, readable) in [
+        (1usize, false, false),
+        (2, false, false),
+        (1, true, false),
+        (1, true, true),
+    ] {
+        super::kdump::FORCE_RECLASSIFY.with(|f| f.set(unkept));
         let mut seen: Vec<(u64, u64)> = Vec::new();
         let opts = FilterOptions {
             dump_level: 31,
             num_threads: threads,
             ..FilterOptions::default()
         };
-        let path = dir.path().join(format!("p{threads}{reclassify}"));
-        let mut f = std::fs::File::create(&path).unwrap();
+        let path = dir.path().join(format!("p{threads}{unkept}{readable}"));
+        // A write-only file cannot be read back: pass 2 classifies again.
+        let mut f = std::fs::OpenOptions::new()
+            .read(readable)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
         let r = write_dump(&core, &mut f, &opts, &mut |d, t| seen.push((d, t))).unwrap();
         super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
-        let what = format!("{threads} threads, reclassify {reclassify}");
+        let what = format!("{threads} threads, bitmap not kept {unkept}, readable {readable}");
         let total = seen[0].1;
         assert_eq!(total, r.max_pfn * 10, "{what}");
         assert!(seen.iter().all(|&(_, t)| t == total), "{what}");

@@ -138,10 +138,16 @@ enum Cmd {
         /// printed. Default: all of them (kdump-utils' lines give 7: no report).
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=31))]
         message_level: Option<u8>,
+        /// Overwrite OUTPUT if it exists (makedumpfile -f); never the input itself.
+        #[arg(short = 'f')]
+        force: bool,
         /// Input dump.
         input: PathBuf,
-        /// Output file (must not exist).
+        /// Output file (must not exist unless -f).
         output: Option<PathBuf>,
+        // Last: its help heading applies to every argument after it.
+        #[command(flatten)]
+        ignored: crate::filter::IgnoredOptions,
     },
     /// Rearrange a flattened dump into a kdump-compressed file (makedumpfile -R).
     Unflatten {
@@ -314,7 +320,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Dmesg { dump, format } => dmesg(&dump, &format)?,
-        Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, dedup, no_dedup, message_level, input, output } => {
+        Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, dedup, no_dedup, message_level, force, ignored, input, output } => {
             let compression = crate::filter::codec(zlib, lzo, snappy, zstd, codec.as_deref())?;
             let opts = rkdump_vmcore::write::FilterOptions {
                 dump_level,
@@ -324,7 +330,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 num_threads: num_threads.unwrap_or_else(rkdump_vmcore::write::default_threads),
                 dedup: (dedup || rkdump_vmcore::write::dedup::on_by_default(dump_level, compression)) && !no_dedup,
             };
-            let report = crate::filter::run(&input, output.as_deref(), opts, message_level.unwrap_or(31))?;
+            if let Some(note) = ignored.note() {
+                eprintln!("rkdump: note: {note}");
+            }
+            let report = crate::filter::run(&input, output.as_deref(), opts, message_level.unwrap_or(31), force)?;
             if dedup && !report.dedup {
                 eprintln!(
                     "rkdump: note: --dedup had no effect: identical pages are stored once only in kdump-compressed output from an ELF vmcore"
@@ -373,4 +382,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// makedumpfile command lines, as scripts and kdump.conf give them, parse unchanged.
+    #[test]
+    fn makedumpfile_command_lines_parse() {
+        let parse = |line: &str| Cli::try_parse_from(line.split_whitespace());
+        for line in [
+            "rkdump filter -l --message-level 7 -d 31 /proc/vmcore out",
+            "rkdump filter -c -d 17 -f --cyclic-buffer 1024 -D in out",
+            "rkdump filter --non-cyclic --work-dir /tmp -x vmlinux --splitblock-size 1024 -z in out",
+            "rkdump filter -F -l -d 31 in",
+        ] {
+            assert!(parse(line).is_ok(), "{line}: {:?}", parse(line).err());
+        }
+        let Cmd::Filter { force, ignored, dump_level, .. } = parse("rkdump filter -f -d 1 --cyclic-buffer 8 -x v in out").unwrap().cmd else {
+            panic!("not filter");
+        };
+        assert!(force && dump_level == 1);
+        assert_eq!(ignored.cyclic_buffer, Some(8));
+        assert_eq!(ignored.vmlinux.as_deref(), Some(std::path::Path::new("v")));
+        // Options that change what is written are not silently dropped.
+        assert!(parse("rkdump filter --split in out1 out2").is_err());
+    }
 }

@@ -83,9 +83,84 @@ pub const MSG_PROGRESS: u8 = 1;
 pub const MSG_COMMON: u8 = 2;
 pub const MSG_REPORT: u8 = 16;
 
+/// makedumpfile options that change how makedumpfile works, not what it writes: accepted so
+/// that its command lines run unchanged, and ignored with a note.
+#[derive(clap::Args, Debug, Default)]
+#[command(next_help_heading = "makedumpfile options accepted and ignored")]
+pub struct IgnoredOptions {
+    /// makedumpfile's cyclic buffer size; rkdump's memory is bounded by fixed windows at any
+    /// machine size.
+    #[arg(long, value_name = "KB")]
+    pub cyclic_buffer: Option<u64>,
+    /// makedumpfile's non-cyclic mode (whole bitmaps in memory); see --cyclic-buffer.
+    #[arg(long)]
+    pub non_cyclic: bool,
+    /// makedumpfile's block size of --split; rkdump writes one file.
+    #[arg(long, value_name = "KB")]
+    pub splitblock_size: Option<u64>,
+    /// makedumpfile's directory for bitmap files; rkdump keeps no temporary files.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<std::path::PathBuf>,
+    /// makedumpfile's debug messages.
+    #[arg(short = 'D')]
+    pub debug: bool,
+    /// makedumpfile's vmlinux with debug information; rkdump needs only the dump's VMCOREINFO.
+    #[arg(short = 'x', value_name = "VMLINUX")]
+    pub vmlinux: Option<std::path::PathBuf>,
+}
+
+impl IgnoredOptions {
+    /// One line naming the options given, or `None`.
+    pub fn note(&self) -> Option<String> {
+        let given: Vec<&str> = [
+            (self.cyclic_buffer.is_some(), "--cyclic-buffer"),
+            (self.non_cyclic, "--non-cyclic"),
+            (self.splitblock_size.is_some(), "--splitblock-size"),
+            (self.work_dir.is_some(), "--work-dir"),
+            (self.debug, "-D"),
+            (self.vmlinux.is_some(), "-x"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        (!given.is_empty()).then(|| {
+            format!(
+                "makedumpfile option{} {} ignored: rkdump's memory use is bounded at any machine size, it needs no work files and reads the kernel's layout from the dump's VMCOREINFO",
+                if given.len() > 1 { "s" } else { "" },
+                given.join(", ")
+            )
+        })
+    }
+}
+
+/// Whether `out` may be written: it does not exist, or `force` is given and it is a regular
+/// file other than the input (makedumpfile -f).
+fn check_output(input: &Path, out: &Path, force: bool) -> Result<()> {
+    let meta = match std::fs::metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot check {}", out.display())),
+    };
+    if !force {
+        bail!("{} already exists; remove it first, or give -f to overwrite it", out.display());
+    }
+    if !meta.is_file() {
+        bail!("{} exists and is not a regular file; -f overwrites only a regular file", out.display());
+    }
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(inp) = std::fs::metadata(input) {
+        if inp.dev() == meta.dev() && inp.ino() == meta.ino() {
+            bail!("{} is the input itself; write the filtered dump to another file", out.display());
+        }
+    }
+    Ok(())
+}
+
 /// Runs the filter. `out` None means stdout (flattened only, like makedumpfile -F).
-/// `message_level` is makedumpfile's mask ([`MSG_PROGRESS`], [`MSG_COMMON`], [`MSG_REPORT`]).
-pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions, message_level: u8) -> Result<FilterReport> {
+/// `message_level` is makedumpfile's mask ([`MSG_PROGRESS`], [`MSG_COMMON`], [`MSG_REPORT`]);
+/// `force` overwrites an existing output file (makedumpfile -f).
+pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions, message_level: u8, force: bool) -> Result<FilterReport> {
     if opts.dump_level > 31 {
         bail!("-d {}: the dump level is a bit mask from 0 to 31", opts.dump_level);
     }
@@ -96,9 +171,7 @@ pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions, message_level:
         bail!("refusing to write a flattened dump to a terminal: redirect standard output");
     }
     if let Some(o) = out {
-        if o.exists() {
-            bail!("{} already exists; remove it first (a dump is never overwritten)", o.display());
-        }
+        check_output(input, o, force)?;
     }
     let start = Instant::now();
     let mut progress = Progress::new("filtering");
@@ -237,6 +310,38 @@ pub fn unflatten(input: &str, out: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn force_overwrites_only_a_regular_file_other_than_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("vmcore");
+        let out = dir.path().join("dump");
+        std::fs::write(&input, b"x").unwrap();
+        // A new file: fine either way.
+        assert!(check_output(&input, &out, false).is_ok());
+        std::fs::write(&out, b"old").unwrap();
+        let e = check_output(&input, &out, false).unwrap_err().to_string();
+        assert!(e.contains("already exists") && e.contains("-f"), "{e}");
+        assert!(check_output(&input, &out, true).is_ok());
+        // The input under another name, and a directory, are refused even with -f.
+        let link = dir.path().join("same");
+        std::fs::hard_link(&input, &link).unwrap();
+        let e = check_output(&input, &link, true).unwrap_err().to_string();
+        assert!(e.contains("the input itself"), "{e}");
+        let e = check_output(&input, dir.path(), true).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn ignored_makedumpfile_options_are_named_in_one_note() {
+        assert_eq!(IgnoredOptions::default().note(), None);
+        let o = IgnoredOptions { cyclic_buffer: Some(1024), debug: true, ..IgnoredOptions::default() };
+        let note = o.note().unwrap();
+        assert!(note.starts_with("makedumpfile options --cyclic-buffer, -D ignored"), "{note}");
+        let o = IgnoredOptions { work_dir: Some("/tmp".into()), ..IgnoredOptions::default() };
+        assert!(o.note().unwrap().starts_with("makedumpfile option --work-dir ignored"));
+    }
+
 
     #[test]
     fn codec_flags_follow_makedumpfile() {

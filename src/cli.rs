@@ -72,6 +72,24 @@ enum Cmd {
     Disarm,
     /// Show the crash reservation and whether a capture kernel is loaded.
     Status,
+    /// Recommend a crashkernel= reservation for a capture kernel and image (kdumpctl estimate).
+    ///
+    /// Adds up what the capture takes: the kernel (its bzImage init_size), the image file and
+    /// its unpacked files, the modules it loads, the kernel's runtime allocations and rkdump's
+    /// own peak, which grows with the dumped machine's memory (at most 8 MiB more). The
+    /// constants were calibrated in QEMU (see BENCHMARKS.md); confirm the result with a test
+    /// crash, since some storage and network drivers allocate far more.
+    Estimate {
+        /// Capture image built by `rkdump build`.
+        #[arg(long)]
+        initrd: PathBuf,
+        /// Capture kernel image; default: /boot/vmlinuz-$(uname -r).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Memory of the machine to be dumped, in MiB; default: this machine's (MemTotal).
+        #[arg(long, value_name = "MIB")]
+        memory: Option<u64>,
+    },
     /// Describe a dump: kernel release, crash time, CPUs, memory ranges, page classes.
     Info {
         /// Dump: ELF vmcore, /proc/vmcore, kdump-compressed or flattened file.
@@ -311,6 +329,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("disarmed");
         }
         Cmd::Status => print!("{}", kexec::status_text()),
+        Cmd::Estimate { initrd, kernel, memory } => {
+            let (_, text) = crate::estimate::run(&initrd, kernel.as_deref(), memory)?;
+            print!("{text}");
+        }
         Cmd::Info { vmcore, json } => {
             let report = rkdump_vmcore::info(&vmcore).with_context(|| format!("cannot read {}", vmcore.display()))?;
             if json {

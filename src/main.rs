@@ -1,9 +1,10 @@
 //! rkdump: the host CLI. Thin glue over the workspace crates: `mkinitrd` (build), `vmcore`
-//! (info, dmesg), `qemu` (crash-test); `kexec` here for arm/disarm/status.
+//! (info, dmesg), `qemu` (crash-test), `kconfig` (estimate); `kexec` here for arm/disarm/status.
 //!
 //! Exit codes: 0 success, 1 failure (the message says what and how to fix it), 2 usage error.
 
 mod cli;
+mod estimate;
 mod filter;
 mod kexec;
 mod workload;

@@ -364,3 +364,55 @@ fn capture_at_dump_level_1_stores_identical_pages_once() {
     let sys = crash_cmds(&debug_vmlinux(&release), &refiltered, "sys");
     assert!(sys.contains("sysrq triggered crash"), "crash sys on the re-filtered dump:\n{sys}");
 }
+
+/// `rkdump estimate` on the capture image of a first run gives a reservation that a second run
+/// captures with: the kernel, image and modules measured here, the constants calibrated in
+/// QEMU (BENCHMARKS.md). The capture kernel reports the init's peak memory, which must stay
+/// under the estimate's allowance for it.
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn estimated_reservation_is_enough_for_a_capture() {
+    let first = artifacts("estimate-first");
+    let (ok, stdout, stderr) = run(Command::new(rkdump_bin()).arg("crash-test").arg("--out").arg(&first));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "first crash-test failed");
+    let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
+    let (ok, est, err) = run(Command::new(rkdump_bin())
+        .arg("estimate")
+        .arg("--initrd")
+        .arg(first.join("capture.img"))
+        .arg("--kernel")
+        .arg(format!("/boot/vmlinuz-{release}"))
+        .args(["--memory", "2048"]));
+    eprintln!("{err}{est}");
+    assert!(ok, "rkdump estimate failed: {err}");
+    let ck = summary_value(&est, "recommended:")
+        .and_then(|v| v.strip_prefix("crashkernel="))
+        .expect("recommended line")
+        .to_string();
+    let mib: u64 = ck.trim_end_matches('M').parse().expect("a size in MiB");
+    // A small image needs far less than kdump-utils' default for 1-4 GiB machines (192M).
+    assert!((96..=160).contains(&mib), "recommended {ck}");
+
+    let out = artifacts("estimate");
+    let (ok, stdout, stderr) = run(Command::new(rkdump_bin())
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--crashkernel")
+        .arg(&ck));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test with crashkernel={ck} failed");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    assert!(console.contains(&format!("crash reservation: {mib} MiB")), "{console}");
+    let line = console.lines().find(|l| l.contains("rkdump: capture complete")).expect("capture complete line");
+    let peak: f64 = line
+        .split("peak memory ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory in: {line}"));
+    assert!(peak > 1.0 && peak < 16.0, "{line}");
+    let vmcore = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line")).join("vmcore");
+    assert!(vmcore.exists());
+}

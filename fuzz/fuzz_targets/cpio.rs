@@ -1,5 +1,6 @@
-//! Capture images read back (`rkdump build --list`): compression detection, decompression and
-//! the newc parser on arbitrary files; parsed entries must lie inside the data.
+//! Capture images read back (`rkdump build --list`, `rkdump estimate`): compression detection,
+//! decompression and the newc parser on arbitrary files; parsed entries must lie inside the
+//! data.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rkdump_mkinitrd::cpio::parse_archive;
@@ -16,5 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let path = dir.join("image");
     if std::fs::write(&path, data).is_ok() {
         let _ = rkdump_mkinitrd::list(&path);
+        // `rkdump estimate`'s measurement: modules decompressed, sizes summed without overflow.
+        if let Ok(s) = rkdump_mkinitrd::sizes(&path) {
+            assert_eq!(s.file, data.len() as u64);
+        }
     }
 });

@@ -579,6 +579,25 @@ pub fn finish<S: Sys>(init: &mut Init<S>, action: Action) {
     }
 }
 
+/// `", peak memory X MiB of Y MiB"`: this process's peak resident size (`VmHWM`) against the
+/// capture kernel's memory (`MemTotal`), for sizing `crashkernel=` (see `rkdump estimate`).
+fn memory_note<S: Sys>(sys: &mut S) -> Option<String> {
+    let kib = |text: &[u8], key: &str| -> Option<u64> {
+        let text = std::str::from_utf8(text).ok()?;
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    };
+    let status = read_file(sys, "/proc/self/status", 64 << 10).ok()?;
+    let meminfo = read_file(sys, "/proc/meminfo", 64 << 10).ok()?;
+    let peak = kib(&status, "VmHWM:")?;
+    let total = kib(&meminfo, "MemTotal:")?;
+    Some(format!(
+        ", peak memory {:.1} MiB of {:.1} MiB",
+        peak as f64 / 1024.0,
+        total as f64 / 1024.0
+    ))
+}
+
 fn action_verb(a: Action) -> &'static str {
     match a {
         Action::Reboot => "reboot",
@@ -595,10 +614,11 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
     let action = match capture(init, steps) {
         Ok(a) => {
             let secs = init.sys.monotonic().saturating_sub(start).as_secs_f64();
+            let memory = memory_note(&mut init.sys).unwrap_or_default();
             init.log(
                 Level::Notice,
                 &format!(
-                    "capture complete in {secs:.1} s; final action {}",
+                    "capture complete in {secs:.1} s{memory}; final action {}",
                     a.as_str()
                 ),
             );
@@ -847,6 +867,24 @@ mod tests {
         // console_loglevel 4 (quiet): the kernel does not print info/notice lines: echoed.
         assert!(init.sys.console.contains("rkdump: vmcore: 100%"));
         assert!(init.sys.console.contains("rkdump: capture complete"));
+    }
+
+    /// The closing line gives the init's peak memory against the capture kernel's, read from
+    /// /proc; without them it says nothing of memory.
+    #[test]
+    fn capture_complete_line_gives_peak_memory() {
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), ""));
+        sys.add_file("/proc/self/status", "Name:\tinit\nVmPeak:\t  30000 kB\nVmHWM:\t   14848 kB\n");
+        sys.add_file("/proc/meminfo", "MemTotal:          98932 kB\nMemFree:  1 kB\n");
+        let (_, init) = run_fake(sys);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(
+            kmsg.contains("capture complete in 0.0 s, peak memory 14.5 MiB of 96.6 MiB; final action reboot"),
+            "{kmsg}"
+        );
+        let (_, init) = run_fake(capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), "")));
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("capture complete in 0.0 s; final action reboot"), "{kmsg}");
     }
 
     #[test]

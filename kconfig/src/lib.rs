@@ -11,6 +11,10 @@
 //! blank lines carry no information.
 //!
 //! Names may be given with or without the `CONFIG_` prefix.
+//!
+//! [`estimate`]: the `crashkernel=` a capture needs (`rkdump estimate`).
+
+pub mod estimate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

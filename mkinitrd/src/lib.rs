@@ -445,11 +445,76 @@ pub enum ListError {
 
 /// Lists an image's entries (all concatenated segments; compression detected by magic).
 pub fn list(image: &Path) -> Result<Vec<Entry>, ListError> {
-    let data = std::fs::read(image).map_err(|source| ListError::Read {
+    let mut out = Vec::new();
+    let data = read_image(image)?;
+    walk_image(&data, &mut |e, _| {
+        out.push(e.clone());
+        Ok(())
+    })
+    .map_err(|e| list_error(image, e))?;
+    Ok(out)
+}
+
+/// What an image takes of the capture kernel's memory (`rkdump estimate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageSizes {
+    /// The image file: loaded into the reservation, freed once unpacked.
+    pub file: u64,
+    /// Its files unpacked into the capture kernel's rootfs, each rounded up to 4 KiB pages.
+    pub unpacked: u64,
+    /// Its kernel modules: path and size uncompressed (an upper bound of what loading takes).
+    pub modules: Vec<(String, u64)>,
+}
+
+/// Measures an image made by [`build`] (any image the kernel could unpack).
+pub fn sizes(image: &Path) -> Result<ImageSizes, ListError> {
+    let data = read_image(image)?;
+    let mut out = ImageSizes {
+        file: data.len() as u64,
+        ..ImageSizes::default()
+    };
+    walk_image(&data, &mut |e, bytes| {
+        out.unpacked += e.size.div_ceil(4096) * 4096;
+        if e.kind != EntryKind::File {
+            return Ok(());
+        }
+        let codec = if e.path.ends_with(".ko") {
+            Compression::None
+        } else if e.path.ends_with(".ko.xz") {
+            Compression::Xz
+        } else if e.path.ends_with(".ko.zst") {
+            Compression::Zstd
+        } else if e.path.ends_with(".ko.gz") {
+            Compression::Gzip
+        } else {
+            return Ok(());
+        };
+        let size = match codec {
+            Compression::None => bytes.len() as u64,
+            c => decompress(bytes, c).map_err(Ok)?.len() as u64,
+        };
+        out.modules.push((e.path.clone(), size));
+        Ok(())
+    })
+    .map_err(|e| list_error(image, e))?;
+    Ok(out)
+}
+
+fn read_image(image: &Path) -> Result<Vec<u8>, ListError> {
+    std::fs::read(image).map_err(|source| ListError::Read {
         path: image.to_path_buf(),
         source,
-    })?;
-    list_bytes(&data).map_err(|e| match e {
+    })
+}
+
+/// `Err(Ok(_))` compression errors, `Err(Err(_))` archive errors.
+type WalkError = Result<compress::CompressError, cpio::CpioError>;
+
+/// What [`walk_image`] calls with each entry and its data.
+type EntryFn<'a> = dyn FnMut(&Entry, &[u8]) -> Result<(), WalkError> + 'a;
+
+fn list_error(image: &Path, e: WalkError) -> ListError {
+    match e {
         Ok(source) => ListError::Compress {
             path: image.to_path_buf(),
             source,
@@ -458,33 +523,35 @@ pub fn list(image: &Path) -> Result<Vec<Entry>, ListError> {
             path: image.to_path_buf(),
             source,
         },
-    })
+    }
 }
 
-/// [`list`] on bytes; `Err(Ok(_))` compression errors, `Err(Err(_))` archive errors.
-#[allow(clippy::type_complexity)]
-fn list_bytes(data: &[u8]) -> Result<Vec<Entry>, Result<compress::CompressError, cpio::CpioError>> {
-    let mut out = Vec::new();
+/// Calls `each` with every entry of an image and its data, in order.
+fn walk_image(
+    data: &[u8],
+    each: &mut EntryFn<'_>,
+) -> Result<(), WalkError> {
     let mut rest = data;
     // The kernel accepts a concatenation of (compressed) archives, e.g. early microcode first.
     loop {
         let skip = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
         rest = &rest[skip..];
         if rest.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         match detect(rest).map_err(Ok)? {
             Format::Cpio => {
                 let (entries, end) = cpio::parse_archive(rest).map_err(Err)?;
-                out.extend(entries.into_iter().map(|(e, _)| e));
+                for (e, range) in entries {
+                    each(&e, rest.get(range).unwrap_or_default())?;
+                }
                 rest = &rest[end..];
             }
             Format::Compressed(c) => {
                 // The decoders consume every concatenated stream of their kind; what follows
                 // in another format is not listed (not yet supported).
                 let raw = decompress(rest, c).map_err(Ok)?;
-                out.extend(list_bytes(&raw)?);
-                return Ok(out);
+                return walk_image(&raw, each);
             }
         }
     }

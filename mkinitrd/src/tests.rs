@@ -127,6 +127,36 @@ fn build_with_target_present_in_fake_sysfs() {
     }
 }
 
+/// `sizes` measures the image file, its unpacked files (whole pages) and every module
+/// uncompressed, whatever its compression in the tree (.ko, .ko.gz, .ko.xz).
+#[test]
+fn sizes_measure_the_image_and_its_modules_uncompressed() {
+    let f = fixture(&format!("ext4 UUID={UUID_STR}\npath /var/crash\n"), true);
+    let r = build(&f.opts).unwrap();
+    let s = sizes(&f.opts.output).unwrap();
+    assert_eq!(s.file, r.image_size);
+    let entries = list(&f.opts.output).unwrap();
+    let pages: u64 = entries.iter().map(|e| e.size.div_ceil(4096) * 4096).sum();
+    assert_eq!(s.unpacked, pages);
+    assert_eq!(s.modules.len(), r.modules.len(), "{:?}", s.modules);
+    let mdir = f.base.join("root/lib/modules/9.9-test");
+    let mut compressed = 0;
+    for (path, size) in &s.modules {
+        let rel = path.strip_prefix("lib/modules/9.9-test/").unwrap();
+        let raw = std::fs::read(mdir.join(rel)).unwrap();
+        let want = match detect(&raw) {
+            Ok(Format::Compressed(c)) => {
+                compressed += 1;
+                decompress(&raw, c).unwrap().len()
+            }
+            _ => raw.len(),
+        };
+        assert_eq!(*size, want as u64, "{path}");
+    }
+    assert!(compressed >= 3, "the tree has .ko.gz, .ko.xz and .ko.zst modules");
+    assert!(matches!(sizes(&f.base.join("nope")), Err(ListError::Read { .. })));
+}
+
 #[test]
 fn target_absent_needs_a_storage_driver() {
     let f = fixture(

@@ -89,6 +89,10 @@ enum Cmd {
         /// Memory of the machine to be dumped, in MiB; default: this machine's (MemTotal).
         #[arg(long, value_name = "MIB")]
         memory: Option<u64>,
+        /// CPUs of the capture kernel (its nr_cpus=; `rkdump arm` gives 1 unless told
+        /// otherwise): each runs a compression thread, at most 4.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        capture_cpus: u64,
     },
     /// Describe a dump: kernel release, crash time, CPUs, memory ranges, page classes.
     Info {
@@ -329,8 +333,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("disarmed");
         }
         Cmd::Status => print!("{}", kexec::status_text()),
-        Cmd::Estimate { initrd, kernel, memory } => {
-            let (_, text) = crate::estimate::run(&initrd, kernel.as_deref(), memory)?;
+        Cmd::Estimate { initrd, kernel, memory, capture_cpus } => {
+            let (_, text) = crate::estimate::run(&initrd, kernel.as_deref(), memory, capture_cpus)?;
             print!("{text}");
         }
         Cmd::Info { vmcore, json } => {

@@ -36,7 +36,7 @@ fn this_machines_memory() -> Result<u64> {
 }
 
 /// Measures the inputs and returns the estimate with its report text.
-pub fn run(initrd: &Path, kernel: Option<&Path>, memory_mib: Option<u64>) -> Result<(Estimate, String)> {
+pub fn run(initrd: &Path, kernel: Option<&Path>, memory_mib: Option<u64>, capture_cpus: u64) -> Result<(Estimate, String)> {
     let kernel = kernel_path(kernel)?;
     let mut head = vec![0u8; 0x1000];
     let n = {
@@ -63,12 +63,14 @@ pub fn run(initrd: &Path, kernel: Option<&Path>, memory_mib: Option<u64>) -> Res
         image_unpacked: sizes.unpacked,
         modules: sizes.modules.iter().map(|(_, b)| b).sum(),
         dumped_memory,
+        capture_cpus,
     };
     let e = estimate(&inputs);
     let mut out = String::new();
     let _ = writeln!(out, "capture kernel:      {}", kernel.display());
     let _ = writeln!(out, "capture image:       {} ({} modules)", initrd.display(), sizes.modules.len());
     let _ = writeln!(out, "dumped memory:       {:.1} GiB{}", dumped_memory as f64 / MIB / 1024.0, if memory_mib.is_none() { " (this machine)" } else { "" });
+    let _ = writeln!(out, "capture CPUs:        {capture_cpus} (nr_cpus=, one compression thread each, at most 4)");
     for p in &e.parts {
         let _ = writeln!(out, "  {:<32} {:>8.1} MiB", p.what, p.bytes as f64 / MIB);
     }
@@ -110,7 +112,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path().join("vmlinuz");
         std::fs::write(&k, vec![0u8; 0x400]).unwrap();
-        let e = run(&dir.path().join("img"), Some(&k), Some(1024)).unwrap_err();
+        let e = run(&dir.path().join("img"), Some(&k), Some(1024), 1).unwrap_err();
         let msg = format!("{e:#}");
         assert!(msg.contains("vmlinuz gives no estimate") && msg.contains("not a bzImage"), "{msg}");
     }

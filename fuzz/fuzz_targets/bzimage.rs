@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
             image_unpacked: n.wrapping_mul(3),
             modules: n,
             dumped_memory: n << 20,
+            capture_cpus: n,
         });
         assert!(e.recommended >= e.total);
     }

@@ -9,8 +9,9 @@
 //! - the kernel modules the image loads (their uncompressed size bounds what loading takes);
 //! - the kernel's own runtime allocations (slab, per-CPU areas, driver rings and buffers):
 //!   [`KERNEL_RUNTIME`];
-//! - rkdump at capture: [`CAPTURE_USERSPACE`], plus bitmap 2 of the dumped machine (one bit
-//!   per 4 KiB page, at most 8 MiB: larger machines read it back from the dump file);
+//! - rkdump at capture: [`CAPTURE_USERSPACE`], [`PER_THREAD`] for each further CPU, plus
+//!   bitmap 2 of the dumped machine (one bit per 4 KiB page, at most 8 MiB: larger machines
+//!   read it back from the dump file);
 //! - the memory map (struct pages) of the reservation itself: 64 bytes per 4 KiB page.
 //!
 //! Calibration (BENCHMARKS.md, "crashkernel= estimate"): Debian 12's 6.1 kernel under QEMU,
@@ -33,10 +34,16 @@ const MIB: u64 = 1 << 20;
 /// The kernel's own allocations while it boots and runs the capture (calibrated: see the
 /// module doc).
 pub const KERNEL_RUNTIME: u64 = 32 * MIB;
-/// rkdump's peak at capture on one CPU without bitmap 2 (8 MiB measured with the default
-/// collector; the -d 1 deduplication tables and the compression buffers of up to 4 threads
-/// stay under this).
+/// rkdump's peak at capture on one CPU (the capture command line's default `nr_cpus=1`),
+/// without bitmap 2: 8 MiB measured with the default collector, twice that allowed (the `-d 1`
+/// deduplication tables take 3 MiB).
 pub const CAPTURE_USERSPACE: u64 = 16 * MIB;
+/// Each further CPU of the capture kernel runs one more compression thread (at most 4 in
+/// all), with its batches in flight: 16-26 MB against 10-16 MB for one thread in the file
+/// benchmarks (BENCHMARKS.md).
+pub const PER_THREAD: u64 = 8 * MIB;
+/// Most compression threads at capture.
+pub const MAX_THREADS: u64 = 4;
 /// Largest bitmap 2 kept in memory at capture.
 pub const BITMAP_MAX: u64 = 8 * MIB;
 /// The recommendation is rounded up to a multiple of this.
@@ -85,6 +92,8 @@ pub struct Inputs {
     pub modules: u64,
     /// Memory of the machine to be dumped.
     pub dumped_memory: u64,
+    /// CPUs of the capture kernel (`nr_cpus=`; 0 counts as 1).
+    pub capture_cpus: u64,
 }
 
 /// One line of an estimate.
@@ -117,6 +126,7 @@ impl Estimate {
 /// The estimate for `inputs`.
 pub fn estimate(inputs: &Inputs) -> Estimate {
     let bitmap = inputs.dumped_memory.div_ceil(4096).div_ceil(8).min(BITMAP_MAX);
+    let threads = inputs.capture_cpus.clamp(1, MAX_THREADS);
     let mut parts = vec![
         Part {
             what: "kernel (bzImage init_size)",
@@ -140,7 +150,7 @@ pub fn estimate(inputs: &Inputs) -> Estimate {
         },
         Part {
             what: "rkdump at capture",
-            bytes: CAPTURE_USERSPACE + bitmap,
+            bytes: CAPTURE_USERSPACE + (threads - 1) * PER_THREAD + bitmap,
         },
     ];
     let sum: u64 = parts.iter().map(|p| p.bytes).fold(0, u64::saturating_add);
@@ -214,6 +224,7 @@ mod tests {
             image_unpacked: 4_786_176,
             modules: 1_500_000,
             dumped_memory: 2 << 30,
+            capture_cpus: 1,
         });
         assert_eq!(e.crashkernel(), "128M");
         assert_eq!(e.total, e.parts.iter().map(|p| p.bytes).sum::<u64>());
@@ -222,6 +233,23 @@ mod tests {
         assert!(e.total > 96 * MIB + 96 * MIB / 4, "{e:?}");
         assert_eq!(e.recommended % ROUND, 0);
         assert!(e.recommended >= e.total && e.recommended - e.total < ROUND);
+    }
+
+    /// More capture CPUs, more compression threads, up to 4.
+    #[test]
+    fn capture_cpus_add_threads_up_to_four() {
+        let at = |cpus: u64| {
+            let e = estimate(&Inputs {
+                capture_cpus: cpus,
+                ..Inputs::default()
+            });
+            e.parts.iter().find(|p| p.what == "rkdump at capture").unwrap().bytes
+        };
+        assert_eq!(at(0), CAPTURE_USERSPACE);
+        assert_eq!(at(1), CAPTURE_USERSPACE);
+        assert_eq!(at(2), CAPTURE_USERSPACE + PER_THREAD);
+        assert_eq!(at(4), CAPTURE_USERSPACE + 3 * PER_THREAD);
+        assert_eq!(at(64), at(4));
     }
 
     /// Bitmap 2 grows with the dumped machine up to 8 MiB, then stops.

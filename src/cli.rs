@@ -72,6 +72,23 @@ enum Cmd {
     Disarm,
     /// Show the crash reservation and whether a capture kernel is loaded.
     Status,
+    /// Is this system ready to capture? Each problem with its fix; exit status 1 if any.
+    ///
+    /// Checks the capture kernel (a bzImage) and its .config (the options kdump needs), the
+    /// capture image (built by `rkdump build`, for that kernel, in a compression the kernel
+    /// unpacks), the crash reservation against what the capture needs (`rkdump estimate`),
+    /// that kexec is enabled, lockdown, and that a capture kernel is loaded.
+    Check {
+        /// Capture kernel image; default: /boot/vmlinuz-$(uname -r).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Capture image built by `rkdump build`; without it the image is not checked.
+        #[arg(long)]
+        initrd: Option<PathBuf>,
+        /// The capture kernel's .config; default: /boot/config-R of the kernel's release.
+        #[arg(long)]
+        kernel_config: Option<PathBuf>,
+    },
     /// Recommend a crashkernel= reservation for a capture kernel and image (kdumpctl estimate).
     ///
     /// Adds up what the capture takes: the kernel (its bzImage init_size), the image file and
@@ -333,6 +350,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("disarmed");
         }
         Cmd::Status => print!("{}", kexec::status_text()),
+        Cmd::Check { kernel, initrd, kernel_config } => {
+            let sys = crate::check::System { root: PathBuf::from("/") };
+            let inputs = crate::check::CheckInputs { kernel: kernel.as_deref(), initrd: initrd.as_deref(), kernel_config: kernel_config.as_deref() };
+            let (text, ready) = crate::check::report(&crate::check::run(&sys, &inputs));
+            print!("{text}");
+            if !ready {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Estimate { initrd, kernel, memory, capture_cpus } => {
             let (_, text) = crate::estimate::run(&initrd, kernel.as_deref(), memory, capture_cpus)?;
             print!("{text}");

@@ -97,6 +97,17 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     let states: Vec<&str> = console.lines().filter(|l| l.starts_with("capture kernel loaded:")).collect();
     assert_eq!(states, ["capture kernel loaded: yes", "capture kernel loaded: no", "capture kernel loaded: yes"], "{console}");
     assert!(console.contains("crash reservation: 256 MiB"), "{console}");
+    // `rkdump check` in the armed guest: every check passes, the reservation against the
+    // estimate of this very image and kernel.
+    assert!(console.contains("rkdump-stage1: check exit status 0"), "{console}");
+    assert!(console.contains("\nready to capture"), "{console}");
+    for want in ["ok    CONFIG_PROC_VMCORE=y", "ok    CONFIG_RD_ZSTD=y", "ok    capture image /capture.img", "ok    kexec is enabled", "ok    a capture kernel is loaded"] {
+        assert!(console.contains(want), "{want} missing:\n{console}");
+    }
+    assert!(
+        console.lines().any(|l| l.starts_with("ok    crash reservation: 256 MiB (the capture needs about ")),
+        "{console}"
+    );
 
     // The oracle: crash opens the dump with the debug vmlinux and sees the sysrq panic.
     let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");

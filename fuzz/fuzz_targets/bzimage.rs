@@ -1,10 +1,13 @@
-//! `rkdump estimate`'s reading of a kernel image: the bzImage setup header's init_size on
-//! arbitrary bytes, and the estimate built from it.
+//! `rkdump estimate` and `rkdump check` reading a kernel image: the bzImage setup header's
+//! init_size and release on arbitrary bytes, and the estimate built from them.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rkdump_kconfig::estimate::{bzimage_init_size, estimate, Inputs};
 
 fuzz_target!(|data: &[u8]| {
+    if let Some(r) = rkdump_kconfig::estimate::bzimage_release(data) {
+        assert!(!r.is_empty() && !r.contains(' '));
+    }
     if let Ok(n) = bzimage_init_size(data) {
         assert!(n <= u64::from(u32::MAX));
         let e = estimate(&Inputs {

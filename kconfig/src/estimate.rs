@@ -79,6 +79,26 @@ pub fn bzimage_init_size(image: &[u8]) -> Result<u64, EstimateError> {
     Ok(u64::from(u32::from_le_bytes([field[0], field[1], field[2], field[3]])))
 }
 
+/// Offset of `kernel_version` (u16: the version string's offset minus 0x200).
+const KERNEL_VERSION_OFF: usize = 0x20e;
+
+/// The kernel release a bzImage names in its header (`6.1.0-57-amd64`: the first word of the
+/// version string `kernel_version` points at), if it has one.
+pub fn bzimage_release(image: &[u8]) -> Option<String> {
+    if image.get(HDRS_OFF..HDRS_OFF + 4) != Some(b"HdrS") {
+        return None;
+    }
+    let rel = u16::from_le_bytes([*image.get(KERNEL_VERSION_OFF)?, *image.get(KERNEL_VERSION_OFF + 1)?]);
+    if rel == 0 {
+        return None;
+    }
+    let at = usize::from(rel) + 0x200;
+    let text = image.get(at..image.len().min(at + 256))?;
+    let end = text.iter().position(|&b| b == 0 || b == b' ').unwrap_or(text.len());
+    let release = std::str::from_utf8(&text[..end]).ok()?;
+    (!release.is_empty() && release.bytes().all(|b| b.is_ascii_graphic())).then(|| release.to_string())
+}
+
 /// Measured inputs of an estimate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Inputs {
@@ -195,7 +215,24 @@ mod tests {
         assert_eq!(bzimage_init_size(&[]), Err(EstimateError::Truncated(0)));
     }
 
-    /// A kernel installed on this machine, if any, has a plausible init_size.
+    #[test]
+    fn release_from_the_version_string() {
+        let mut h = header(0x020f, 1);
+        h.resize(0x1000, 0);
+        h[KERNEL_VERSION_OFF..KERNEL_VERSION_OFF + 2].copy_from_slice(&0x300u16.to_le_bytes());
+        let v = b"6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP\0";
+        h[0x500..0x500 + v.len()].copy_from_slice(v);
+        assert_eq!(bzimage_release(&h).as_deref(), Some("6.1.0-57-amd64"));
+        // Pointing past the end, at nothing, or no header: none.
+        h[KERNEL_VERSION_OFF..KERNEL_VERSION_OFF + 2].copy_from_slice(&0xff00u16.to_le_bytes());
+        assert_eq!(bzimage_release(&h), None);
+        h[KERNEL_VERSION_OFF..KERNEL_VERSION_OFF + 2].copy_from_slice(&0u16.to_le_bytes());
+        assert_eq!(bzimage_release(&h), None);
+        assert_eq!(bzimage_release(&[0u8; 16]), None);
+    }
+
+    /// A kernel installed on this machine, if any, has a plausible init_size and names the
+    /// release its file name gives.
     #[test]
     fn installed_kernels_parse() {
         let Ok(dir) = std::fs::read_dir("/boot") else {
@@ -211,6 +248,7 @@ mod tests {
             };
             let n = bzimage_init_size(&data).unwrap();
             assert!((8 * MIB..512 * MIB).contains(&n), "{name}: init_size {n}");
+            assert_eq!(bzimage_release(&data).as_deref(), name.strip_prefix("vmlinuz-"));
         }
     }
 

@@ -12,8 +12,10 @@
 //!
 //! Names may be given with or without the `CONFIG_` prefix.
 //!
-//! [`estimate`]: the `crashkernel=` a capture needs (`rkdump estimate`).
+//! [`checks`]: the options kdump needs (`rkdump check`); [`estimate`]: the `crashkernel=` a
+//! capture needs (`rkdump estimate`).
 
+pub mod checks;
 pub mod estimate;
 
 use std::collections::BTreeMap;

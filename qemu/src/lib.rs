@@ -337,6 +337,10 @@ arm
 /rkdump status
 arm
 /rkdump status
+# Is everything in place? (The kernel's .config is /config when the host has it.)
+if [ -e /config ]; then kc="--kernel-config /config"; else kc=""; fi
+/rkdump check --kernel /vmlinuz --initrd /capture.img $kc
+echo "rkdump-stage1: check exit status $?"
 echo "rkdump-stage1: triggering sysrq-c"
 echo 1 > /proc/sys/kernel/sysrq
 echo c > /proc/sysrq-trigger
@@ -363,6 +367,11 @@ fn build_stage1(opts: &CrashTestOptions, capture: &Path, dest: &Path) -> Result<
     w.add_file("/rkdump", 0o755, &read(&opts.rkdump)?).map_err(step)?;
     w.add_file("/vmlinuz", 0o644, &read(&opts.kernel.image)?).map_err(step)?;
     w.add_file("/capture.img", 0o644, &read(capture)?).map_err(step)?;
+    // For `rkdump check` in the guest (Debian kernels do not expose /proc/config.gz).
+    let config = PathBuf::from(format!("/boot/config-{}", opts.kernel.release));
+    if let Ok(c) = fs::read(&config) {
+        w.add_file("/config", 0o644, &c).map_err(step)?;
+    }
     w.finish().map_err(step)?;
     Ok(())
 }

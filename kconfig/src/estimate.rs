@@ -273,15 +273,20 @@ mod tests {
         assert!(e.recommended >= e.total && e.recommended - e.total < ROUND);
     }
 
+    /// The "rkdump at capture" part of an estimate.
+    fn userspace(inputs: Inputs) -> u64 {
+        let e = estimate(&inputs);
+        e.parts.iter().find(|p| p.what == "rkdump at capture").unwrap().bytes
+    }
+
     /// More capture CPUs, more compression threads, up to 4.
     #[test]
     fn capture_cpus_add_threads_up_to_four() {
         let at = |cpus: u64| {
-            let e = estimate(&Inputs {
+            userspace(Inputs {
                 capture_cpus: cpus,
                 ..Inputs::default()
-            });
-            e.parts.iter().find(|p| p.what == "rkdump at capture").unwrap().bytes
+            })
         };
         assert_eq!(at(0), CAPTURE_USERSPACE);
         assert_eq!(at(1), CAPTURE_USERSPACE);
@@ -294,11 +299,10 @@ mod tests {
     #[test]
     fn dumped_memory_counts_up_to_the_bitmap_limit() {
         let at = |mem: u64| {
-            let e = estimate(&Inputs {
+            userspace(Inputs {
                 dumped_memory: mem,
                 ..Inputs::default()
-            });
-            e.parts.iter().find(|p| p.what == "rkdump at capture").unwrap().bytes
+            })
         };
         assert_eq!(at(0), CAPTURE_USERSPACE);
         assert_eq!(at(64 << 30), CAPTURE_USERSPACE + 2 * MIB);

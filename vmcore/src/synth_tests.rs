@@ -85,6 +85,15 @@ fn print_levels_for_manual_check() {
 fn classes(path: &std::path::Path, window: u64) -> Vec<PageClass> {
     let core = ElfVmcore::open(path).unwrap();
     let mut cls = Classifier::new(&core, core.vmcoreinfo(), ClassifyOptions::default());
+    classify_all(&mut cls, window, true)
+}
+
+/// Every pfn classified window by window (zero pages told apart if `zero`).
+fn classify_all<M: PhysMemory + ?Sized>(
+    cls: &mut Classifier<'_, M>,
+    window: u64,
+    zero: bool,
+) -> Vec<PageClass> {
     let max = cls.max_pfn().0;
     let mut all = Vec::new();
     let mut s = 0;
@@ -92,7 +101,9 @@ fn classes(path: &std::path::Path, window: u64) -> Vec<PageClass> {
         let e = (s + window).min(max);
         let mut out = vec![PageClass::Hole; (e - s) as usize];
         cls.classify_range(Pfn(s), Pfn(e), &mut out).unwrap();
-        cls.mark_zero_pages(Pfn(s), &mut out);
+        if zero {
+            cls.mark_zero_pages(Pfn(s), &mut out);
+        }
         all.extend(out);
         s = e;
     }
@@ -189,16 +200,7 @@ fn large_blocks_are_decided_without_reading_their_struct_pages() {
         };
         let mut cls = Classifier::new(&mem, core.vmcoreinfo(), ClassifyOptions::default());
         let before = mem.bytes.get();
-        let max = cls.max_pfn().0;
-        let mut all = Vec::new();
-        let mut s = 0;
-        while s < max {
-            let e = (s + window).min(max);
-            let mut out = vec![PageClass::Hole; (e - s) as usize];
-            cls.classify_range(Pfn(s), Pfn(e), &mut out).unwrap();
-            all.extend(out);
-            s = e;
-        }
+        let all = classify_all(&mut cls, window, false);
         crate::classify::NO_HEAD_PROBE.with(|f| f.set(false));
         (all, mem.bytes.get() - before)
     };

@@ -318,20 +318,6 @@ pub struct ClassifyStats {
 
 const PGMM_CACHED: u64 = 512;
 
-#[cfg(test)]
-thread_local! {
-    /// Tests: read every batch of struct pages whole (no decision from the first two).
-    pub(crate) static NO_HEAD_PROBE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn head_probe() -> bool {
-    #[cfg(test)]
-    if NO_HEAD_PROBE.with(|f| f.get()) {
-        return false;
-    }
-    true
-}
-
 /// `e: cause: cause...` on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -650,40 +636,12 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
             // One extra struct page (page[1] of a head at the batch end) when it exists.
             let extra = u64::from(batch_end < seg.pfn_end.0);
             let nbytes = ((n + extra) * size) as usize;
-            self.buf.resize(nbytes.max(2 * size as usize), 0);
+            self.buf.resize(nbytes, 0);
             let va = VirtAddr(
                 seg.mem_map
                     .0
                     .wrapping_add((pfn - seg.pfn_start.0).wrapping_mul(size)),
             );
-            // A free block or compound page that starts the batch and covers all of it (they
-            // are naturally aligned, so every one of 512 pages or more starts a batch) is
-            // decided by its first two struct pages: the others would not be examined, so
-            // they are not read (nor counted unreadable). On a mostly idle machine that skips
-            // half of the memmap (of an order-10 free block, the first batch was read whole
-            // and the second skipped).
-            if n > 1 && self.seg_mask[(pfn - start) as usize] && head_probe() {
-                let two = 2 * size as usize;
-                if kmem.read_virt(va, &mut self.buf[..two]).is_ok() {
-                    // `decide` counts only pages it keeps, and the loop below decides this
-                    // one again unless it is excluded here: the probe's counts are dropped.
-                    let mut probe = ClassifyStats::default();
-                    let (page, next) = self.buf[..two].split_at(size as usize);
-                    let head = decide(keys, self.opts.dump_level, pfn, page, Some(next), &mut probe);
-                    if let Some((class, nr)) = head {
-                        let stop = pfn.saturating_add(nr);
-                        if stop >= batch_end {
-                            Self::exclude(out, start, pfn, stop.min(lim), class);
-                            if stop > end {
-                                self.pending = Some((Pfn(stop), class));
-                            }
-                            skip = stop;
-                            pfn = batch_end.max(skip);
-                            continue;
-                        }
-                    }
-                }
-            }
             let mut readable = vec![true; 0];
             if kmem.read_virt(va, &mut self.buf[..nbytes]).is_err() {
                 // Retry one struct page at a time so a bad vmemmap page hides only its pages.

@@ -85,15 +85,6 @@ fn print_levels_for_manual_check() {
 fn classes(path: &std::path::Path, window: u64) -> Vec<PageClass> {
     let core = ElfVmcore::open(path).unwrap();
     let mut cls = Classifier::new(&core, core.vmcoreinfo(), ClassifyOptions::default());
-    classify_all(&mut cls, window, true)
-}
-
-/// Every pfn classified window by window (zero pages told apart if `zero`).
-fn classify_all<M: PhysMemory + ?Sized>(
-    cls: &mut Classifier<'_, M>,
-    window: u64,
-    zero: bool,
-) -> Vec<PageClass> {
     let max = cls.max_pfn().0;
     let mut all = Vec::new();
     let mut s = 0;
@@ -101,9 +92,7 @@ fn classify_all<M: PhysMemory + ?Sized>(
         let e = (s + window).min(max);
         let mut out = vec![PageClass::Hole; (e - s) as usize];
         cls.classify_range(Pfn(s), Pfn(e), &mut out).unwrap();
-        if zero {
-            cls.mark_zero_pages(Pfn(s), &mut out);
-        }
+        cls.mark_zero_pages(Pfn(s), &mut out);
         all.extend(out);
         s = e;
     }
@@ -160,61 +149,6 @@ fn each_page_class_is_recognised() {
         (0x10000..0x10400).all(|p| at(p) == PageClass::Free),
         "order-10 block"
     );
-}
-
-/// Physical reads counted (bytes).
-struct Counting<'a> {
-    core: &'a ElfVmcore,
-    bytes: std::cell::Cell<u64>,
-}
-
-impl PhysMemory for Counting<'_> {
-    fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), crate::memory::MemError> {
-        self.bytes.set(self.bytes.get() + buf.len() as u64);
-        self.core.read_phys(pa, buf)
-    }
-    fn page_size(&self) -> u64 {
-        self.core.page_size()
-    }
-    fn ranges(&self) -> Vec<crate::memory::PhysRange> {
-        self.core.ranges()
-    }
-    fn data_ranges(&self) -> Vec<crate::memory::PhysRange> {
-        self.core.data_ranges()
-    }
-}
-
-/// A free block or compound page covering a whole batch of 512 struct pages is decided from
-/// its first two: the same classes, and the rest of the batch is not read (the order-10 free
-/// block, the THP and the hugetlb page of the synthetic machine: 3 x 511 struct pages of 64
-/// bytes, less the page-table reads of the extra translations).
-#[test]
-fn large_blocks_are_decided_without_reading_their_struct_pages() {
-    let (_d, path, _s) = build(SynthSpec::default());
-    let core = ElfVmcore::open(&path).unwrap();
-    let run = |probe: bool, window: u64| {
-        crate::classify::NO_HEAD_PROBE.with(|f| f.set(!probe));
-        let mem = Counting {
-            core: &core,
-            bytes: std::cell::Cell::new(0),
-        };
-        let mut cls = Classifier::new(&mem, core.vmcoreinfo(), ClassifyOptions::default());
-        let before = mem.bytes.get();
-        let all = classify_all(&mut cls, window, false);
-        crate::classify::NO_HEAD_PROBE.with(|f| f.set(false));
-        (all, mem.bytes.get() - before)
-    };
-    for window in [DEFAULT_WINDOW, 4096, 511] {
-        let (probed, fewer) = run(true, window);
-        let (whole, all) = run(false, window);
-        assert!(probed == whole, "window {window}: classes differ");
-        // Windows that split batches (511) cut some blocks' batches short.
-        let saved = if window % 512 == 0 { 3 * 450 * 64 } else { 1 };
-        assert!(
-            fewer + saved <= all,
-            "window {window}: {fewer} bytes read against {all}"
-        );
-    }
 }
 
 #[test]

@@ -41,6 +41,9 @@ impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceSpec::Uuid(u) => write!(f, "UUID={u}"),
+            // A label with a quote at either end is written quoted, so that `parse` (which
+            // removes one enclosing pair) gives it back whole.
+            DeviceSpec::Label(l) if l.starts_with('"') || l.ends_with('"') => write!(f, "LABEL=\"{l}\""),
             DeviceSpec::Label(l) => write!(f, "LABEL={l}"),
             DeviceSpec::Path(p) => f.write_str(p),
         }
@@ -54,9 +57,10 @@ pub fn plan_safe(s: &str) -> bool {
 }
 
 impl DeviceSpec {
-    /// Parses `UUID=`, `LABEL=` or an absolute device path. Control characters, whitespace
-    /// other than a space, and a label or UUID with spaces at either end are refused: the plan
-    /// could not carry them unchanged.
+    /// Parses `UUID=`, `LABEL=` or an absolute device path. A value in double quotes loses that
+    /// one pair (`LABEL="My Disk"`; `LABEL=""x"` is the label `"x`). Control characters,
+    /// whitespace other than a space, and a label or UUID with spaces at either end are
+    /// refused: the plan could not carry them unchanged.
     pub fn parse(s: &str) -> Result<Self, PlanError> {
         let bad = || PlanError::BadValue { key: "target".into(), value: s.into() };
         // Plan lines are trimmed, so a value with spaces at either end would not come back.
@@ -68,7 +72,11 @@ impl DeviceSpec {
             }
             Ok(DeviceSpec::Uuid(u.to_ascii_lowercase()))
         } else if let Some(l) = s.strip_prefix("LABEL=") {
-            let l = l.trim_matches('"');
+            // Exactly one enclosing pair: a label may itself start or end with a quote.
+            let l = match l.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                Some(inner) => inner,
+                None => l,
+            };
             if !carried(l) {
                 return Err(bad());
             }
@@ -319,6 +327,49 @@ pub enum PlanError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Labels with quotes at their edges survive kdump.conf and the plan: one enclosing pair
+    /// of quotes is removed, and a label that starts or ends with a quote is written quoted.
+    #[test]
+    fn labels_with_quotes_at_the_edges_round_trip() {
+        for (text, label) in [
+            ("LABEL=\"My Disk\"", "My Disk"),
+            ("LABEL=dump", "dump"),
+            ("LABEL=\"\"x\"", "\"x"),
+            ("LABEL=\"x\"\"", "x\""),
+            ("LABEL=\"\"x\"\"", "\"x\""),
+            ("LABEL=\"\"\"", "\""),
+            ("LABEL=a\"b", "a\"b"),
+            ("LABEL=\"x", "\"x"),
+        ] {
+            let d = DeviceSpec::parse(text).unwrap();
+            assert_eq!(d, DeviceSpec::Label(label.into()), "{text}");
+            assert_eq!(DeviceSpec::parse(&d.to_string()).unwrap(), d, "{text} -> {d}");
+            let mut p = sample();
+            p.target.device = d.clone();
+            assert_eq!(Plan::parse(&p.render()).unwrap(), p, "{text}");
+        }
+        assert!(DeviceSpec::parse("LABEL=\"\"").is_err(), "an empty label");
+        // Every value of up to 5 characters from quotes, spaces and letters: whatever parses
+        // renders to a plan that parses back to it.
+        let alphabet = ['"', ' ', 'a', '='];
+        let mut values = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = values
+                .iter()
+                .flat_map(|v| alphabet.iter().map(move |c| format!("{v}{c}")))
+                .collect();
+            for v in &longer {
+                let Ok(d) = DeviceSpec::parse(&format!("LABEL={v}")) else {
+                    continue;
+                };
+                let mut p = sample();
+                p.target.device = d;
+                assert_eq!(Plan::parse(&p.render()).as_ref(), Ok(&p), "LABEL={v}");
+            }
+            values = longer;
+        }
+    }
 
     #[test]
     fn values_a_plan_line_cannot_carry_are_refused() {

@@ -94,7 +94,8 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
             out.push(ok(format!("capture kernel {} ({})", k.display(), release.as_deref().unwrap_or("release unknown"))))
         }
         (Some(k), Some(_)) => out.push(bad(Status::Fail, format!("capture kernel {}: not a bzImage", k.display()), "give the kernel image (vmlinuz) with --kernel")),
-        (Some(k), None) => out.push(bad(Status::Fail, format!("capture kernel {}: cannot be read", k.display()), "give the capture kernel with --kernel")),
+        (Some(k), None) if !k.exists() => out.push(bad(Status::Fail, format!("capture kernel {}: does not exist", k.display()), "give the capture kernel with --kernel")),
+        (Some(k), None) => out.push(bad(Status::Fail, format!("capture kernel {}: cannot be read", k.display()), "give the capture kernel with --kernel (and run as root if it is readable only by root)")),
         (None, _) => out.push(bad(Status::Fail, "capture kernel: the running kernel's release is unknown".into(), "give the capture kernel with --kernel")),
     }
 
@@ -345,6 +346,16 @@ mod tests {
         let hit = c.iter().find(|c| c.what.contains("CONFIG_RD_XZ")).unwrap_or_else(|| panic!("{text}"));
         assert_eq!(hit.status, Status::Fail, "{text}");
         assert!(text.contains("not ready to capture: 5 problems"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_kernel_is_named() {
+        let root = ready_root();
+        std::fs::remove_file(root.path().join(format!("boot/vmlinuz-{R}"))).unwrap();
+        let (c, text, ready) = check(root.path(), None);
+        assert!(!ready);
+        assert!(c[0].status == Status::Fail && c[0].what.ends_with("does not exist"), "{text}");
+        assert!(c[0].fix.as_deref().unwrap().contains("--kernel"), "{text}");
     }
 
     #[test]

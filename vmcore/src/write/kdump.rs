@@ -596,7 +596,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
                 loop {
                     let limit = pl.next;
                     let bits = pl.kept_bits.as_deref().unwrap_or(&[]);
-                    feeder.fill_from_bits(b, bits, limit, src);
+                    feeder.fill_from_bits(b, bits, 0, limit, src);
                     // While pass 1 runs ahead, only its share counts.
                     let done = if pl.next >= pl.max_mapnr {
                         pass2_done(feeder.handed, pl.num_dumpable)
@@ -964,28 +964,30 @@ impl Feeder {
         b.npages += n;
     }
 
-    /// Pass 2 driven by bitmap 2 of pass 1 (`bits`, valid below pfn `limit`): adds runs of
-    /// kept pages to `b` until it is full or `limit` is reached.
+    /// Pass 2 driven by bitmap 2 of pass 1 (`bits`, whose bit 0 is pfn `base`, a multiple of
+    /// 8; valid below pfn `limit`): adds runs of kept pages to `b` until it is full or `limit`
+    /// is reached.
     fn fill_from_bits<S: DumpSource + ?Sized>(
         &mut self,
         b: &mut Batch,
         bits: &[u8],
+        base: u64,
         limit: u64,
         src: &S,
     ) {
         while b.npages < BATCH_PAGES {
-            let Some((pfn, n)) = next_run(bits, self.next, limit, BATCH_PAGES - b.npages) else {
+            let run = next_run(bits, self.next - base, limit - base, BATCH_PAGES - b.npages);
+            let Some((p, n)) = run else {
                 self.next = self.next.max(limit);
                 return;
             };
+            let pfn = base + p;
             self.dumpable += n as u64;
             self.push_run(b, src, pfn, n);
             self.next = pfn + n as u64;
         }
     }
-}
 
-impl Feeder {
     /// Pass 2 driven by bitmap 2 read back from the output (at `bitmap2_off`), for dumps whose
     /// bitmap was too large to keep: adds runs of kept pages to `b` until it is full or the
     /// last pfn is reached.
@@ -998,7 +1000,7 @@ impl Feeder {
     ) -> Result<bool, WriteError> {
         while b.npages < BATCH_PAGES && self.next < self.max_mapnr {
             let loaded_end = self.back_start + 8 * self.back.len() as u64;
-            if self.next >= loaded_end || self.next < self.back_start {
+            if self.next >= loaded_end {
                 let start = self.next / 8 * 8;
                 let chunk = readback_bytes().max(1) as u64;
                 let len = (self.max_mapnr - start).div_ceil(8).min(chunk) as usize;
@@ -1018,22 +1020,9 @@ impl Feeder {
                 self.back_start = start;
                 continue;
             }
-            let end = loaded_end.min(self.max_mapnr);
-            let run = next_run(
-                &self.back,
-                self.next - self.back_start,
-                end - self.back_start,
-                BATCH_PAGES - b.npages,
-            );
-            match run {
-                Some((p, n)) => {
-                    let pfn = self.back_start + p;
-                    self.dumpable += n as u64;
-                    self.push_run(b, src, pfn, n);
-                    self.next = pfn + n as u64;
-                }
-                None => self.next = end,
-            }
+            let back = std::mem::take(&mut self.back);
+            self.fill_from_bits(b, &back, self.back_start, loaded_end.min(self.max_mapnr), src);
+            self.back = back;
         }
         Ok(b.npages > 0)
     }

@@ -6,8 +6,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rkdump_kconfig::checks::{kdump_options, Need};
-use rkdump_kconfig::estimate::{bzimage_init_size, bzimage_release, estimate, Inputs};
+use rkdump_kconfig::estimate::{bzimage_init_size, bzimage_release, estimate};
 use rkdump_kconfig::Kconfig;
+
+use crate::estimate::{inputs, meminfo_total, read_head};
 
 /// A check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +89,7 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
         Some(k) => Some(k.to_path_buf()),
         None => running.as_ref().map(|r| sys.path(&format!("/boot/vmlinuz-{r}"))),
     };
-    let head = kernel.as_ref().and_then(|k| read_head(k));
+    let head = kernel.as_ref().and_then(|k| read_head(k).ok());
     let release = head.as_deref().and_then(bzimage_release).or_else(|| if inp.kernel.is_none() { running.clone() } else { None });
     match (&kernel, &head) {
         (Some(k), Some(h)) if bzimage_init_size(h).is_ok() => {
@@ -129,9 +131,9 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
     let mut sizes = None;
     match inp.initrd {
         None => out.push(bad(Status::Skip, "capture image: not given".into(), "give it with --initrd IMG to check it and the reservation it needs")),
-        Some(img) => match (rkdump_mkinitrd::list(img), rkdump_mkinitrd::sizes(img)) {
-            (Ok(entries), Ok(s)) => {
-                let has = |p: &str| entries.iter().any(|e| e.path == p);
+        Some(img) => match rkdump_mkinitrd::sizes(img) {
+            Ok(s) => {
+                let has = |p: &str| s.paths.iter().any(|e| e == p);
                 let built_for: Option<String> = s
                     .modules
                     .iter()
@@ -147,8 +149,7 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
                         )),
                         _ => out.push(ok(format!("capture image {} ({} modules{})", img.display(), s.modules.len(), built_for.map(|b| format!(" for {b}")).unwrap_or_default()))),
                     }
-                    let data = std::fs::read(img).unwrap_or_default();
-                    if let (Some(k), Ok(rkdump_mkinitrd::Format::Compressed(c))) = (&config, rkdump_mkinitrd::detect(&data)) {
+                    if let (Some(k), Some(c)) = (&config, s.compression) {
                         let algo = c.as_str();
                         if let Some(opt) = c.kernel_option() {
                             let what = format!("{opt}=y: the kernel unpacks the {algo} image");
@@ -158,26 +159,15 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
                 }
                 sizes = Some(s);
             }
-            (Err(e), _) | (_, Err(e)) => out.push(bad(Status::Fail, format!("capture image: {e}"), "build it with rkdump build")),
+            Err(e) => out.push(bad(Status::Fail, format!("capture image: {e}"), "build it with rkdump build")),
         },
     }
 
     // The reservation, against the estimate when the kernel and image are known.
     let need = match (&head, &sizes) {
         (Some(h), Some(s)) => bzimage_init_size(h).ok().map(|init| {
-            let mem = sys
-                .read("/proc/meminfo")
-                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
-                .unwrap_or(0)
-                * 1024;
-            estimate(&Inputs {
-                kernel_init_size: init,
-                image_file: s.file,
-                image_unpacked: s.unpacked,
-                modules: s.modules.iter().map(|(_, b)| b).sum(),
-                dumped_memory: mem,
-                capture_cpus: 1,
-            })
+            let mem = sys.read("/proc/meminfo").as_deref().and_then(meminfo_total).unwrap_or(0);
+            estimate(&inputs(init, s, mem, 1))
         }),
         _ => None,
     };
@@ -216,14 +206,6 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
         _ => out.push(bad(Status::Fail, "no capture kernel is loaded".into(), "rkdump arm --kernel KERNEL --initrd IMG")),
     }
     out
-}
-
-/// The first 64 KiB of a kernel image (the setup header and its version string).
-fn read_head(path: &Path) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    std::fs::File::open(path).ok()?.take(64 << 10).read_to_end(&mut buf).ok()?;
-    Some(buf)
 }
 
 /// The report and whether the system is ready (no failure).

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rkdump_kconfig::estimate::{bzimage_init_size, estimate, Estimate, Inputs};
+use rkdump_mkinitrd::ImageSizes;
 
 use crate::kexec;
 
@@ -25,47 +26,48 @@ fn kernel_path(kernel: Option<&Path>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// This machine's memory (MemTotal), in bytes.
-fn this_machines_memory() -> Result<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
+/// `MemTotal` of a /proc/meminfo text, in bytes.
+pub fn meminfo_total(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib * 1024)
-        .context("no MemTotal in /proc/meminfo; give --memory")
+}
+
+/// The first 64 KiB of a kernel image: its setup header and the version string it points at.
+pub fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?.take(64 << 10).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The estimate's inputs from a kernel's `init_size` and an image's sizes.
+pub fn inputs(kernel_init_size: u64, image: &ImageSizes, dumped_memory: u64, capture_cpus: u64) -> Inputs {
+    Inputs {
+        kernel_init_size,
+        image_file: image.file,
+        image_unpacked: image.unpacked,
+        modules: image.modules.iter().map(|(_, b)| b).sum(),
+        dumped_memory,
+        capture_cpus,
+    }
 }
 
 /// Measures the inputs and returns the estimate with its report text.
 pub fn run(initrd: &Path, kernel: Option<&Path>, memory_mib: Option<u64>, capture_cpus: u64) -> Result<(Estimate, String)> {
     let kernel = kernel_path(kernel)?;
-    let mut head = vec![0u8; 0x1000];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&kernel).with_context(|| format!("cannot open kernel {}", kernel.display()))?;
-        let mut got = 0;
-        while got < head.len() {
-            match f.read(&mut head[got..]).with_context(|| format!("cannot read kernel {}", kernel.display()))? {
-                0 => break,
-                k => got += k,
-            }
-        }
-        got
-    };
-    let init_size = bzimage_init_size(&head[..n]).with_context(|| format!("{} gives no estimate", kernel.display()))?;
+    let head = read_head(&kernel).with_context(|| format!("cannot read kernel {}", kernel.display()))?;
+    let init_size = bzimage_init_size(&head).with_context(|| format!("{} gives no estimate", kernel.display()))?;
     let sizes = rkdump_mkinitrd::sizes(initrd).with_context(|| format!("cannot measure capture image {}", initrd.display()))?;
     let dumped_memory = match memory_mib {
         Some(m) => m.saturating_mul(1 << 20),
-        None => this_machines_memory()?,
+        None => {
+            let text = std::fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
+            meminfo_total(&text).context("no MemTotal in /proc/meminfo; give --memory")?
+        }
     };
-    let inputs = Inputs {
-        kernel_init_size: init_size,
-        image_file: sizes.file,
-        image_unpacked: sizes.unpacked,
-        modules: sizes.modules.iter().map(|(_, b)| b).sum(),
-        dumped_memory,
-        capture_cpus,
-    };
-    let e = estimate(&inputs);
+    let e = estimate(&inputs(init_size, &sizes, dumped_memory, capture_cpus));
     let mut out = String::new();
     let _ = writeln!(out, "capture kernel:      {}", kernel.display());
     let _ = writeln!(out, "capture image:       {} ({} modules)", initrd.display(), sizes.modules.len());

@@ -464,16 +464,26 @@ pub struct ImageSizes {
     pub unpacked: u64,
     /// Its kernel modules: path and size uncompressed (an upper bound of what loading takes).
     pub modules: Vec<(String, u64)>,
+    /// Every entry's path, in order.
+    pub paths: Vec<String>,
+    /// The compression of its first segment (`None`: a plain cpio first).
+    pub compression: Option<Compression>,
 }
 
 /// Measures an image made by [`build`] (any image the kernel could unpack).
 pub fn sizes(image: &Path) -> Result<ImageSizes, ListError> {
     let data = read_image(image)?;
+    let first = data.iter().position(|&b| b != 0).unwrap_or(data.len());
     let mut out = ImageSizes {
         file: data.len() as u64,
+        compression: match detect(&data[first..]) {
+            Ok(Format::Compressed(c)) => Some(c),
+            _ => None,
+        },
         ..ImageSizes::default()
     };
     walk_image(&data, &mut |e, bytes| {
+        out.paths.push(e.path.clone());
         out.unpacked += e.size.div_ceil(4096) * 4096;
         if e.kind != EntryKind::File {
             return Ok(());

@@ -138,6 +138,8 @@ fn sizes_measure_the_image_and_its_modules_uncompressed() {
     let entries = list(&f.opts.output).unwrap();
     let pages: u64 = entries.iter().map(|e| e.size.div_ceil(4096) * 4096).sum();
     assert_eq!(s.unpacked, pages);
+    assert_eq!(s.paths, paths(&entries));
+    assert_eq!(s.compression, Some(Compression::Zstd));
     assert_eq!(s.modules.len(), r.modules.len(), "{:?}", s.modules);
     let mdir = f.base.join("root/lib/modules/9.9-test");
     let mut compressed = 0;

@@ -235,15 +235,8 @@ mod tests {
     /// release its file name gives.
     #[test]
     fn installed_kernels_parse() {
-        let Ok(dir) = std::fs::read_dir("/boot") else {
-            return;
-        };
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("vmlinuz-") {
-                continue;
-            }
-            let Ok(data) = std::fs::read(e.path()) else {
+        for (name, path) in crate::boot_files("vmlinuz-") {
+            let Ok(data) = std::fs::read(&path) else {
                 continue;
             };
             let n = bzimage_init_size(&data).unwrap();

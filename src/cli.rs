@@ -36,6 +36,10 @@ enum Cmd {
         /// Resolve the target device against this sysfs tree instead of /sys (tests).
         #[arg(long)]
         sysfs: Option<PathBuf>,
+        /// Mount table to find the filesystem holding `path` in when kdump.conf has no target
+        /// line, instead of /proc/self/mountinfo (tests).
+        #[arg(long, value_name = "FILE")]
+        mountinfo: Option<PathBuf>,
         /// The static capture init; default: `rkdump-init` next to this executable.
         #[arg(long)]
         init: Option<PathBuf>,
@@ -233,6 +237,17 @@ enum Cmd {
         /// Static busybox for the guest's first stage.
         #[arg(long, default_value = "/bin/busybox")]
         busybox: PathBuf,
+        /// Test this capture image (from `rkdump build`) instead of building one; its own plan
+        /// names the target, which --target-disk must then hold.
+        #[arg(long, value_name = "IMG", conflicts_with_all = ["config_lines", "build_args", "build_root"])]
+        initrd: Option<PathBuf>,
+        /// Attach this ext2/3/4 disk image as the target instead of a new, empty one; it keeps
+        /// the dump.
+        #[arg(long, value_name = "DISK")]
+        target_disk: Option<PathBuf>,
+        /// Directory on the target the dump is read back from (the image's `path`).
+        #[arg(long, default_value = "/var/crash")]
+        dump_path: String,
     },
     /// (internal) memory workload run inside the crash-test guest.
     #[command(hide = true)]
@@ -294,7 +309,7 @@ fn exe_dir() -> Result<PathBuf> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Build { config, kernel_release, root, sysfs, init, compression, compression_level, output, list } => {
+        Cmd::Build { config, kernel_release, root, sysfs, mountinfo, init, compression, compression_level, output, list } => {
             if let Some(img) = list {
                 return list_image(&img);
             }
@@ -310,6 +325,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 kernel_release,
                 root,
                 sysfs,
+                mountinfo,
                 output: output.unwrap_or_default(),
                 init_binary: init,
                 compression: compression.parse().map_err(|e| anyhow::anyhow!("--compression: {e}"))?,
@@ -319,6 +335,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let r = rkdump_mkinitrd::build(&opts)?;
             for w in &r.warnings {
                 eprintln!("rkdump: warning: {w}");
+            }
+            let device = r.target_device.as_deref().map(|d| format!(" (/dev/{d})")).unwrap_or_default();
+            match &r.target_from_path {
+                Some((path, mnt)) => println!(
+                    "target: {} {}{device}, the filesystem holding {path} (mounted at {mnt}; kdump.conf has no target line); dump directory {} on it",
+                    r.plan.target.fstype, r.plan.target.device, r.plan.path
+                ),
+                None => println!("target: {} {}{device}, dump directory {}", r.plan.target.fstype, r.plan.target.device, r.plan.path),
             }
             println!("kernel {} ({} modules):", r.kernel_release, r.modules.len());
             for m in &r.modules {
@@ -409,6 +433,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             build_args,
             build_root,
             busybox,
+            initrd,
+            target_disk,
+            dump_path,
         } => {
             let kernel = rkdump_qemu::find_kernel(kernel_release.as_deref())?;
             let rkdump = std::env::current_exe()?;
@@ -423,6 +450,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             o.build_args = build_args;
             o.build_root = build_root;
             o.busybox = busybox;
+            o.initrd = initrd;
+            o.target_disk = target_disk;
+            o.dump_path = dump_path;
             let summary = rkdump_qemu::crash_test(&o, &mut |l| eprintln!("crash-test: {l}"))?;
             print!("{summary}");
             if o.attach_target && summary.vmcore_size().is_none() {

@@ -427,3 +427,76 @@ fn estimated_reservation_is_enough_for_a_capture() {
     let vmcore = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line")).join("vmcore");
     assert!(vmcore.exists());
 }
+
+/// Unmounts a directory when dropped (also when an assertion fails while it is mounted).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// kdump-utils' default `kdump.conf` names no target: the dump goes to the filesystem holding
+/// `path`. Here that filesystem is an ext4 disk image mounted through a loop device: `rkdump
+/// build` finds it in the real mount table and sysfs and names it by its UUID, with the
+/// directory's place inside it, and the capture kernel finds that disk and writes the dump
+/// there.
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
+    let base = artifacts("path-target");
+    std::fs::create_dir_all(&base).unwrap();
+    let bin = rkdump_bin();
+    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let uuid = "5d1c4a52-9b0e-4c55-8f43-1d2a3b4c5d6e";
+    let disk = base.join("disk.img");
+    std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
+    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-U", uuid]).arg(&disk));
+    assert!(ok, "mkfs.ext4: {err}");
+    let mnt = base.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let (ok, _, err) = run(Command::new("mount").arg("-o").arg("loop").arg(&disk).arg(&mnt));
+    assert!(ok, "mounting an ext4 image through a loop device (root and loop devices needed, as `make test` has): {err}");
+    let mounted = Unmount(mnt.clone());
+    std::fs::create_dir_all(mnt.join("srv/crash")).unwrap();
+    let conf = base.join("kdump.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "path {}/srv/crash\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\n",
+            mnt.display()
+        ),
+    )
+    .unwrap();
+    let img = base.join("capture.img");
+    let (ok, built, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&img));
+    eprintln!("{err}{built}");
+    assert!(ok, "rkdump build without a target line failed");
+    assert!(built.contains(&format!("target: ext4 UUID={uuid} (/dev/loop")), "{built}");
+    assert!(built.contains("dump directory /srv/crash on it"), "{built}");
+    drop(mounted);
+
+    let out = base.join("run");
+    let (ok, stdout, stderr) = run(Command::new(&bin)
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--initrd")
+        .arg(&img)
+        .arg("--target-disk")
+        .arg(&disk)
+        .arg("--dump-path")
+        .arg("/srv/crash"));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test with the image built from the path failed");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    assert!(console.contains(&format!("target ext4 UUID={uuid}")), "{console}");
+    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let vmcore = dump_dir.join("vmcore");
+    let head = std::fs::read(&vmcore).expect("vmcore");
+    assert!(head.starts_with(b"KDUMP   "), "not a kdump-compressed file");
+    let sys = crash_cmds(&debug_vmlinux(&kernel.release), &vmcore, "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    let _ = std::fs::remove_file(&disk);
+}

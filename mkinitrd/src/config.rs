@@ -5,8 +5,8 @@
 //!
 //! | keyword | rkdump |
 //! |---|---|
-//! | `<fstype> <dev\|UUID=\|LABEL=>` (ext2, ext3, ext4, xfs, btrfs) | dump target; one only |
-//! | `path <dir>` | directory on the target (default `/var/crash`) |
+//! | `<fstype> <dev\|UUID=\|LABEL=>` (ext2, ext3, ext4, xfs, btrfs) | dump target; one only; without one, the filesystem holding `path` on the build machine ([`crate::mounts`]) |
+//! | `path <dir>` | directory on the target (default `/var/crash`); without a target line, a directory of the build machine |
 //! | `extra_modules m1 m2` | more modules (repeatable) |
 //! | `core_collector makedumpfile <flags>` / `cp` | [`CoreCollector`] -> the plan's `Collector` (`-d`, `-c/-l/-p/-z`, `-E`; `-F` and `scp` not yet supported) |
 //! | `failure_action` / `default` | reboot, halt, poweroff; shell/dump_to_rootfs not yet supported |
@@ -88,9 +88,6 @@ pub enum ConfigError {
         /// The first target's line.
         first: usize,
     },
-    /// No target line.
-    #[error("kdump.conf: no dump target; add a line such as `ext4 UUID=<uuid>` (dumping to the root filesystem without a target line is not yet supported)")]
-    NoTarget,
     /// The file could not be read.
     #[error("cannot read {path}: {message}")]
     Read {
@@ -262,8 +259,8 @@ fn dump_level(n: u32) -> Result<u8, String> {
 /// Everything `kdump.conf` says, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KdumpConfig {
-    /// The dump target.
-    pub target: Target,
+    /// The dump target line; `None`: the filesystem holding `path` ([`crate::mounts::resolve`]).
+    pub target: Option<Target>,
     /// `path` (default `/var/crash`).
     pub path: String,
     /// `extra_modules`, in order of appearance, without duplicates.
@@ -431,9 +428,8 @@ impl KdumpConfig {
                 )),
             }
         }
-        let (_, target) = target.ok_or(ConfigError::NoTarget)?;
         Ok(KdumpConfig {
-            target,
+            target: target.map(|(_, t)| t),
             path: path.unwrap_or_else(|| "/var/crash".to_string()),
             extra_modules,
             core_collector,
@@ -446,10 +442,12 @@ impl KdumpConfig {
         })
     }
 
-    /// The capture plan (without modules; the builder fills them in).
-    pub fn to_plan(&self) -> Plan {
-        let mut p = Plan::new(self.target.clone());
-        p.path = self.path.clone();
+    /// The capture plan (without modules; the builder fills them in) dumping to `path` on
+    /// `target`: the target line and `path` as written, or what [`crate::mounts::resolve`]
+    /// found for `path` when there is no target line.
+    pub fn to_plan(&self, target: Target, path: String) -> Plan {
+        let mut p = Plan::new(target);
+        p.path = path;
         p.device_timeout_secs = self.device_timeout_secs;
         if let Some((c, _)) = self.core_collector.as_ref().and_then(|c| c.to_collector().ok()) {
             p.collector = c;
@@ -463,6 +461,10 @@ impl KdumpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan_of(c: &KdumpConfig) -> Plan {
+        c.to_plan(c.target.clone().unwrap(), c.path.clone())
+    }
 
     const FULL: &str = "\
 # a comment
@@ -482,9 +484,9 @@ auto_reset_crashkernel yes
     #[test]
     fn full_config() {
         let c = KdumpConfig::parse(FULL).unwrap();
-        assert_eq!(c.target.fstype, "ext4");
+        assert_eq!(c.target.as_ref().unwrap().fstype, "ext4");
         assert_eq!(
-            c.target.device,
+            c.target.as_ref().unwrap().device,
             DeviceSpec::Uuid("0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11".into())
         );
         assert_eq!(c.path, "/var/crash");
@@ -504,7 +506,7 @@ auto_reset_crashkernel yes
         assert!(
             c.warnings[0].contains("line 12") && c.warnings[0].contains("auto_reset_crashkernel")
         );
-        let plan = c.to_plan();
+        let plan = plan_of(&c);
         assert_eq!(
             plan.collector,
             Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Lzo }
@@ -519,7 +521,7 @@ auto_reset_crashkernel yes
     #[test]
     fn defaults_and_other_targets() {
         let c = KdumpConfig::parse("xfs LABEL=dump\n").unwrap();
-        assert_eq!(c.target.device, DeviceSpec::Label("dump".into()));
+        assert_eq!(c.target.as_ref().unwrap().device, DeviceSpec::Label("dump".into()));
         assert_eq!(
             (c.path.as_str(), c.final_action, c.failure_action),
             ("/var/crash", Action::Reboot, Action::Reboot)
@@ -527,13 +529,14 @@ auto_reset_crashkernel yes
         assert_eq!(c.device_timeout_secs, 30);
         assert!(c.warnings.is_empty() && c.core_collector.is_none());
         let c = KdumpConfig::parse("btrfs /dev/vdb1\ndefault poweroff\n").unwrap();
-        assert_eq!(c.target.device, DeviceSpec::Path("/dev/vdb1".into()));
+        assert_eq!(c.target.as_ref().unwrap().device, DeviceSpec::Path("/dev/vdb1".into()));
         assert_eq!(c.failure_action, Action::Poweroff);
         for fs in ["ext2", "ext3"] {
             assert_eq!(
                 KdumpConfig::parse(&format!("{fs} /dev/sda1"))
                     .unwrap()
                     .target
+                    .unwrap()
                     .fstype,
                 fs
             );
@@ -612,10 +615,9 @@ auto_reset_crashkernel yes
             KdumpConfig::parse("ext4 /dev/a\nxfs /dev/b\n").unwrap_err(),
             ConfigError::TwoTargets { line: 2, first: 1 }
         );
-        assert_eq!(
-            KdumpConfig::parse("path /x\n").unwrap_err(),
-            ConfigError::NoTarget
-        );
+        // No target line: the builder resolves `path` on the build machine.
+        let c = KdumpConfig::parse("path /x\n").unwrap();
+        assert_eq!((c.target, c.path.as_str()), (None, "/x"));
         assert!(matches!(
             KdumpConfig::parse("ext4 /dev/a\nfinal_action explode\n"),
             Err(ConfigError::BadValue { line: 2, .. })
@@ -641,7 +643,7 @@ auto_reset_crashkernel yes
     #[test]
     fn core_collector_becomes_the_plan_collector() {
         let plan = |line: &str| {
-            KdumpConfig::parse(&format!("ext4 /dev/vdb\n{line}\n")).map(|c| c.to_plan().collector)
+            KdumpConfig::parse(&format!("ext4 /dev/vdb\n{line}\n")).map(|c| plan_of(&c).collector)
         };
         assert_eq!(plan("").unwrap(), Collector::default());
         assert_eq!(plan("core_collector cp").unwrap(), Collector::Copy);

@@ -23,6 +23,7 @@ pub mod config;
 pub mod cpio;
 pub mod modinfo;
 pub mod modules;
+pub mod mounts;
 pub mod sysfs;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ pub struct BuildOptions {
     pub sysfs: Option<PathBuf>,
     /// Kernel `.config` to check the compression against; default `<root>/boot/config-R`.
     pub kernel_config: Option<PathBuf>,
+    /// Mount table read when `kdump.conf` has no target line; default `/proc/self/mountinfo`.
+    pub mountinfo: Option<PathBuf>,
     /// Where to write the image.
     pub output: PathBuf,
     /// The static `rkdump-init` binary, installed as `/init`.
@@ -67,6 +70,7 @@ impl Default for BuildOptions {
             root: None,
             sysfs: None,
             kernel_config: None,
+            mountinfo: None,
             output: PathBuf::from("rkdump-initrd.img"),
             init_binary: PathBuf::from("rkdump-init"),
             compression: Compression::Zstd,
@@ -97,6 +101,10 @@ pub struct BuildReport {
     pub plan: Plan,
     /// Block device of the target on this machine, if found (`vda1`).
     pub target_device: Option<String>,
+    /// Without a target line in `kdump.conf`: `path` as configured and where the filesystem
+    /// holding it is mounted on this machine (the plan's target and path are that filesystem
+    /// and the directory inside it).
+    pub target_from_path: Option<(String, String)>,
     /// Non-fatal problems.
     pub warnings: Vec<String>,
     /// Wall time of the build.
@@ -118,6 +126,9 @@ pub enum BuildError {
     /// sysfs walk failed.
     #[error(transparent)]
     Sysfs(#[from] sysfs::SysfsError),
+    /// No target line, and no target could be derived from `path`.
+    #[error(transparent)]
+    PathTarget(#[from] mounts::PathTargetError),
     /// Archive writing failed.
     #[error(transparent)]
     Cpio(#[from] cpio::CpioError),
@@ -272,7 +283,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut roots: Vec<(String, String)> = Vec::new();
     let probe = sysfs::Probe::new(opts.sysfs.as_deref());
     let mut notes = Vec::new();
-    let target_device = probe.find(&cfg.target.device, &mut notes);
+    let (target, path, target_from_path) = match &cfg.target {
+        Some(t) => (t.clone(), cfg.path.clone(), None),
+        None => {
+            let mountinfo = opts.mountinfo.clone().unwrap_or_else(|| PathBuf::from("/proc/self/mountinfo"));
+            let found = mounts::resolve(&cfg.path, &mountinfo, &probe)?;
+            warnings.extend(found.warnings);
+            (found.target, found.path, Some((cfg.path.clone(), found.mount_point)))
+        }
+    };
+    let target_device = probe.find(&target.device, &mut notes);
     match &target_device {
         Some(dev) => {
             let stack = probe.device_modules(dev)?;
@@ -285,7 +305,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
             if stack.stacked {
                 warnings.push(format!(
                     "target {} is on a device-mapper/md stack ({}); rkdump-init does not assemble dm/md devices yet (not yet supported)",
-                    cfg.target.device,
+                    target.device,
                     stack.stack.join(" <- ")
                 ));
             }
@@ -303,13 +323,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
             };
             if !storage {
                 return Err(BuildError::TargetAbsent {
-                    target: cfg.target.device.to_string(),
+                    target: target.device.to_string(),
                     notes: notes_text,
                 });
             }
             warnings.push(format!(
                 "target {} is not present on this machine; relying on extra_modules ({}) for its storage driver{notes_text}",
-                cfg.target.device,
+                target.device,
                 cfg.extra_modules.join(" ")
             ));
         }
@@ -318,7 +338,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     for m in &cfg.extra_modules {
         roots.push((m.clone(), "extra_modules".to_string()));
     }
-    let fstype = &cfg.target.fstype;
+    let fstype = &target.fstype;
     let fs_root = match index.resolve(fstype)? {
         modules::Resolution::NotFound => format!("fs-{fstype}"),
         _ => fstype.clone(),
@@ -330,7 +350,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
 
     // The archive.
     let image_mod_dir = format!("/lib/modules/{release}");
-    let mut plan = cfg.to_plan();
+    let mut plan = cfg.to_plan(target.clone(), path);
     plan.modules = mods
         .iter()
         .map(|m| format!("{image_mod_dir}/{}", m.rel_path))
@@ -376,6 +396,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         modules: mods,
         plan,
         target_device,
+        target_from_path,
         warnings,
         elapsed: start.elapsed(),
         phases,

@@ -146,6 +146,40 @@ impl Probe {
         }
     }
 
+    /// The block device whose `dev` is `major:minor` (`<sysfs>/dev/block/M:m`, else a scan of
+    /// `<sysfs>/class/block/*/dev`).
+    pub fn by_devnum(&self, major: u32, minor: u32) -> Option<String> {
+        let link = self.sysfs.join(format!("dev/block/{major}:{minor}"));
+        if let Some(n) = std::fs::canonicalize(&link).ok().and_then(|p| basename(&p)) {
+            if self.exists_in_sysfs(&n) {
+                return Some(n);
+            }
+        }
+        let want = format!("{major}:{minor}");
+        let mut names: Vec<String> = std::fs::read_dir(self.class_block())
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .find(|n| read_trim(&self.class_block().join(n).join("dev")).as_deref() == Some(want.as_str()))
+    }
+
+    /// The filesystem superblock of block device `name` (read through its /dev node).
+    pub fn superblock(&self, name: &str) -> std::io::Result<Option<rkdump_init::probe::FsInfo>> {
+        use std::io::Read;
+        let dev = self.devfs.as_ref().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no /dev tree beside the sysfs tree")
+        })?;
+        let mut buf = Vec::new();
+        std::fs::File::open(dev.join(name))?
+            .take(PROBE_LEN as u64)
+            .read_to_end(&mut buf)?;
+        Ok(probe_superblock(&buf))
+    }
+
     fn probe_all(
         &self,
         notes: &mut Vec<String>,
@@ -160,18 +194,13 @@ impl Probe {
         names.sort();
         let mut hits = Vec::new();
         for n in names {
-            use std::io::Read;
-            let node = dev.join(&n);
-            let mut buf = Vec::new();
-            match std::fs::File::open(&node)
-                .and_then(|f| f.take(PROBE_LEN as u64).read_to_end(&mut buf))
-            {
-                Ok(_) => {
-                    if probe_superblock(&buf).is_some_and(|sb| sb.matches(spec)) {
+            match self.superblock(&n) {
+                Ok(sb) => {
+                    if sb.is_some_and(|sb| sb.matches(spec)) {
                         hits.push(n);
                     }
                 }
-                Err(e) => notes.push(format!("could not probe {}: {e}", node.display())),
+                Err(e) => notes.push(format!("could not probe {}: {e}", dev.join(&n).display())),
             }
         }
         // A RAID member or dm slave can show its holder's filesystem: prefer the top device.

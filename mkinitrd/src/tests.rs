@@ -35,6 +35,7 @@ fn fixture(conf: &str, with_virtio_sysfs: bool) -> Fixture {
         root: Some(root),
         sysfs: Some(sysfs),
         kernel_config: None,
+        mountinfo: None,
         output: base.join("out.img"),
         init_binary: base.join("init"),
         compression: Compression::Zstd,
@@ -474,6 +475,7 @@ fn real_debian_kernel_build() {
         root: None,
         sysfs: Some(dir.path().join("sys")),
         kernel_config: None,
+        mountinfo: None,
         output: dir.path().join("img"),
         init_binary: dir.path().join("init"),
         compression: Compression::Zstd,
@@ -624,4 +626,52 @@ fn debian_release() -> Option<String> {
         .collect();
     v.sort();
     v.pop()
+}
+
+/// kdump-utils' default configuration: no target line, so the dump goes to the filesystem
+/// holding `path` on this machine (here vda1 of the fake tree, mounted at a temporary
+/// directory), in the directory `path` has inside it; its modules come from its device.
+#[test]
+fn build_without_target_line_uses_the_filesystem_holding_path() {
+    let f = fixture("", true);
+    let mnt = f.base.join("mnt");
+    std::fs::create_dir_all(mnt.join("var/crash")).unwrap();
+    let mnt = std::fs::canonicalize(&mnt).unwrap();
+    std::fs::write(
+        f.base.join("kdump.conf"),
+        format!("path {}/var/crash\ncore_collector makedumpfile -l -d 31\n", mnt.display()),
+    )
+    .unwrap();
+    let sys = f.opts.sysfs.clone().unwrap();
+    std::fs::write(sys.join("class/block/vda1/dev"), "252:1\n").unwrap();
+    let mountinfo = f.base.join("mountinfo");
+    std::fs::write(
+        &mountinfo,
+        format!("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 252:1 /sub {} rw - ext4 /dev/vda1 rw\n", mnt.display()),
+    )
+    .unwrap();
+    let opts = BuildOptions { mountinfo: Some(mountinfo.clone()), ..f.opts.clone() };
+    let r = build(&opts).unwrap();
+    assert_eq!(r.plan.target.fstype, "ext4");
+    assert_eq!(r.plan.target.device, rkdump_init::plan::DeviceSpec::Uuid(UUID_STR.into()));
+    assert_eq!(r.plan.path, "/sub/var/crash");
+    assert_eq!(r.target_device.as_deref(), Some("vda1"));
+    assert_eq!(r.target_from_path, Some((format!("{}/var/crash", mnt.display()), mnt.display().to_string())));
+    let names: Vec<&str> = r.modules.iter().map(|m| m.name.as_str()).collect();
+    assert!(names.contains(&"virtio_blk") && names.contains(&"ext4"), "{names:?}");
+    // The plan in the image says the same.
+    let raw = decompress(&std::fs::read(&opts.output).unwrap(), Compression::Zstd).unwrap();
+    let (ents, _) = cpio::parse_archive(&raw).unwrap();
+    let (_, range) = ents.iter().find(|(e, _)| e.path == "etc/rkdump/plan").unwrap();
+    let plan = Plan::parse(std::str::from_utf8(&raw[range.clone()]).unwrap()).unwrap();
+    assert_eq!(plan, r.plan);
+
+    // A path on a filesystem rkdump cannot dump to fails the build, naming it.
+    std::fs::write(&mountinfo, format!("2 1 0:30 / {} rw - tmpfs tmpfs rw\n", mnt.display())).unwrap();
+    let e = build(&opts).unwrap_err();
+    assert!(matches!(e, BuildError::PathTarget(mounts::PathTargetError::Unsupported { .. })), "{e}");
+    // So does a path that does not exist.
+    std::fs::write(f.base.join("kdump.conf"), format!("path {}/nowhere\n", mnt.display())).unwrap();
+    let e = build(&opts).unwrap_err();
+    assert!(e.to_string().contains("mkdir -p"), "{e}");
 }

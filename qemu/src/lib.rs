@@ -1,8 +1,9 @@
 //! rkdump-qemu: the QEMU crash test.
 //!
 //! Pipeline of [`crash_test`]: pick a kernel -> write a `kdump.conf` and build the capture image
-//! with the real `rkdump build` -> build a first-stage initramfs (busybox, a static `rkdump`, the
-//! kernel and the capture image) -> make an ext4 target disk -> boot QEMU (TCG) with
+//! with the real `rkdump build` (or take a given image) -> build a first-stage initramfs
+//! (busybox, a static `rkdump`, the kernel and the capture image) -> make an ext4 target disk
+//! (or take a given one) -> boot QEMU (TCG) with
 //! `crashkernel=` -> the guest starts a workload, arms with `rkdump arm` and crashes itself with
 //! sysrq-c -> the capture kernel runs our init, which writes the dump and reboots (QEMU exits,
 //! `-no-reboot`) -> the dump is read back from the disk image with `debugfs` (no mount, no root
@@ -153,6 +154,15 @@ pub struct CrashTestOptions {
     pub build_args: Vec<String>,
     /// Use this modules tree for the capture image instead of the kernel's (`--root`).
     pub build_root: Option<PathBuf>,
+    /// A capture image built beforehand, used instead of building one (then `extra_config`,
+    /// `build_args` and `build_root` do not apply, and the image's own plan decides the
+    /// target, which `target_disk` must hold).
+    pub initrd: Option<PathBuf>,
+    /// A disk image to attach as the target instead of a new, empty ext4 one; it is kept, with
+    /// the dump on it. Must be an ext2/3/4 image (the dump is read back with `debugfs`).
+    pub target_disk: Option<PathBuf>,
+    /// Directory on the target's filesystem the dump is collected from (the plan's `path`).
+    pub dump_path: String,
 }
 
 impl CrashTestOptions {
@@ -174,6 +184,9 @@ impl CrashTestOptions {
             extra_config: Vec::new(),
             build_args: Vec::new(),
             build_root: None,
+            initrd: None,
+            target_disk: None,
+            dump_path: "/var/crash".into(),
         }
     }
 }
@@ -387,6 +400,14 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
     static_binary(&init, "rkdump-init")?;
     static_binary(&opts.busybox, "busybox (package busybox-static)")?;
 
+    for (what, given) in [("capture image", &opts.initrd), ("target disk", &opts.target_disk)] {
+        if let Some(p) = given.as_ref().filter(|p| !p.is_file()) {
+            return Err(CrashTestError::Step {
+                what: format!("use the given {what}"),
+                detail: format!("{} is not a file", p.display()),
+            });
+        }
+    }
     let out = &opts.out;
     if out.exists() && fs::read_dir(out).map_err(io_err(out))?.next().is_some() {
         return Err(CrashTestError::Step {
@@ -400,51 +421,36 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
     let mut phases = Vec::new();
     let t0 = Instant::now();
 
-    // 1. kdump.conf and the capture image, with the real `rkdump build`.
+    // 1. kdump.conf and the capture image, with the real `rkdump build` (or the image given).
     let uuid = new_uuid()?;
-    let mut conf = format!(
-        "# written by rkdump crash-test\next4 UUID={uuid}\npath /var/crash\nextra_modules virtio_blk virtio_pci\ndevice_timeout {}\n",
-        opts.device_timeout_secs
-    );
-    for l in &opts.extra_config {
-        conf += l;
-        conf.push('\n');
-    }
-    let conf_path = out.join("kdump.conf");
-    fs::write(&conf_path, &conf).map_err(io_err(&conf_path))?;
     let capture = out.join("capture.img");
-    let mut build = Command::new(&opts.rkdump);
-    build
-        .arg("build")
-        .arg("--config")
-        .arg(&conf_path)
-        .arg("--kernel-release")
-        .arg(&opts.kernel.release)
-        .arg("--init")
-        .arg(&init)
-        .arg("--output")
-        .arg(&capture)
-        .args(&opts.build_args);
-    if let Some(root) = &opts.build_root {
-        build.arg("--root").arg(root);
+    if let Some(img) = &opts.initrd {
+        fs::copy(img, &capture).map_err(io_err(img))?;
+        progress(&format!("capture image: {} (given; not built)", img.display()));
+    } else {
+        build_capture(opts, &uuid, &init, &capture, progress)?;
     }
-    let built = run_cmd("rkdump build", &mut build)?;
-    progress(&format!("capture image: {}", built.lines().last().unwrap_or("").trim()));
     phases.push(Phase { name: "build", secs: t0.elapsed().as_secs_f64() });
 
     // 2. First-stage initramfs and target disk.
     let t = Instant::now();
     let stage1 = work.join("stage1.cpio");
     build_stage1(opts, &capture, &stage1)?;
-    let disk = work.join("target.img");
-    let disk_bytes = (u64::from(opts.memory_mib) + 1024) * 1024 * 1024;
-    let f = fs::File::create(&disk).map_err(io_err(&disk))?;
-    f.set_len(disk_bytes).map_err(io_err(&disk))?;
-    drop(f);
-    run_cmd(
-        "mkfs.ext4",
-        Command::new("mkfs.ext4").args(["-q", "-F", "-U", &uuid, "-L", "rkdump-test"]).arg(&disk),
-    )?;
+    let disk = match &opts.target_disk {
+        Some(d) => d.clone(),
+        None => {
+            let disk = work.join("target.img");
+            let disk_bytes = (u64::from(opts.memory_mib) + 1024) * 1024 * 1024;
+            let f = fs::File::create(&disk).map_err(io_err(&disk))?;
+            f.set_len(disk_bytes).map_err(io_err(&disk))?;
+            drop(f);
+            run_cmd(
+                "mkfs.ext4",
+                Command::new("mkfs.ext4").args(["-q", "-F", "-U", &uuid, "-L", "rkdump-test"]).arg(&disk),
+            )?;
+            disk
+        }
+    };
     phases.push(Phase { name: "prepare", secs: t.elapsed().as_secs_f64() });
 
     // 3. Boot, crash, capture.
@@ -485,12 +491,14 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
     // 4. Read the dump back without mounting.
     let t = Instant::now();
     let (dump_dir, files) = if opts.attach_target {
-        collect_dump(&disk, "/var/crash", out)?
+        collect_dump(&disk, &opts.dump_path, out)?
     } else {
         (None, Vec::new())
     };
     phases.push(Phase { name: "collect", secs: t.elapsed().as_secs_f64() });
-    let _ = fs::remove_file(&disk);
+    if opts.target_disk.is_none() {
+        let _ = fs::remove_file(&disk);
+    }
     let _ = fs::remove_file(&stage1);
 
     Ok(Summary {
@@ -502,6 +510,46 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
         phases,
         guest_exited: run.exited,
     })
+}
+
+/// Writes the crash test's `kdump.conf` (an ext4 target with `uuid`) and builds the capture
+/// image with the real `rkdump build`.
+fn build_capture(
+    opts: &CrashTestOptions,
+    uuid: &str,
+    init: &Path,
+    capture: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), CrashTestError> {
+    let out = &opts.out;
+    let mut conf = format!(
+        "# written by rkdump crash-test\next4 UUID={uuid}\npath /var/crash\nextra_modules virtio_blk virtio_pci\ndevice_timeout {}\n",
+        opts.device_timeout_secs
+    );
+    for l in &opts.extra_config {
+        conf += l;
+        conf.push('\n');
+    }
+    let conf_path = out.join("kdump.conf");
+    fs::write(&conf_path, &conf).map_err(io_err(&conf_path))?;
+    let mut build = Command::new(&opts.rkdump);
+    build
+        .arg("build")
+        .arg("--config")
+        .arg(&conf_path)
+        .arg("--kernel-release")
+        .arg(&opts.kernel.release)
+        .arg("--init")
+        .arg(init)
+        .arg("--output")
+        .arg(capture)
+        .args(&opts.build_args);
+    if let Some(root) = &opts.build_root {
+        build.arg("--root").arg(root);
+    }
+    let built = run_cmd("rkdump build", &mut build)?;
+    progress(&format!("capture image: {}", built.lines().last().unwrap_or("").trim()));
+    Ok(())
 }
 
 struct GuestRun {

@@ -348,6 +348,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             for m in &r.modules {
                 println!("  {}", m.name);
             }
+            if !r.programs.is_empty() {
+                println!("programs ({} files):", r.programs.len());
+                for p in &r.programs {
+                    println!("  {} ({})", p.path, p.why);
+                }
+            }
+            for (what, list) in [("kdump_pre", &r.plan.pre), ("kdump_post", &r.plan.post)] {
+                if !list.is_empty() {
+                    println!("{what} hooks, in order: {}", list.join(" "));
+                }
+            }
             println!(
                 "wrote {}: {} bytes ({:.2} MiB, {}), {} bytes unpacked, in {:.0} ms",
                 r.output.display(),

@@ -441,7 +441,9 @@ impl Drop for Unmount {
 /// `path`. Here that filesystem is an ext4 disk image mounted through a loop device: `rkdump
 /// build` finds it in the real mount table and sysfs and names it by its UUID, with the
 /// directory's place inside it, and the capture kernel finds that disk and writes the dump
-/// there.
+/// there. The same configuration has `kdump_pre` and `kdump_post` scripts run by the build
+/// machine's dynamic `/bin/sh`, and `extra_bins /bin/ls`: the capture runs them with the
+/// loader and libraries the build found.
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
@@ -460,12 +462,23 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     assert!(ok, "mounting an ext4 image through a loop device (root and loop devices needed, as `make test` has): {err}");
     let mounted = Unmount(mnt.clone());
     std::fs::create_dir_all(mnt.join("srv/crash")).unwrap();
+    let hook = |name: &str, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = base.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let pre = hook("pre.sh", "#!/bin/sh\necho \"rkdump-e2e: kdump_pre in $RKDUMP_DUMP_DIR\"\necho ran > \"$RKDUMP_DUMP_DIR/kdump_pre-ran\"\n");
+    let post = hook("post.sh", "#!/bin/sh\necho \"rkdump-e2e: kdump_post status $1\"\nls -1 \"$RKDUMP_DUMP_DIR\"\n");
     let conf = base.join("kdump.conf");
     std::fs::write(
         &conf,
         format!(
-            "path {}/srv/crash\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\n",
-            mnt.display()
+            "path {}/srv/crash\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\nkdump_pre {}\nkdump_post {}\nextra_bins /bin/ls\n",
+            mnt.display(),
+            pre.display(),
+            post.display()
         ),
     )
     .unwrap();
@@ -475,6 +488,8 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     assert!(ok, "rkdump build without a target line failed");
     assert!(built.contains(&format!("target: ext4 UUID={uuid} (/dev/loop")), "{built}");
     assert!(built.contains("dump directory /srv/crash on it"), "{built}");
+    assert!(built.contains("/bin/sh (interpreter of") && built.contains("/bin/ls (extra_bins)"), "{built}");
+    assert!(built.contains("libc.so.6 (library of"), "{built}");
     drop(mounted);
 
     let out = base.join("run");
@@ -492,7 +507,13 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     assert!(ok, "crash-test with the image built from the path failed");
     let console = std::fs::read_to_string(out.join("console.log")).unwrap();
     assert!(console.contains(&format!("target ext4 UUID={uuid}")), "{console}");
+    assert!(console.contains("rkdump-e2e: kdump_pre in /kdumproot/srv/crash/127.0.0.1-"), "{console}");
+    assert!(console.contains("rkdump-e2e: kdump_post status 0"), "{console}");
+    assert!(!console.contains("error while loading shared libraries"), "{console}");
+    // `ls` of the dump directory by the post hook, one name per line.
+    assert!(console.lines().any(|l| l.trim_end_matches('\r') == "vmcore-dmesg.txt"), "{console}");
     let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    assert_eq!(std::fs::read_to_string(dump_dir.join("kdump_pre-ran")).unwrap(), "ran\n");
     let vmcore = dump_dir.join("vmcore");
     let head = std::fs::read(&vmcore).expect("vmcore");
     assert!(head.starts_with(b"KDUMP   "), "not a kdump-compressed file");

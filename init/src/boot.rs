@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::log::{parse_console_loglevel, Level, Logger};
 use crate::modules::{Loaded, ModuleLoader};
-use crate::plan::{Action, Collector, DeviceSpec, Plan, PlanError, PLAN_PATH};
+use crate::plan::{Action, Collector, DeviceSpec, Plan, PlanError, HOOK_PATH, PLAN_PATH};
 use crate::probe::{self, Device};
 use crate::save::{dump_dir_name, DumpDir, SaveError, SaveStep, VMCORE};
 use crate::sys::{mkdir_p, read_file, Errno, MountFlags, NodeKind, Open, OsError, Sys};
@@ -162,6 +162,9 @@ pub enum CaptureError {
     Mkdir { path: String, errno: Errno },
     #[error("saving {step} failed: {source}; the partial file keeps its -incomplete name")]
     Save { step: String, source: SaveError },
+    /// A `kdump_pre` hook failed: no dump, and (as in kdump-utils) the final action follows.
+    #[error("kdump_pre {program} {how}: the dump is skipped")]
+    PreHook { program: String, how: String, final_action: Action },
 }
 
 /// The capture init's state: the system, the log, and what to undo at the end.
@@ -179,6 +182,10 @@ pub struct Init<S: Sys> {
     pub devtmpfs: bool,
     /// How the plan says the vmcore is written (set once the plan is read).
     pub collector: Collector,
+    /// The plan's `post` hooks (set once the plan is read).
+    pub post_hooks: Vec<String>,
+    /// The dump directory, once made (given to the hooks as `RKDUMP_DUMP_DIR`).
+    pub dump_dir: Option<String>,
     /// Messages logged before kmsg was opened (replayed into it); None once setup is done.
     early: Option<Vec<(Level, String)>>,
 }
@@ -193,6 +200,8 @@ impl<S: Sys> Init<S> {
             target_mounted: false,
             devtmpfs: false,
             collector: Collector::default(),
+            post_hooks: Vec::new(),
+            dump_dir: None,
             early: Some(Vec::new()),
         }
     }
@@ -526,6 +535,7 @@ pub fn capture<S: Sys>(
     let plan = read_plan(init)?;
     init.set_failure_action(plan.failure_action);
     init.collector = plan.collector;
+    init.post_hooks = plan.post.clone();
     init.log(
         Level::Info,
         &format!(
@@ -543,6 +553,12 @@ pub fn capture<S: Sys>(
     let device = wait_for_target(init, &plan)?;
     mount_target(init, &plan, &device)?;
     let dir = make_dump_dir(init, &plan)?;
+    init.dump_dir = Some(dir.path.clone());
+    for program in &plan.pre {
+        if let Err(how) = run_hook(init, "kdump_pre", program, &[]) {
+            return Err(CaptureError::PreHook { program: program.clone(), how, final_action: plan.final_action });
+        }
+    }
     for step in steps.iter_mut() {
         let name = step.name().to_string();
         if let Err(source) = step.run(init, &dir) {
@@ -556,6 +572,36 @@ pub fn capture<S: Sys>(
         }
     }
     Ok(plan.final_action)
+}
+
+/// Runs one hook with the hooks' environment (`PATH`, `RKDUMP_TARGET` and `RKDUMP_DUMP_DIR`
+/// once known), logging it. `Err`: how it failed (a non-zero status or why it could not run).
+fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]) -> Result<(), String> {
+    init.log(Level::Info, &format!("running {kind} {program}{}", args.iter().map(|a| format!(" {a}")).collect::<String>()));
+    let mut env: Vec<(&str, &str)> = vec![("PATH", HOOK_PATH), ("HOME", "/")];
+    if init.target_mounted {
+        env.push(("RKDUMP_TARGET", TARGET_MNT));
+    }
+    let dir = init.dump_dir.clone();
+    if let Some(d) = &dir {
+        env.push(("RKDUMP_DUMP_DIR", d));
+    }
+    match init.sys.run_program(program, args, &env) {
+        Ok(0) => Ok(()),
+        Ok(status) => Err(format!("exited with status {status}")),
+        Err(errno) => Err(format!("could not be run: {}", OsError(errno))),
+    }
+}
+
+/// Runs the `post` hooks with the capture's status (0: dump saved) as their argument; their
+/// failures are logged and change nothing.
+fn run_post_hooks<S: Sys>(init: &mut Init<S>, status: u8) {
+    let status = status.to_string();
+    for program in std::mem::take(&mut init.post_hooks) {
+        if let Err(how) = run_hook(init, "kdump_post", &program, &[&status]) {
+            init.log(Level::Err, &format!("kdump_post {program} {how}"));
+        }
+    }
 }
 
 /// Step 3: unmount the target, sync, apply `action` with reboot(2).
@@ -611,7 +657,7 @@ fn action_verb(a: Action) -> &'static str {
 pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Action {
     setup(init);
     let start = init.sys.monotonic();
-    let action = match capture(init, steps) {
+    let (action, status) = match capture(init, steps) {
         Ok(a) => {
             let secs = init.sys.monotonic().saturating_sub(start).as_secs_f64();
             let memory = memory_note(&mut init.sys).unwrap_or_default();
@@ -622,7 +668,17 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
                     a.as_str()
                 ),
             );
-            a
+            (a, 0)
+        }
+        Err(CaptureError::PreHook { program, how, final_action }) => {
+            // kdump-utils: a failing kdump_pre skips the dump and runs the final action
+            // (not the failure action, and no kdump_post).
+            init.log(
+                Level::Err,
+                &format!("kdump_pre {program} {how}: no dump written; final action {}", final_action.as_str()),
+            );
+            init.post_hooks.clear();
+            (final_action, 1)
         }
         Err(e) => {
             init.log(Level::Err, &e.to_string());
@@ -631,9 +687,10 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
                 Level::Err,
                 &format!("capture failed; failure action {}", a.as_str()),
             );
-            a
+            (a, 1)
         }
     };
+    run_post_hooks(init, status);
     finish(init, action);
     action
 }
@@ -662,9 +719,15 @@ pub fn describe(plan: &Plan) -> Vec<String> {
     out.push(format!("mkdir -p {TARGET_MNT}{path}"));
     let dir = format!("{TARGET_MNT}{path}/{LOCAL_HOST}-YYYY-MM-DD-HH:MM:SS");
     out.push(format!("mkdir -m 0700 {dir}"));
+    for p in &plan.pre {
+        out.push(format!("{p} || {{ {}; }}  # kdump_pre: non-zero skips the dump", plan.final_action.as_str()));
+    }
     out.push(format!(
         "cp {VMCORE} {dir}/vmcore-incomplete && sync && mv {dir}/vmcore-incomplete {dir}/vmcore"
     ));
+    for p in &plan.post {
+        out.push(format!("{p} $status  # kdump_post: 0 if the dump was saved"));
+    }
     out.push(format!(
         "umount {TARGET_MNT}; sync; {}  # on any error: {}",
         plan.final_action.as_str(),
@@ -1072,6 +1135,111 @@ mod tests {
         assert!(!kmsg.contains("capture complete"));
         let tail = &init.sys.calls[init.sys.calls.len() - 3..];
         assert_eq!(tail, ["umount /kdumproot", "sync", "reboot poweroff"]);
+    }
+
+    const HOOKS: &str = "final_action halt\nfailure_action poweroff\npre /sbin/pre\npost /etc/kdump/post.d/10-a\npost /sbin/post\n";
+
+    fn with_hooks(sys: &mut FakeSys) {
+        for p in ["/sbin/pre", "/etc/kdump/post.d/10-a", "/sbin/post"] {
+            sys.add_file(p, "#!/bin/sh\n");
+        }
+    }
+
+    /// kdump_pre runs once the target is mounted and the dump directory made, before the
+    /// dump; the post hooks run after it, in order, with status 0, before the unmount. Every
+    /// hook gets PATH, the target and the dump directory.
+    #[test]
+    fn hooks_run_around_the_dump() {
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), HOOKS));
+        with_hooks(&mut sys);
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Halt);
+        let calls = init.sys.calls_matching(&["run", "rename", "umount /kdumproot", "reboot"]);
+        assert_eq!(
+            calls,
+            [
+                "run /sbin/pre".to_string(),
+                format!("rename {DIR}/vmcore-dmesg.txt-incomplete {DIR}/vmcore-dmesg.txt"),
+                format!("rename {DIR}/vmcore-incomplete {DIR}/vmcore"),
+                "run /etc/kdump/post.d/10-a 0".into(),
+                "run /sbin/post 0".into(),
+                "umount /kdumproot".into(),
+                "reboot halt".into(),
+            ]
+        );
+        let env = &init.sys.program_envs[0];
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PATH"), Some(HOOK_PATH));
+        assert_eq!(get("RKDUMP_TARGET"), Some(TARGET_MNT));
+        assert_eq!(get("RKDUMP_DUMP_DIR"), Some(DIR));
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("running kdump_post /sbin/post 0"), "{kmsg}");
+    }
+
+    /// A kdump_pre that fails, or cannot run, skips the dump; kdump-utils then runs the final
+    /// action (not the failure action) and no kdump_post.
+    #[test]
+    fn a_failing_kdump_pre_skips_the_dump() {
+        for (status, how) in [(Some(3), "exited with status 3"), (None, "could not be run: No such file or directory (os error 2)")] {
+            let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), HOOKS));
+            with_hooks(&mut sys);
+            match status {
+                Some(s) => {
+                    sys.exit_status.insert("/sbin/pre".into(), s);
+                }
+                None => {
+                    sys.nodes.remove("/sbin/pre");
+                }
+            }
+            let (action, init) = run_fake(sys);
+            assert_eq!(action, Action::Halt, "{how}");
+            assert!(init.sys.file(&format!("{DIR}/vmcore")).is_none());
+            assert!(init.sys.file(&format!("{DIR}/vmcore-incomplete")).is_none());
+            assert_eq!(init.sys.calls_matching(&["run"]), ["run /sbin/pre"]);
+            let kmsg = init.sys.kmsg.join("\n");
+            assert!(
+                kmsg.contains(&format!("kdump_pre /sbin/pre {how}: no dump written; final action halt")),
+                "{kmsg}"
+            );
+            assert!(!kmsg.contains("capture complete") && !kmsg.contains("capture failed"), "{kmsg}");
+            let tail = &init.sys.calls[init.sys.calls.len() - 3..];
+            assert_eq!(tail, ["umount /kdumproot", "sync", "reboot halt"]);
+        }
+    }
+
+    /// After a failed dump the post hooks still run, with status 1; a failing post hook is
+    /// logged and changes nothing.
+    #[test]
+    fn post_hooks_learn_of_a_failed_dump() {
+        let plan = plan_text(&format!("UUID={UUID_STR}"), HOOKS).replace("collector copy", "collector kdump 31 lzo");
+        let mut sys = capture_kernel(&plan);
+        with_hooks(&mut sys);
+        sys.exit_status.insert("/etc/kdump/post.d/10-a".into(), 1);
+        let mut init = Init::new(sys);
+        let mut steps: Vec<Box<dyn SaveStep<FakeSys>>> =
+            vec![Box::new(SaveDmesg::new(fake_log)), Box::new(SaveVmcore::new(full_disk_writer))];
+        let action = run(&mut init, &mut steps);
+        assert_eq!(action, Action::Poweroff);
+        assert_eq!(
+            init.sys.calls_matching(&["run"]),
+            ["run /sbin/pre", "run /etc/kdump/post.d/10-a 1", "run /sbin/post 1"]
+        );
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("kdump_post /etc/kdump/post.d/10-a exited with status 1"), "{kmsg}");
+        let tail = &init.sys.calls[init.sys.calls.len() - 3..];
+        assert_eq!(tail, ["umount /kdumproot", "sync", "reboot poweroff"]);
+    }
+
+    /// Without a target (the device never appeared) the post hooks run too, without
+    /// RKDUMP_TARGET or RKDUMP_DUMP_DIR.
+    #[test]
+    fn post_hooks_run_without_a_target() {
+        let mut sys = capture_kernel(&plan_text("LABEL=nowhere", HOOKS));
+        with_hooks(&mut sys);
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Poweroff);
+        assert_eq!(init.sys.calls_matching(&["run"]), ["run /etc/kdump/post.d/10-a 1", "run /sbin/post 1"]);
+        assert!(init.sys.program_envs.iter().all(|e| e.iter().all(|(k, _)| !k.starts_with("RKDUMP_"))));
     }
 
     #[test]

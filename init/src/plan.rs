@@ -14,7 +14,12 @@
 //! collector kdump 31 zstd
 //! final_action reboot
 //! failure_action reboot
+//! pre /usr/local/sbin/stop-watchdog
+//! post /etc/kdump/post.d/10-notify
 //! ```
+//!
+//! `pre` and `post` are the hooks, in the order they run (kdump-utils': `kdump_pre`, then
+//! `/etc/kdump/pre.d/*`; `/etc/kdump/post.d/*`, then `kdump_post`).
 //!
 //! Unknown keys are an error: a plan written by a newer builder must not be half-executed.
 
@@ -22,6 +27,9 @@ use std::fmt;
 
 /// Where the plan lives inside the capture image.
 pub const PLAN_PATH: &str = "/etc/rkdump/plan";
+
+/// `PATH` of the hooks at capture time (the builder also looks up `#!/usr/bin/env NAME` on it).
+pub const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Format version written on the first line.
 pub const PLAN_VERSION: u32 = 1;
@@ -226,6 +234,11 @@ pub struct Plan {
     pub collector: Collector,
     pub final_action: Action,
     pub failure_action: Action,
+    /// Programs run after the target is mounted and before the dump; one exiting non-zero
+    /// skips the dump (the final action follows, as in kdump-utils).
+    pub pre: Vec<String>,
+    /// Programs run after the dump (or its failure), with the status (0 or 1) as argument.
+    pub post: Vec<String>,
 }
 
 impl Plan {
@@ -239,6 +252,8 @@ impl Plan {
             collector: Collector::default(),
             final_action: Action::Reboot,
             failure_action: Action::Reboot,
+            pre: Vec::new(),
+            post: Vec::new(),
         }
     }
 
@@ -254,6 +269,12 @@ impl Plan {
         s += &format!("collector {}\n", self.collector);
         s += &format!("final_action {}\n", self.final_action.as_str());
         s += &format!("failure_action {}\n", self.failure_action.as_str());
+        for p in &self.pre {
+            s += &format!("pre {p}\n");
+        }
+        for p in &self.post {
+            s += &format!("post {p}\n");
+        }
         s
     }
 
@@ -272,6 +293,7 @@ impl Plan {
         let mut collector = Collector::default();
         let mut final_action = Action::Reboot;
         let mut failure_action = Action::Reboot;
+        let (mut pre, mut post) = (Vec::new(), Vec::new());
         for (no, line) in lines {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -294,7 +316,9 @@ impl Plan {
                 "collector" => collector = Collector::parse(value).ok_or_else(bad)?,
                 "final_action" => final_action = Action::parse(value).ok_or_else(bad)?,
                 "failure_action" => failure_action = Action::parse(value).ok_or_else(bad)?,
-                "path" | "module" => return Err(bad()),
+                "pre" if value.starts_with('/') => pre.push(value.to_string()),
+                "post" if value.starts_with('/') => post.push(value.to_string()),
+                "path" | "module" | "pre" | "post" => return Err(bad()),
                 _ => return Err(PlanError::UnknownKey { line: no + 1, key: key.to_string() }),
             }
         }
@@ -307,6 +331,8 @@ impl Plan {
             collector,
             final_action,
             failure_action,
+            pre,
+            post,
         })
     }
 }
@@ -391,6 +417,8 @@ mod tests {
         p.modules = vec!["/lib/modules/r/a.ko".into(), "/lib/modules/r/b.ko.xz".into()];
         p.device_timeout_secs = 7;
         p.failure_action = Action::Halt;
+        p.pre = vec!["/usr/sbin/pre one".into()];
+        p.post = vec!["/etc/kdump/post.d/10-a".into(), "/sbin/post".into()];
         p
     }
 
@@ -406,6 +434,10 @@ mod tests {
         assert!(matches!(Plan::parse(&text), Err(PlanError::UnknownKey { key, .. }) if key == "frobnicate"));
         assert!(matches!(Plan::parse("hello\n"), Err(PlanError::BadHeader(_))));
         assert_eq!(Plan::parse("rkdump-plan 1\npath /x\n"), Err(PlanError::Missing("target")));
+        for hook in ["pre x", "post ", "post"] {
+            let text = format!("rkdump-plan 1\ntarget ext4 /dev/vdb\n{hook}\n");
+            assert!(matches!(Plan::parse(&text), Err(PlanError::BadValue { .. })), "{hook:?}");
+        }
     }
 
     #[test]

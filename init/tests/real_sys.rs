@@ -119,3 +119,27 @@ fn copy_through_real_mmap_windows() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Hooks run through the real layer: exit status, arguments, exactly the environment given,
+/// `/` as working directory, a signal as 128 + its number, a missing program as ENOENT.
+#[test]
+fn run_program_gives_status_arguments_and_environment() {
+    use rkdump_init::sys::{Errno, Sys};
+    let dir = scratch("run");
+    let out = dir.join("out");
+    let script = dir.join("hook");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1 $PATH ${{HOME:-unset}} $(pwd)\" > {}\nexit $2\n", out.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut sys = RealSys::new();
+    let s = script.to_str().unwrap();
+    assert_eq!(sys.run_program(s, &["first", "7"], &[("PATH", "/x:/bin")]), Ok(7));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "first /x:/bin unset /\n");
+    assert_eq!(sys.run_program(s, &["again", "0"], &[]), Ok(0));
+    assert_eq!(sys.run_program("/bin/sh", &["-c", "kill -TERM $$"], &[]), Ok(128 + 15));
+    assert_eq!(sys.run_program("/nonexistent/hook", &[], &[]), Err(Errno::NOENT));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,7 +14,9 @@
 //! | `force_rebuild`, `force_no_rebuild` | `0`/`1`; every `rkdump build` rebuilds anyway |
 //! | `auto_reset_crashkernel`, `override_resettable` | accepted and ignored (warning) |
 //! | `device_timeout <secs>` | rkdump only: how long the capture waits for the target |
-//! | `raw nfs ssh sshkey kdump_pre kdump_post extra_bins dracut_args fence_kdump_*` | error: not yet supported |
+//! | `kdump_pre <program>`, `kdump_post <program>` | hooks, with `/etc/kdump/pre.d` and `post.d` ([`crate::programs`]) |
+//! | `extra_bins p1 p2` | more programs in the image (repeatable) |
+//! | `raw nfs ssh sshkey dracut_args fence_kdump_*` | error: not yet supported |
 //!
 //! Anything else is an error naming the line.
 
@@ -30,9 +32,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "nfs4",
     "ssh",
     "sshkey",
-    "kdump_pre",
-    "kdump_post",
-    "extra_bins",
     "dracut_args",
     "fence_kdump_args",
     "fence_kdump_nodes",
@@ -249,6 +248,11 @@ impl CoreCollector {
     }
 }
 
+/// An absolute path without whitespace that a plan line carries unchanged.
+fn program_path(p: &str) -> bool {
+    p.starts_with('/') && p.len() > 1 && !p.contains(char::is_whitespace) && rkdump_init::plan::plan_safe(p)
+}
+
 fn dump_level(n: u32) -> Result<u8, String> {
     u8::try_from(n)
         .ok()
@@ -265,6 +269,12 @@ pub struct KdumpConfig {
     pub path: String,
     /// `extra_modules`, in order of appearance, without duplicates.
     pub extra_modules: Vec<String>,
+    /// `kdump_pre`.
+    pub kdump_pre: Option<String>,
+    /// `kdump_post`.
+    pub kdump_post: Option<String>,
+    /// `extra_bins`, in order of appearance, without duplicates.
+    pub extra_bins: Vec<String>,
     /// `core_collector`.
     pub core_collector: Option<CoreCollector>,
     /// `failure_action` / `default` (default reboot).
@@ -296,6 +306,8 @@ impl KdumpConfig {
         let mut target: Option<(usize, Target)> = None;
         let mut path = None;
         let mut extra_modules: Vec<String> = Vec::new();
+        let (mut kdump_pre, mut kdump_post) = (None, None);
+        let mut extra_bins: Vec<String> = Vec::new();
         let mut core_collector = None;
         let mut failure_action = Action::Reboot;
         let mut final_action = Action::Reboot;
@@ -328,6 +340,9 @@ impl KdumpConfig {
                 || matches!(
                     keyword,
                     "path"
+                        | "kdump_pre"
+                        | "kdump_post"
+                        | "extra_bins"
                         | "extra_modules"
                         | "core_collector"
                         | "failure_action"
@@ -370,6 +385,23 @@ impl KdumpConfig {
                     } else {
                         p.to_string()
                     });
+                }
+                "kdump_pre" | "kdump_post" => {
+                    if !program_path(value) {
+                        return Err(bad("one absolute path of a program or script (arguments are not passed)"));
+                    }
+                    let slot = if keyword == "kdump_pre" { &mut kdump_pre } else { &mut kdump_post };
+                    *slot = Some(value.to_string());
+                }
+                "extra_bins" => {
+                    for b in value.split_whitespace() {
+                        if !program_path(b) {
+                            return Err(bad("absolute paths of programs or scripts"));
+                        }
+                        if !extra_bins.iter().any(|x| x == b) {
+                            extra_bins.push(b.to_string());
+                        }
+                    }
                 }
                 "extra_modules" => {
                     for m in value.split_whitespace() {
@@ -432,6 +464,9 @@ impl KdumpConfig {
             target: target.map(|(_, t)| t),
             path: path.unwrap_or_else(|| "/var/crash".to_string()),
             extra_modules,
+            kdump_pre,
+            kdump_post,
+            extra_bins,
             core_collector,
             failure_action,
             final_action,
@@ -544,15 +579,28 @@ auto_reset_crashkernel yes
     }
 
     #[test]
+    fn hooks_and_extra_bins() {
+        let c = KdumpConfig::parse(
+            "ext4 /dev/vda\nkdump_pre /usr/sbin/pre\nkdump_post /x/post\nkdump_post /x/post2\nextra_bins /bin/a /bin/b\nextra_bins /bin/a /bin/c\n",
+        )
+        .unwrap();
+        assert_eq!(c.kdump_pre.as_deref(), Some("/usr/sbin/pre"));
+        // The last line wins, as kdumpctl reads it.
+        assert_eq!(c.kdump_post.as_deref(), Some("/x/post2"));
+        assert_eq!(c.extra_bins, ["/bin/a", "/bin/b", "/bin/c"]);
+        for bad in ["kdump_pre rel", "kdump_post /x --flag", "extra_bins /a rel", "kdump_pre /"] {
+            let e = KdumpConfig::parse(&format!("ext4 /dev/vda\n{bad}\n")).unwrap_err();
+            assert!(matches!(e, ConfigError::BadValue { line: 2, .. }), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn not_yet_supported_keywords_name_line() {
         for kw in [
             "raw /dev/sdb1",
             "nfs host:/x",
             "ssh user@host",
             "sshkey /root/.ssh/k",
-            "kdump_pre /bin/x",
-            "kdump_post /bin/y",
-            "extra_bins /bin/z",
             "dracut_args --x",
             "fence_kdump_args -p 7410",
             "fence_kdump_nodes n1",

@@ -24,6 +24,7 @@ pub mod cpio;
 pub mod modinfo;
 pub mod modules;
 pub mod mounts;
+pub mod programs;
 pub mod sysfs;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,8 @@ pub struct BuildReport {
     pub unpacked_size: u64,
     /// Modules in the image, in load order.
     pub modules: Vec<ModuleFile>,
+    /// Hooks, `extra_bins` and what they need (interpreters, loader, libraries), by path.
+    pub programs: Vec<programs::ProgramFile>,
     /// The plan written to `/etc/rkdump/plan`.
     pub plan: Plan,
     /// Block device of the target on this machine, if found (`vda1`).
@@ -126,6 +129,9 @@ pub enum BuildError {
     /// sysfs walk failed.
     #[error(transparent)]
     Sysfs(#[from] sysfs::SysfsError),
+    /// A hook or `extra_bins` program cannot go into the image.
+    #[error(transparent)]
+    Program(#[from] programs::ProgramError),
     /// No target line, and no target could be derived from `path`.
     #[error(transparent)]
     PathTarget(#[from] mounts::PathTargetError),
@@ -355,6 +361,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         .iter()
         .map(|m| format!("{image_mod_dir}/{}", m.rel_path))
         .collect();
+    // Hooks in kdump-utils' order, and every program with what it needs.
+    let root = opts.root.as_deref();
+    plan.pre = cfg.kdump_pre.iter().cloned().chain(programs::hook_dir(root, "pre")).collect();
+    plan.post = programs::hook_dir(root, "post").into_iter().chain(cfg.kdump_post.iter().cloned()).collect();
+    let named = |list: &[String], why: &str| list.iter().map(|p| (p.clone(), why.to_string())).collect::<Vec<_>>();
+    let mut wanted = named(&plan.pre, "kdump_pre or /etc/kdump/pre.d");
+    wanted.extend(named(&plan.post, "kdump_post or /etc/kdump/post.d"));
+    wanted.extend(named(&cfg.extra_bins, "extra_bins"));
+    let programs = programs::closure(root, &wanted)?;
+    phase("programs");
     let init = std::fs::read(&opts.init_binary).map_err(|source| BuildError::Io {
         what: "cannot read init binary",
         path: opts.init_binary.clone(),
@@ -379,6 +395,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         })?;
         w.add_file(in_image, 0o644, &data)?;
     }
+    for p in &programs {
+        let data = std::fs::read(&p.source).map_err(|source| BuildError::Io {
+            what: "cannot read program",
+            path: p.source.clone(),
+            source,
+        })?;
+        let mode = if p.path == "/etc/ld.so.cache" { 0o644 } else { 0o755 };
+        w.add_file(p.path.trim_start_matches('/'), mode, &data)?;
+    }
     let archive = w.finish()?;
     phase("archive");
     let image = compress::compress_level(&archive, opts.compression, opts.compression_level)?;
@@ -394,6 +419,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         image_size: image.len() as u64,
         unpacked_size: archive.len() as u64,
         modules: mods,
+        programs,
         plan,
         target_device,
         target_from_path,

@@ -675,3 +675,48 @@ fn build_without_target_line_uses_the_filesystem_holding_path() {
     let e = build(&opts).unwrap_err();
     assert!(e.to_string().contains("mkdir -p"), "{e}");
 }
+
+/// kdump_pre, kdump_post, /etc/kdump/{pre,post}.d and extra_bins: the hooks are in the plan in
+/// kdump-utils' order, and the image holds them, their interpreter and the extra program,
+/// executable, at their own paths.
+#[test]
+fn hooks_and_extra_bins_go_into_the_plan_and_the_image() {
+    let Ok(busybox) = std::fs::read("/bin/busybox") else {
+        eprintln!("SKIP: no /bin/busybox (busybox-static)");
+        return;
+    };
+    let f = fixture(&format!("ext4 UUID={UUID_STR}\nkdump_pre /usr/sbin/pre\nkdump_post /usr/sbin/post\nextra_bins /bin/busybox\n"), true);
+    let root = f.opts.root.clone().unwrap();
+    let exec = |rel: &str, data: &[u8]| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    exec("bin/busybox", &busybox);
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    for h in ["usr/sbin/pre", "usr/sbin/post", "etc/kdump/pre.d/50-x", "etc/kdump/post.d/10-a", "etc/kdump/post.d/20-b"] {
+        exec(h, b"#!/bin/sh\nexit 0\n");
+    }
+    let r = build(&f.opts).unwrap();
+    assert_eq!(r.plan.pre, ["/usr/sbin/pre", "/etc/kdump/pre.d/50-x"]);
+    assert_eq!(r.plan.post, ["/etc/kdump/post.d/10-a", "/etc/kdump/post.d/20-b", "/usr/sbin/post"]);
+    let files: Vec<&str> = r.programs.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        files,
+        ["/bin/busybox", "/bin/sh", "/etc/kdump/post.d/10-a", "/etc/kdump/post.d/20-b", "/etc/kdump/pre.d/50-x", "/usr/sbin/post", "/usr/sbin/pre"]
+    );
+    let listed = list(&f.opts.output).unwrap();
+    for p in &files {
+        let e = listed.iter().find(|e| e.path == p.trim_start_matches('/')).unwrap_or_else(|| panic!("{p} not in the image"));
+        assert_eq!(e.mode & 0o777, 0o755, "{p}");
+    }
+    let sh = listed.iter().find(|e| e.path == "bin/sh").unwrap();
+    assert_eq!(sh.size as usize, busybox.len(), "/bin/sh is stored as the file it links to");
+
+    // A hook that is not executable fails the build, naming the directive.
+    std::fs::write(f.base.join("kdump.conf"), format!("ext4 UUID={UUID_STR}\nkdump_post /usr/sbin/nothing\n")).unwrap();
+    let e = build(&f.opts).unwrap_err();
+    assert!(e.to_string().contains("kdump_post or /etc/kdump/post.d: cannot read /usr/sbin/nothing"), "{e}");
+}

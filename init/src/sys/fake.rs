@@ -76,6 +76,11 @@ pub struct FakeSys {
     pub wall: u64,
     /// Number of `sleep` calls.
     pub sleeps: u64,
+    /// Exit statuses of programs by path for `run_program` (absent: exit status 0; a program
+    /// that does not exist in `nodes` fails with `ENOENT`).
+    pub exit_status: BTreeMap<String, i32>,
+    /// Environments `run_program` was given, in order of the calls.
+    pub program_envs: Vec<Vec<(String, String)>>,
 }
 
 fn parent(path: &str) -> &str {
@@ -449,6 +454,20 @@ impl Sys for FakeSys {
 
     fn reboot(&mut self, action: Action) -> SysResult<()> {
         self.record(format!("reboot {}", action.as_str()))
+    }
+
+    fn run_program(&mut self, program: &str, args: &[&str], env: &[(&str, &str)]) -> SysResult<i32> {
+        let mut line = format!("run {program}");
+        for a in args {
+            line += " ";
+            line += a;
+        }
+        self.record(line)?;
+        self.program_envs.push(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        if !matches!(self.nodes.get(program), Some(Node::File(_))) {
+            return Err(Errno::NOENT);
+        }
+        Ok(self.exit_status.get(program).copied().unwrap_or(0))
     }
 }
 

@@ -276,6 +276,18 @@ impl Sys for RealSys {
         };
         rustix::system::reboot(cmd)
     }
+
+    fn run_program(&mut self, program: &str, args: &[&str], env: &[(&str, &str)]) -> SysResult<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let status = std::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .current_dir("/")
+            .status()
+            .map_err(|e| io_errno(&e))?;
+        Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(255))
+    }
 }
 
 #[cfg(test)]

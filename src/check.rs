@@ -79,6 +79,27 @@ fn bad(status: Status, what: String, fix: impl Into<String>) -> Check {
     Check { status, what, fix: Some(fix.into()) }
 }
 
+/// Whether the image is older than the files it was built from (kdumpctl rebuilds then).
+fn freshness_check(img: &Path) -> Check {
+    let rebuild = "rebuild it (rkdump build) and arm it again (rkdump arm)";
+    match rkdump_mkinitrd::freshness(img) {
+        Ok(f) if f.up_to_date() => ok(format!("capture image is newer than the {} files it was built from", f.sources.len())),
+        Ok(f) if f.sources.is_empty() => bad(Status::Skip, "capture image does not list the files it was built from (an older rkdump?)".into(), "rebuild it to let rkdump check it"),
+        Ok(f) => {
+            let names = |v: &[std::path::PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+            let mut why = Vec::new();
+            if !f.newer.is_empty() {
+                why.push(format!("changed since it was built: {}", names(&f.newer)));
+            }
+            if !f.missing.is_empty() {
+                why.push(format!("gone: {}", names(&f.missing)));
+            }
+            bad(Status::Warn, format!("capture image is stale ({})", why.join("; ")), rebuild)
+        }
+        Err(e) => bad(Status::Fail, format!("capture image: {e}"), "build it with rkdump build"),
+    }
+}
+
 /// All checks, in report order.
 pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
     let mut out = Vec::new();
@@ -156,6 +177,7 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
                             out.push(if k.is_builtin(opt) { ok(what) } else { bad(Status::Fail, what, format!("rebuild the image with another --compression, or the kernel with {opt}=y")) });
                         }
                     }
+                    out.push(freshness_check(img));
                 }
                 sizes = Some(s);
             }
@@ -243,13 +265,21 @@ mod tests {
         h
     }
 
-    fn image(path: &Path, release: &str, compression: rkdump_mkinitrd::Compression) {
+    /// An image as `rkdump build` writes it, built from the file `source`.
+    fn image_from(path: &Path, release: &str, compression: rkdump_mkinitrd::Compression, source: &Path) {
         let mut w = rkdump_mkinitrd::CpioWriter::new(Vec::new());
+        w.add_file(rkdump_mkinitrd::SOURCES_PATH, 0o644, format!("{}\n", source.display()).as_bytes()).unwrap();
         w.add_file("init", 0o755, b"init").unwrap();
         w.add_file("etc/rkdump/plan", 0o644, b"plan").unwrap();
         w.add_file(&format!("lib/modules/{release}/kernel/fs/ext4/ext4.ko"), 0o644, &[7u8; 5000]).unwrap();
         let raw = w.finish().unwrap();
         std::fs::write(path, rkdump_mkinitrd::compress(&raw, compression).unwrap()).unwrap();
+    }
+
+    /// An image built from the kernel config of the ready root (its directory's parent).
+    fn image(path: &Path, release: &str, compression: rkdump_mkinitrd::Compression) {
+        let source = path.parent().unwrap().join(format!("boot/config-{release}"));
+        image_from(path, release, compression, &source);
     }
 
     /// A machine ready to capture: reservation 256 MiB, armed, kexec on, no lockdown, the
@@ -292,6 +322,28 @@ mod tests {
         assert!(text.contains("CONFIG_PROC_VMCORE=y") && text.contains("CONFIG_RD_ZSTD=y"), "{text}");
         assert!(text.contains("crash reservation: 256 MiB (the capture needs about"), "{text}");
         assert!(text.ends_with("ready to capture\n"), "{text}");
+    }
+
+    /// An image older than a file it was built from is stale (a warning: the capture still
+    /// works, but with the old configuration); one whose source is gone too.
+    #[test]
+    fn a_stale_image_is_a_warning() {
+        let root = ready_root();
+        let img = root.path().join("capture.img");
+        let conf = root.path().join("kdump.conf");
+        std::fs::write(&conf, "x").unwrap();
+        image_from(&img, R, rkdump_mkinitrd::Compression::Zstd, &conf);
+        let later = std::fs::metadata(&img).unwrap().modified().unwrap() + std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&conf).unwrap().set_modified(later).unwrap();
+        let (c, text, ready) = check(root.path(), Some(&img));
+        assert!(ready, "{text}");
+        let stale = c.iter().find(|c| c.what.starts_with("capture image is stale")).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(stale.status, Status::Warn);
+        assert!(stale.what.contains("changed since it was built: ") && stale.what.contains("kdump.conf"), "{text}");
+        assert!(text.contains("rebuild it (rkdump build) and arm it again"), "{text}");
+        std::fs::remove_file(&conf).unwrap();
+        let (_, text, _) = check(root.path(), Some(&img));
+        assert!(text.contains("capture image is stale (gone: "), "{text}");
     }
 
     #[test]

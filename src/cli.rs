@@ -74,7 +74,7 @@ enum Cmd {
     },
     /// Unload the capture kernel.
     Disarm,
-    /// Show the crash reservation and whether a capture kernel is loaded.
+    /// Show the crash reservation, whether a capture kernel is loaded, what `rkdump arm` loaded and whether that image is current (not older than the files it was built from).
     Status,
     /// Is this system ready to capture? Each problem with its fix; exit status 1 if any.
     ///
@@ -379,12 +379,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
             kexec::arm(&kernel, Some(&initrd), &cmdline)?;
             println!("armed: {} + {} ({cmdline})", kernel.display(), initrd.display());
+            let run = Path::new(crate::armed::RUN_DIR);
+            if let Err(e) = crate::armed::ArmRecord::now(&kernel, &initrd, &cmdline).and_then(|r| crate::armed::record(run, &r)) {
+                eprintln!("rkdump: warning: cannot record the arm in {}: {e}; rkdump status will not know which image is loaded", run.display());
+            }
         }
         Cmd::Disarm => {
             kexec::disarm()?;
             println!("disarmed");
+            if let Err(e) = crate::armed::forget(Path::new(crate::armed::RUN_DIR)) {
+                eprintln!("rkdump: warning: cannot remove the arm record in {}: {e}", crate::armed::RUN_DIR);
+            }
         }
-        Cmd::Status => print!("{}", kexec::status_text()),
+        Cmd::Status => print!(
+            "{}",
+            crate::armed::status_text(kexec::crash_size(), kexec::crash_loaded(), Path::new(crate::armed::RUN_DIR))
+        ),
         Cmd::Check { kernel, initrd, kernel_config } => {
             let sys = crate::check::System { root: PathBuf::from("/") };
             let inputs = crate::check::CheckInputs { kernel: kernel.as_deref(), initrd: initrd.as_deref(), kernel_config: kernel_config.as_deref() };

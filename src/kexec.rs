@@ -93,21 +93,6 @@ pub fn disarm() -> Result<()> {
         .context("kexec_file_load(KEXEC_FILE_UNLOAD) failed")
 }
 
-/// Human-readable status lines.
-pub fn status_text() -> String {
-    let size = match crash_size() {
-        Some(0) => "none (boot with crashkernel=, e.g. crashkernel=256M)".to_string(),
-        Some(n) => format!("{} MiB ({n} bytes)", n / (1024 * 1024)),
-        None => "unknown (/sys/kernel/kexec_crash_size unreadable)".to_string(),
-    };
-    let loaded = match crash_loaded() {
-        Some(true) => "yes",
-        Some(false) => "no",
-        None => "unknown",
-    };
-    format!("crash reservation: {size}\ncapture kernel loaded: {loaded}\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

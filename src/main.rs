@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 failure (the message says what and how to fix it), 2 usage error.
 
+mod armed;
 mod check;
 mod cli;
 mod estimate;

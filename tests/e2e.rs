@@ -97,6 +97,12 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     let states: Vec<&str> = console.lines().filter(|l| l.starts_with("capture kernel loaded:")).collect();
     assert_eq!(states, ["capture kernel loaded: yes", "capture kernel loaded: no", "capture kernel loaded: yes"], "{console}");
     assert!(console.contains("crash reservation: 256 MiB"), "{console}");
+    // Status names what rkdump arm loaded (twice: the disarm forgot the first), and finds the
+    // image stale: the guest lacks the build machine's files the image was built from.
+    let armed: Vec<&str> = console.lines().filter(|l| l.starts_with("armed: /vmlinuz + /capture.img at 20")).collect();
+    assert_eq!(armed.len(), 2, "{console}");
+    assert!(console.contains("capture command line: irqpoll nr_cpus=1 reset_devices console=ttyS0 panic=1"), "{console}");
+    assert!(console.contains("image: stale (gone: "), "{console}");
     // `rkdump check` in the armed guest: every check passes, the reservation against the
     // estimate of this very image and kernel.
     assert!(console.contains("rkdump-stage1: check exit status 0"), "{console}");

@@ -100,6 +100,9 @@ pub struct BuildReport {
     pub modules: Vec<ModuleFile>,
     /// Hooks, `extra_bins` and what they need (interpreters, loader, libraries), by path.
     pub programs: Vec<programs::ProgramFile>,
+    /// The files of this machine the image was made from, as recorded in it
+    /// ([`SOURCES_PATH`], for [`freshness`]).
+    pub sources: Vec<PathBuf>,
     /// The plan written to `/etc/rkdump/plan`.
     pub plan: Plan,
     /// Block device of the target on this machine, if found (`vda1`).
@@ -261,6 +264,79 @@ fn init_binary_warnings(data: &[u8], path: &Path, warnings: &mut Vec<String>) {
     }
 }
 
+/// Where an image lists the files it was built from (one absolute path per line).
+pub const SOURCES_PATH: &str = "/etc/rkdump/sources";
+const SOURCES_HEADER: &str = "# files this image was built from: rkdump status and check compare their times with the image's\n";
+
+/// The files an image depends on: kdump.conf, the capture init, the kernel's module index
+/// (rewritten by every kernel or module update; the module files themselves without one),
+/// and every program copied in. Absolute, sorted, each once.
+fn build_sources(opts: &BuildOptions, modules_dir: &Path, mods: &[ModuleFile], programs: &[programs::ProgramFile]) -> Vec<PathBuf> {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = vec![abs(&opts.config), abs(&opts.init_binary)];
+    let dep = modules_dir.join("modules.dep");
+    if dep.is_file() {
+        out.push(abs(&dep));
+    } else {
+        out.extend(mods.iter().map(|m| abs(&modules_dir.join(&m.rel_path))));
+    }
+    out.extend(programs.iter().map(|p| p.source.clone()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether an image is older than what it was built from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// The files the image lists ([`SOURCES_PATH`]); empty when it lists none (an image from
+    /// an rkdump before the list, or not made by rkdump).
+    pub sources: Vec<PathBuf>,
+    /// Sources modified after the image file was written.
+    pub newer: Vec<PathBuf>,
+    /// Sources that no longer exist.
+    pub missing: Vec<PathBuf>,
+}
+
+impl Freshness {
+    /// Up to date: the image lists its sources, and none changed or went away.
+    pub fn up_to_date(&self) -> bool {
+        !self.sources.is_empty() && self.newer.is_empty() && self.missing.is_empty()
+    }
+}
+
+/// Compares the modification times of the files an image was built from with the image's own,
+/// as kdumpctl decides whether to rebuild.
+pub fn freshness(image: &Path) -> Result<Freshness, ListError> {
+    let built = std::fs::metadata(image)
+        .and_then(|m| m.modified())
+        .map_err(|source| ListError::Read { path: image.to_path_buf(), source })?;
+    let data = read_image(image)?;
+    let mut out = Freshness::default();
+    let want = SOURCES_PATH.trim_start_matches('/');
+    walk_image(&data, &mut |e, bytes| {
+        if e.path == want {
+            out.sources = String::from_utf8_lossy(bytes)
+                .lines()
+                .filter(|l| l.starts_with('/'))
+                .map(PathBuf::from)
+                .collect();
+        }
+        Ok(())
+    })
+    .map_err(|e| list_error(image, e))?;
+    for p in &out.sources {
+        match std::fs::metadata(p).and_then(|m| m.modified()) {
+            Ok(t) if t > built => out.newer.push(p.clone()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.missing.push(p.clone()),
+            // Unreadable metadata (permissions): not evidence of a change.
+            Err(_) => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Builds the capture image described by `opts`.
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let start = Instant::now();
@@ -378,6 +454,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     })?;
     init_binary_warnings(&init, &opts.init_binary, &mut warnings);
 
+    let sources = build_sources(opts, &dir, &mods, &programs);
+    let mut sources_text = String::from(SOURCES_HEADER);
+    for p in &sources {
+        sources_text += &p.to_string_lossy();
+        sources_text.push('\n');
+    }
     let mut w = CpioWriter::new(Vec::new()).with_mtime(mtime);
     for d in ["dev", "proc", "sys", "run", "tmp", "mnt", "etc/rkdump"] {
         w.add_dir(d, 0o755)?;
@@ -386,6 +468,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     w.add_char_device("dev/console", 0o600, 5, 1)?;
     w.add_file("init", 0o755, &init)?;
     w.add_file(PLAN_PATH, 0o644, plan.render().as_bytes())?;
+    w.add_file(SOURCES_PATH, 0o644, sources_text.as_bytes())?;
     for (m, in_image) in mods.iter().zip(&plan.modules) {
         let src = dir.join(&m.rel_path);
         let data = std::fs::read(&src).map_err(|source| BuildError::Io {
@@ -420,6 +503,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         unpacked_size: archive.len() as u64,
         modules: mods,
         programs,
+        sources,
         plan,
         target_device,
         target_from_path,

@@ -720,3 +720,36 @@ fn hooks_and_extra_bins_go_into_the_plan_and_the_image() {
     let e = build(&f.opts).unwrap_err();
     assert!(e.to_string().contains("kdump_post or /etc/kdump/post.d: cannot read /usr/sbin/nothing"), "{e}");
 }
+
+/// The image lists what it was built from; a source changed after the build, or gone, makes
+/// it stale (kdumpctl's rebuild rule), and an image without the list is never "up to date".
+#[test]
+fn freshness_follows_the_sources() {
+    let f = fixture(&format!("ext4 UUID={UUID_STR}\n"), true);
+    let r = build(&f.opts).unwrap();
+    let conf = std::fs::canonicalize(&f.opts.config).unwrap();
+    assert!(r.sources.contains(&conf), "{:?}", r.sources);
+    assert!(r.sources.iter().any(|p| p.ends_with("modules.dep")), "{:?}", r.sources);
+    assert!(r.sources.contains(&std::fs::canonicalize(&f.opts.init_binary).unwrap()));
+    let fresh = freshness(&f.opts.output).unwrap();
+    assert_eq!(fresh.sources, r.sources);
+    assert!(fresh.up_to_date(), "{fresh:?}");
+
+    let later = std::fs::metadata(&f.opts.output).unwrap().modified().unwrap() + Duration::from_secs(5);
+    std::fs::File::options().write(true).open(&conf).unwrap().set_modified(later).unwrap();
+    let fresh = freshness(&f.opts.output).unwrap();
+    assert_eq!(fresh.newer, [conf]);
+    assert!(!fresh.up_to_date());
+    std::fs::remove_file(&f.opts.init_binary).unwrap();
+    let fresh = freshness(&f.opts.output).unwrap();
+    assert_eq!(fresh.missing, [std::fs::canonicalize(f.base.clone()).unwrap().join("init")]);
+
+    // An archive without the list (not made by this rkdump).
+    let mut w = CpioWriter::new(Vec::new());
+    w.add_file("init", 0o755, b"x").unwrap();
+    let other = f.base.join("other.img");
+    std::fs::write(&other, w.finish().unwrap()).unwrap();
+    let fresh = freshness(&other).unwrap();
+    assert!(fresh.sources.is_empty() && !fresh.up_to_date());
+    assert!(matches!(freshness(&f.base.join("none.img")), Err(ListError::Read { .. })));
+}

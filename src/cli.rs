@@ -199,6 +199,17 @@ enum Cmd {
         /// Output file (must not exist).
         output: PathBuf,
     },
+    /// Save the dump a capture wrote onto a raw target device (kdump.conf `raw`) into a file (kdumpctl's save_raw; run it at boot, before arming)
+    SaveRaw {
+        /// The raw target device (or an image of it).
+        device: PathBuf,
+        /// Directory for the dump directory (`<path>/127.0.0.1-<date>/vmcore`).
+        #[arg(long, default_value = "/var/crash")]
+        path: PathBuf,
+        /// Leave the dump on the device (by default its header is cleared once saved, so it is not saved twice).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Boot a kernel in QEMU, crash it with sysrq-c, capture it with rkdump, collect the dump.
     CrashTest {
         /// Kernel release to test (/boot/vmlinuz-R); default: the newest with modules.
@@ -248,6 +259,9 @@ enum Cmd {
         /// Directory on the target the dump is read back from (the image's `path`).
         #[arg(long, default_value = "/var/crash")]
         dump_path: String,
+        /// Do not read the dump back (a raw target: `rkdump save-raw` reads it from --target-disk).
+        #[arg(long, requires = "target_disk")]
+        no_collect: bool,
     },
     /// (internal) memory workload run inside the crash-test guest.
     #[command(hide = true)]
@@ -277,8 +291,21 @@ fn list_image(img: &Path) -> Result<ExitCode> {
 }
 
 fn dmesg(dump: &Path, format: &str) -> Result<()> {
-    use rkdump_vmcore::dmesg::{extract, DumpSource, Format};
     use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let damaged = dmesg_to(dump, format, &mut out)?;
+    out.flush()?;
+    if damaged {
+        eprintln!("rkdump: warning: the kernel log was damaged; see the last lines of the output");
+    }
+    Ok(())
+}
+
+/// Writes the kernel log of `dump` in `format` (`vmcore-dmesg`, `makedumpfile`,
+/// `makedumpfile-1.7.2`) to `out`; `Ok(true)` when the log was damaged.
+pub fn dmesg_to(dump: &Path, format: &str, out: &mut dyn std::io::Write) -> Result<bool> {
+    use rkdump_vmcore::dmesg::{extract, DumpSource, Format};
     let format = match format {
         "makedumpfile" => Format::Makedumpfile,
         "makedumpfile-1.7.2" => Format::Makedumpfile172,
@@ -291,14 +318,8 @@ fn dmesg(dump: &Path, format: &str) -> Result<()> {
         .with_context(|| format!("{} has no VMCOREINFO note: the kernel log cannot be located", dump.display()))?;
     let kmem = rkdump_vmcore::KernelMemory::new(core, info)?;
     let src = DumpSource { kmem, info };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let stats = extract(&src, format, &mut out)?;
-    out.flush()?;
-    if stats.corrupted > 0 || stats.stopped_early.is_some() {
-        eprintln!("rkdump: warning: the kernel log was damaged; see the last lines of the output");
-    }
-    Ok(())
+    let stats = extract(&src, format, out)?;
+    Ok(stats.corrupted > 0 || stats.stopped_early.is_some())
 }
 
 /// The directory holding this executable (where `rkdump-init` is looked up).
@@ -341,6 +362,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Some((path, mnt)) => println!(
                     "target: {} {}{device}, the filesystem holding {path} (mounted at {mnt}; kdump.conf has no target line); dump directory {} on it",
                     r.plan.target.fstype, r.plan.target.device, r.plan.path
+                ),
+                None if r.plan.target.is_raw() => println!(
+                    "target: raw device {}{device}: the dump is written onto it as a flattened stream (collector {}); save it at the next boot with rkdump save-raw",
+                    r.plan.target.device, r.plan.collector
                 ),
                 None => println!("target: {} {}{device}, dump directory {}", r.plan.target.fstype, r.plan.target.device, r.plan.path),
             }
@@ -437,6 +462,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Cmd::SaveRaw { device, path, keep } => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            match crate::saveraw::save_raw(&device, &path, keep, now)? {
+                crate::saveraw::Outcome::NoDump => println!("no dump on {} (it does not start with a flattened dump stream)", device.display()),
+                crate::saveraw::Outcome::Saved { dir, bytes, log_note } => {
+                    println!("saved the dump on {} to {}/vmcore ({bytes} bytes)", device.display(), dir.display());
+                    if let Some(n) = log_note {
+                        eprintln!("rkdump: warning: {n}");
+                    }
+                    if keep {
+                        println!("the dump was left on {} (--keep)", device.display());
+                    }
+                }
+            }
+        }
         Cmd::Unflatten { input, output } => {
             let size = crate::filter::unflatten(&input, &output)?;
             eprintln!("wrote {} ({size} bytes)", output.display());
@@ -457,6 +497,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             initrd,
             target_disk,
             dump_path,
+            no_collect,
         } => {
             let kernel = rkdump_qemu::find_kernel(kernel_release.as_deref())?;
             let rkdump = std::env::current_exe()?;
@@ -474,9 +515,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             o.initrd = initrd;
             o.target_disk = target_disk;
             o.dump_path = dump_path;
+            o.collect = !no_collect;
             let summary = rkdump_qemu::crash_test(&o, &mut |l| eprintln!("crash-test: {l}"))?;
             print!("{summary}");
-            if o.attach_target && summary.vmcore_size().is_none() {
+            if o.attach_target && o.collect && summary.vmcore_size().is_none() {
                 bail!("the capture did not produce a complete vmcore; see {}", summary.console.display());
             }
         }

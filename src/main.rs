@@ -9,6 +9,7 @@ mod cli;
 mod estimate;
 mod filter;
 mod kexec;
+mod saveraw;
 mod workload;
 
 use std::process::ExitCode;

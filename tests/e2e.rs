@@ -434,6 +434,15 @@ fn estimated_reservation_is_enough_for_a_capture() {
     assert!(vmcore.exists());
 }
 
+/// Removes a directory tree when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Unmounts a directory when dropped (also when an assertion fails while it is mounted).
 struct Unmount(PathBuf);
 
@@ -468,9 +477,14 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     assert!(ok, "mounting an ext4 image through a loop device (root and loop devices needed, as `make test` has): {err}");
     let mounted = Unmount(mnt.clone());
     std::fs::create_dir_all(mnt.join("srv/crash")).unwrap();
+    // Hooks keep their path in the image, and the capture mounts a tmpfs over /tmp (where a
+    // clone of the workspace may live): keep them elsewhere.
+    let hooks = PathBuf::from(format!("/var/tmp/rkdump-e2e-hooks-{}", std::process::id()));
+    std::fs::create_dir_all(&hooks).unwrap();
+    let _hooks_gone = RemoveDir(hooks.clone());
     let hook = |name: &str, text: &str| {
         use std::os::unix::fs::PermissionsExt;
-        let p = base.join(name);
+        let p = hooks.join(name);
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         p
@@ -525,5 +539,73 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     assert!(head.starts_with(b"KDUMP   "), "not a kdump-compressed file");
     let sys = crash_cmds(&debug_vmlinux(&kernel.release), &vmcore, "sys");
     assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    let _ = std::fs::remove_file(&disk);
+}
+
+/// kdump.conf `raw /dev/vda`: the capture writes a flattened stream onto the device itself
+/// (over whatever it held before), and `rkdump save-raw` saves it at the "next boot" into the
+/// same file `makedumpfile -R` makes of the stream, with the kernel log beside it; crash opens
+/// it, and the device's header is cleared so the dump is not saved twice.
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn raw_target_capture_is_saved_by_save_raw() {
+    let base = artifacts("raw-target");
+    std::fs::create_dir_all(&base).unwrap();
+    let bin = rkdump_bin();
+    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let conf = base.join("kdump.conf");
+    std::fs::write(&conf, "raw /dev/vda\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -F -l --message-level 7 -d 31\n").unwrap();
+    let img = base.join("capture.img");
+    let (ok, built, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&img));
+    eprintln!("{err}{built}");
+    assert!(ok, "rkdump build with a raw target failed");
+    assert!(built.contains("target: raw device /dev/vda") && built.contains("collector flat 31 lzo"), "{built}");
+    // A disk whose first MiB holds something else (an earlier life of the device).
+    let disk = base.join("disk.raw");
+    let f = std::fs::File::create(&disk).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0xAB; 1 << 20], 0).unwrap();
+    f.set_len(3 << 30).unwrap();
+    drop(f);
+
+    let out = base.join("run");
+    let (ok, stdout, stderr) = run(Command::new(&bin)
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--initrd")
+        .arg(&img)
+        .arg("--target-disk")
+        .arg(&disk)
+        .arg("--no-collect"));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test with a raw target failed");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    assert!(console.contains("rkdump: saved the dump to /dev/vda in"), "{console}");
+    assert!(console.contains("capture complete"), "{console}");
+
+    // makedumpfile -R of the stream is the reference for what save-raw must write.
+    let reference = base.join("vmcore.mdf");
+    let status = Command::new("makedumpfile")
+        .arg("-R")
+        .arg(&reference)
+        .stdin(std::fs::File::open(&disk).unwrap())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "makedumpfile -R on the raw device failed");
+    let saved = base.join("saved");
+    let (ok, said, err) = run(Command::new(&bin).arg("save-raw").arg(&disk).arg("--path").arg(&saved));
+    eprintln!("{err}{said}");
+    assert!(ok, "save-raw failed");
+    let dir = std::fs::read_dir(&saved).unwrap().next().unwrap().unwrap().path();
+    let vmcore = dir.join("vmcore");
+    assert!(std::fs::read(&vmcore).unwrap() == std::fs::read(&reference).unwrap(), "save-raw and makedumpfile -R differ");
+    let sys = crash_cmds(&debug_vmlinux(&kernel.release), &vmcore, "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    let log = std::fs::read_to_string(dir.join("vmcore-dmesg.txt")).unwrap();
+    assert!(log.contains("sysrq triggered crash"), "{log}");
+    // Saved once: the header is cleared.
+    let (ok, said, _) = run(Command::new(&bin).arg("save-raw").arg(&disk).arg("--path").arg(&saved));
+    assert!(ok && said.contains("no dump on"), "{said}");
     let _ = std::fs::remove_file(&disk);
 }

@@ -186,6 +186,8 @@ pub struct Init<S: Sys> {
     pub post_hooks: Vec<String>,
     /// The dump directory, once made (given to the hooks as `RKDUMP_DUMP_DIR`).
     pub dump_dir: Option<String>,
+    /// The raw target's device node, once found (given to the hooks as `RKDUMP_RAW_DEVICE`).
+    pub raw_device: Option<String>,
     /// Messages logged before kmsg was opened (replayed into it); None once setup is done.
     early: Option<Vec<(Level, String)>>,
 }
@@ -202,6 +204,7 @@ impl<S: Sys> Init<S> {
             collector: Collector::default(),
             post_hooks: Vec::new(),
             dump_dir: None,
+            raw_device: None,
             early: Some(Vec::new()),
         }
     }
@@ -551,6 +554,9 @@ pub fn capture<S: Sys>(
     );
     load_modules(init, &plan.modules);
     let device = wait_for_target(init, &plan)?;
+    if plan.target.is_raw() {
+        return capture_raw(init, &plan, &device, steps);
+    }
     mount_target(init, &plan, &device)?;
     let dir = make_dump_dir(init, &plan)?;
     init.dump_dir = Some(dir.path.clone());
@@ -574,6 +580,38 @@ pub fn capture<S: Sys>(
     Ok(plan.final_action)
 }
 
+/// The capture to a raw device: no filesystem, no dump directory; the hooks, then the steps'
+/// raw writes (the vmcore as a flattened stream).
+fn capture_raw<S: Sys>(
+    init: &mut Init<S>,
+    plan: &Plan,
+    device: &str,
+    steps: &mut [Box<dyn SaveStep<S>>],
+) -> Result<Action, CaptureError> {
+    init.raw_device = Some(device.to_string());
+    for program in &plan.pre {
+        if let Err(how) = run_hook(init, "kdump_pre", program, &[]) {
+            return Err(CaptureError::PreHook { program: program.clone(), how, final_action: plan.final_action });
+        }
+    }
+    let mut written = false;
+    for step in steps.iter_mut() {
+        let name = step.name().to_string();
+        match step.run_raw(init, device) {
+            Ok(w) => written |= w,
+            Err(source) if step.required() => return Err(CaptureError::Save { step: name, source }),
+            Err(source) => init.log(Level::Warning, &format!("saving {name} failed: {source}; continuing")),
+        }
+    }
+    if !written {
+        return Err(CaptureError::Save {
+            step: "vmcore".into(),
+            source: SaveError::Extract { what: format!("a dump for the raw device {device}"), reason: "no save step writes to raw devices".into() },
+        });
+    }
+    Ok(plan.final_action)
+}
+
 /// Runs one hook with the hooks' environment (`PATH`, `RKDUMP_TARGET` and `RKDUMP_DUMP_DIR`
 /// once known), logging it. `Err`: how it failed (a non-zero status or why it could not run).
 fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]) -> Result<(), String> {
@@ -585,6 +623,10 @@ fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]
     let dir = init.dump_dir.clone();
     if let Some(d) = &dir {
         env.push(("RKDUMP_DUMP_DIR", d));
+    }
+    let raw = init.raw_device.clone();
+    if let Some(d) = &raw {
+        env.push(("RKDUMP_RAW_DEVICE", d));
     }
     match init.sys.run_program(program, args, &env) {
         Ok(0) => Ok(()),
@@ -711,6 +753,17 @@ pub fn describe(plan: &Plan) -> Vec<String> {
         "wait up to {} s for {}",
         plan.device_timeout_secs, plan.target.device
     ));
+    if plan.target.is_raw() {
+        for p in &plan.pre {
+            out.push(format!("{p} || {{ {}; }}  # kdump_pre: non-zero skips the dump", plan.final_action.as_str()));
+        }
+        out.push(format!("makedumpfile -F ({}) {VMCORE} > {} && sync", plan.collector, plan.target.device));
+        for p in &plan.post {
+            out.push(format!("{p} $status  # kdump_post: 0 if the dump was saved"));
+        }
+        out.push(format!("sync; {}  # on any error: {}", plan.final_action.as_str(), plan.failure_action.as_str()));
+        return out;
+    }
     out.push(format!(
         "mount -t {} <device> {TARGET_MNT}",
         plan.target.fstype
@@ -1240,6 +1293,37 @@ mod tests {
         assert_eq!(action, Action::Poweroff);
         assert_eq!(init.sys.calls_matching(&["run"]), ["run /etc/kdump/post.d/10-a 1", "run /sbin/post 1"]);
         assert!(init.sys.program_envs.iter().all(|e| e.iter().all(|(k, _)| !k.starts_with("RKDUMP_"))));
+    }
+
+    /// A raw target: the device is waited for but not mounted, the dump goes onto it as a
+    /// flattened stream and is fsynced; nothing else is written, hooks see the device.
+    #[test]
+    fn raw_target_gets_a_flattened_stream() {
+        let plan = plan_text("/dev/vdb", "pre /sbin/pre\n")
+            .replace("target ext4", "target raw")
+            .replace("collector copy", "collector flat 31 lzo");
+        let mut sys = capture_kernel(&plan);
+        sys.add_file("/sbin/pre", "#!/bin/sh\n");
+        WRITER_CALLS.with(|w| w.borrow_mut().clear());
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Reboot);
+        assert_eq!(WRITER_CALLS.with(|w| w.borrow().clone()), ["/proc/vmcore -> /dev/vdb (flat 31 lzo)"]);
+        assert!(init.sys.calls.iter().all(|c| !c.contains("/kdumproot")), "{:?}", init.sys.calls);
+        assert!(init.sys.calls.contains(&"fsync /dev/vdb".to_string()), "{:?}", init.sys.calls);
+        let env = &init.sys.program_envs[0];
+        assert!(env.contains(&("RKDUMP_RAW_DEVICE".into(), "/dev/vdb".into())), "{env:?}");
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("`rkdump save-raw /dev/vdb` copies it into a file"), "{kmsg}");
+        assert!(kmsg.contains("capture complete"), "{kmsg}");
+
+        // A plan whose collector is not a flattened stream cannot write to a raw device.
+        let plan = plan_text("/dev/vdb", "failure_action halt\n")
+            .replace("target ext4", "target raw")
+            .replace("collector copy", "collector kdump 31 lzo");
+        let (action, init) = run_fake(capture_kernel(&plan));
+        assert_eq!(action, Action::Halt);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("is not a flattened stream"), "{kmsg}");
     }
 
     #[test]

@@ -97,13 +97,24 @@ impl DeviceSpec {
     }
 }
 
-/// A filesystem dump target.
+/// A dump target: a filesystem, or a raw block device (`fstype` [`RAW`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Filesystem type passed to mount(2), e.g. `ext4`.
+    /// Filesystem type passed to mount(2), e.g. `ext4`; [`RAW`] for a raw device.
     pub fstype: String,
     /// The device holding it.
     pub device: DeviceSpec,
+}
+
+/// The `fstype` of a raw target: the dump is written to the device itself as a flattened
+/// stream (kdump.conf `raw /dev/sdb1`), and saved from it at the next boot (`rkdump save-raw`).
+pub const RAW: &str = "raw";
+
+impl Target {
+    /// Whether the dump goes to the device itself, not to a filesystem on it.
+    pub fn is_raw(&self) -> bool {
+        self.fstype == RAW
+    }
 }
 
 /// What to do at the end of a capture (or on failure).
@@ -148,6 +159,8 @@ pub enum Collector {
 pub enum DumpFormat {
     Kdump,
     Elf,
+    /// kdump-compressed, as a flattened stream (makedumpfile `-F`): what a raw target holds.
+    Flattened,
 }
 
 /// Page compression of a kdump-compressed dump.
@@ -202,6 +215,9 @@ impl fmt::Display for Collector {
             Collector::Filter { dump_level, format: DumpFormat::Kdump, codec } => {
                 write!(f, "kdump {dump_level} {}", codec.as_str())
             }
+            Collector::Filter { dump_level, format: DumpFormat::Flattened, codec } => {
+                write!(f, "flat {dump_level} {}", codec.as_str())
+            }
         }
     }
 }
@@ -215,6 +231,7 @@ impl Collector {
             ["copy"] => Collector::Copy,
             ["elf", l] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Elf, codec: Codec::None },
             ["kdump", l, c] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Kdump, codec: Codec::parse(c)? },
+            ["flat", l, c] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Flattened, codec: Codec::parse(c)? },
             _ => return None,
         })
     }
@@ -447,6 +464,7 @@ mod tests {
             Collector::default(),
             Collector::Filter { dump_level: 1, format: DumpFormat::Kdump, codec: Codec::Lzo },
             Collector::Filter { dump_level: 17, format: DumpFormat::Elf, codec: Codec::None },
+            Collector::Filter { dump_level: 31, format: DumpFormat::Flattened, codec: Codec::Lzo },
         ] {
             assert_eq!(Collector::parse(&c.to_string()), Some(c));
             let mut p = sample();

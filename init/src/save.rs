@@ -77,6 +77,12 @@ pub trait SaveStep<S: Sys> {
     }
     /// Writes the step's file(s) into `dir`.
     fn run(&mut self, init: &mut Init<S>, dir: &DumpDir) -> Result<(), SaveError>;
+    /// Writes the step's data to the raw target `device` (kdump.conf `raw`). `Ok(false)`: the
+    /// step has nothing for a raw device (it holds one dump and no files).
+    fn run_raw(&mut self, init: &mut Init<S>, device: &str) -> Result<bool, SaveError> {
+        let _ = (init, device);
+        Ok(false)
+    }
 }
 
 /// The default steps: the crashed kernel's log first (so that a failed vmcore still leaves the
@@ -113,10 +119,10 @@ pub fn filter_vmcore(
         dump_level,
         compression,
         format: match format {
-            DumpFormat::Kdump => write::DumpFormat::Kdump,
+            DumpFormat::Kdump | DumpFormat::Flattened => write::DumpFormat::Kdump,
             DumpFormat::Elf => write::DumpFormat::Elf,
         },
-        flattened: false,
+        flattened: format == DumpFormat::Flattened,
         // One thread per CPU of the capture kernel (one with the usual nr_cpus=1).
         num_threads: write::default_threads(),
         dedup: write::dedup::on_by_default(dump_level, compression),
@@ -188,30 +194,53 @@ impl<S: Sys> SaveStep<S> for SaveVmcore {
         drop(f);
         init.log(Level::Info, &format!("filtering {VMCORE} to {}/vmcore (collector {collector})", dir.on_target));
         let start = init.sys.monotonic();
-        let mut next = 10;
-        let writer = self.writer;
-        let result = {
-            let mut progress = |done: u64, total: u64| {
-                let pct = done.saturating_mul(100).checked_div(total).unwrap_or(0);
-                if pct >= next {
-                    init.log(Level::Info, &format!("vmcore: {pct}%"));
-                    next = (pct / 10 + 1) * 10;
-                }
-            };
-            writer(VMCORE, &tmp, collector, &mut progress)
-        };
-        let summary = result.map_err(|reason| SaveError::Extract { what: "the filtered vmcore".into(), reason })?;
-        let mut f = init
-            .sys
-            .open(&tmp, Open::Write)
-            .map_err(|errno| SaveError::Open { path: tmp.clone(), errno })?;
-        init.sys.fsync(&mut f).map_err(|errno| SaveError::Fsync { path: tmp.clone(), errno })?;
-        drop(f);
+        let summary = write_synced(init, self.writer, &tmp, collector)?;
         commit(&mut init.sys, &dir.path, "vmcore")?;
         let secs = init.sys.monotonic().saturating_sub(start).as_secs_f64();
         init.log(Level::Info, &format!("saved {}/vmcore in {secs:.1} s: {summary}", dir.on_target));
         Ok(())
     }
+
+    fn run_raw(&mut self, init: &mut Init<S>, device: &str) -> Result<bool, SaveError> {
+        let collector = init.collector;
+        if !matches!(collector, Collector::Filter { format: DumpFormat::Flattened, .. }) {
+            return Err(SaveError::Extract {
+                what: format!("a dump for the raw device {device}"),
+                reason: format!("collector {collector} is not a flattened stream; rebuild the image with `rkdump build`"),
+            });
+        }
+        init.log(Level::Info, &format!("filtering {VMCORE} to the raw device {device} (collector {collector})"));
+        let start = init.sys.monotonic();
+        let summary = write_synced(init, self.writer, device, collector)?;
+        let secs = init.sys.monotonic().saturating_sub(start).as_secs_f64();
+        init.log(
+            Level::Info,
+            &format!("saved the dump to {device} in {secs:.1} s: {summary}; at the next boot, `rkdump save-raw {device}` copies it into a file"),
+        );
+        Ok(true)
+    }
+}
+
+/// Runs `writer` from [`VMCORE`] into `dst` (logging every 10%), then fsyncs `dst`.
+fn write_synced<S: Sys>(init: &mut Init<S>, writer: DumpWriter, dst: &str, collector: Collector) -> Result<String, SaveError> {
+    let mut next = 10;
+    let result = {
+        let mut progress = |done: u64, total: u64| {
+            let pct = done.saturating_mul(100).checked_div(total).unwrap_or(0);
+            if pct >= next {
+                init.log(Level::Info, &format!("vmcore: {pct}%"));
+                next = (pct / 10 + 1) * 10;
+            }
+        };
+        writer(VMCORE, dst, collector, &mut progress)
+    };
+    let summary = result.map_err(|reason| SaveError::Extract { what: "the filtered vmcore".into(), reason })?;
+    let mut f = init
+        .sys
+        .open(dst, Open::Write)
+        .map_err(|errno| SaveError::Open { path: dst.to_string(), errno })?;
+    init.sys.fsync(&mut f).map_err(|errno| SaveError::Fsync { path: dst.to_string(), errno })?;
+    Ok(summary)
 }
 
 /// Extracts the kernel log of the dump at `path` in kexec-tools `vmcore-dmesg` format.
@@ -251,6 +280,14 @@ impl<S: Sys> SaveStep<S> for SaveDmesg {
 
     fn required(&self) -> bool {
         false
+    }
+
+    fn run_raw(&mut self, init: &mut Init<S>, device: &str) -> Result<bool, SaveError> {
+        init.log(
+            Level::Info,
+            &format!("the kernel log is not saved apart on the raw device {device}: `rkdump save-raw` extracts it from the dump"),
+        );
+        Ok(false)
     }
 
     fn run(&mut self, init: &mut Init<S>, dir: &DumpDir) -> Result<(), SaveError> {

@@ -8,7 +8,8 @@
 //! | `<fstype> <dev\|UUID=\|LABEL=>` (ext2, ext3, ext4, xfs, btrfs) | dump target; one only; without one, the filesystem holding `path` on the build machine ([`crate::mounts`]) |
 //! | `path <dir>` | directory on the target (default `/var/crash`); without a target line, a directory of the build machine |
 //! | `extra_modules m1 m2` | more modules (repeatable) |
-//! | `core_collector makedumpfile <flags>` / `cp` | [`CoreCollector`] -> the plan's `Collector` (`-d`, `-c/-l/-p/-z`, `-E`; `-F` and `scp` not yet supported) |
+//! | `raw <device>` | dump target: the device itself, as a flattened stream (needs `-F`; `path` ignored) |
+//! | `core_collector makedumpfile <flags>` / `cp` | [`CoreCollector`] -> the plan's `Collector` (`-d`, `-c/-l/-p/-z`, `-E`, `-F` for raw targets; `scp` not yet supported) |
 //! | `failure_action` / `default` | reboot, halt, poweroff; shell/dump_to_rootfs not yet supported |
 //! | `final_action` | reboot, halt, poweroff |
 //! | `force_rebuild`, `force_no_rebuild` | `0`/`1`; every `rkdump build` rebuilds anyway |
@@ -16,18 +17,17 @@
 //! | `device_timeout <secs>` | rkdump only: how long the capture waits for the target |
 //! | `kdump_pre <program>`, `kdump_post <program>` | hooks, with `/etc/kdump/pre.d` and `post.d` ([`crate::programs`]) |
 //! | `extra_bins p1 p2` | more programs in the image (repeatable) |
-//! | `raw nfs ssh sshkey dracut_args fence_kdump_*` | error: not yet supported |
+//! | `nfs ssh sshkey dracut_args fence_kdump_*` | error: not yet supported |
 //!
 //! Anything else is an error naming the line.
 
-use rkdump_init::plan::{Action, Codec, Collector, DeviceSpec, DumpFormat, Plan, Target};
+use rkdump_init::plan::{Action, Codec, Collector, DeviceSpec, DumpFormat, Plan, Target, RAW};
 
 /// Filesystems accepted as dump targets.
 pub const FILESYSTEMS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs"];
 
 /// Keywords of kdump-utils that rkdump recognises but cannot honour yet.
 pub const NOT_YET_SUPPORTED: &[&str] = &[
-    "raw",
     "nfs",
     "nfs4",
     "ssh",
@@ -203,10 +203,11 @@ impl CoreCollector {
 }
 
 impl CoreCollector {
-    /// What the capture init will run for this line. makedumpfile's meanings: no `-d` is
-    /// level 0, no codec flag is an uncompressed kdump file. `cp`/`cat` copy `/proc/vmcore`
-    /// as is. Returns the collector and notes about ignored flags.
-    pub fn to_collector(&self) -> Result<(Collector, Vec<String>), String> {
+    /// What the capture init will run for this line, for a raw target (`raw`) or a filesystem.
+    /// makedumpfile's meanings: no `-d` is level 0, no codec flag is an uncompressed kdump
+    /// file, `-F` a flattened stream (what a raw target needs, as kdumpctl requires). `cp`/`cat`
+    /// copy `/proc/vmcore` as is. Returns the collector and notes about ignored flags.
+    pub fn to_collector(&self, raw: bool) -> Result<(Collector, Vec<String>), String> {
         let program = self.program.rsplit('/').next().unwrap_or("");
         let mut notes = Vec::new();
         match program {
@@ -214,14 +215,24 @@ impl CoreCollector {
                 if !self.other.is_empty() {
                     notes.push(format!("core_collector {program}: options `{}` ignored; the vmcore is copied as is", self.other.join(" ")));
                 }
+                if raw {
+                    return Err(format!("core_collector {program} cannot write to a raw target: use makedumpfile -F with its flags"));
+                }
                 return Ok((Collector::Copy, notes));
             }
             "makedumpfile" => {}
             "scp" => return Err("core_collector scp (ssh targets) is not yet supported".into()),
             other => return Err(format!("core_collector `{other}` is not supported: use makedumpfile <flags> or cp")),
         }
-        if self.flattened {
-            return Err("core_collector makedumpfile -F (flattened, for ssh targets) is not yet supported".into());
+        match (self.flattened, raw) {
+            (true, false) => {
+                return Err("core_collector makedumpfile -F writes a flattened stream, which only a raw target takes (ssh targets are not yet supported)".into())
+            }
+            (false, true) => return Err("a raw target needs core_collector makedumpfile -F (a flattened stream), as kdumpctl requires".into()),
+            _ => {}
+        }
+        if raw && self.elf {
+            return Err("a raw target takes a flattened kdump-compressed stream, not -E".into());
         }
         if !self.other.is_empty() {
             notes.push(format!("core_collector: makedumpfile options `{}` are ignored by the rkdump capture", self.other.join(" ")));
@@ -242,7 +253,8 @@ impl CoreCollector {
                 Some(CollectorCompression::Zstd) => Codec::Zstd,
                 None => Codec::None,
             };
-            Collector::Filter { dump_level, format: DumpFormat::Kdump, codec }
+            let format = if raw { DumpFormat::Flattened } else { DumpFormat::Kdump };
+            Collector::Filter { dump_level, format, codec }
         };
         Ok((collector, notes))
     }
@@ -337,6 +349,7 @@ impl KdumpConfig {
                 return Err(ConfigError::NotYetSupported { line, keyword: kw });
             }
             let known = FILESYSTEMS.contains(&keyword)
+                || keyword == RAW
                 || matches!(
                     keyword,
                     "path"
@@ -361,6 +374,16 @@ impl KdumpConfig {
                 return Err(ConfigError::MissingValue { line, keyword: kw });
             }
             match keyword {
+                RAW => {
+                    if let Some((first, _)) = target {
+                        return Err(ConfigError::TwoTargets { line, first });
+                    }
+                    let device = match DeviceSpec::parse(value) {
+                        Ok(d @ DeviceSpec::Path(_)) => d,
+                        _ => return Err(bad("a device path such as /dev/sdb1 (a raw device has no filesystem UUID or label)")),
+                    };
+                    target = Some((line, Target { fstype: RAW.to_string(), device }));
+                }
                 fs if FILESYSTEMS.contains(&fs) => {
                     if let Some((first, _)) = target {
                         return Err(ConfigError::TwoTargets { line, first });
@@ -411,10 +434,9 @@ impl KdumpConfig {
                     }
                 }
                 "core_collector" => {
+                    // Checked against the target after the last line.
                     let c = CoreCollector::parse(value).map_err(|e| bad(&e))?;
-                    let (_, notes) = c.to_collector().map_err(|e| bad(&e))?;
-                    warnings.extend(notes.into_iter().map(|n| format!("kdump.conf line {line}: {n}")));
-                    core_collector = Some(c);
+                    core_collector = Some((line, value.to_string(), c));
                 }
                 "failure_action" | "default" | "final_action" => {
                     let action = match value {
@@ -460,6 +482,20 @@ impl KdumpConfig {
                 )),
             }
         }
+        let raw = target.as_ref().is_some_and(|(_, t)| t.is_raw());
+        if let Some((line, value, c)) = &core_collector {
+            let (_, notes) = c.to_collector(raw).map_err(|e| ConfigError::BadValue {
+                line: *line,
+                keyword: "core_collector".into(),
+                value: value.clone(),
+                expected: e,
+            })?;
+            warnings.extend(notes.into_iter().map(|n| format!("kdump.conf line {line}: {n}")));
+        }
+        if raw && path.is_some() {
+            warnings.push("kdump.conf: `path` is ignored with a raw target (the device holds the dump itself)".into());
+        }
+        let core_collector = core_collector.map(|(_, _, c)| c);
         Ok(KdumpConfig {
             target: target.map(|(_, t)| t),
             path: path.unwrap_or_else(|| "/var/crash".to_string()),
@@ -481,11 +517,19 @@ impl KdumpConfig {
     /// `target`: the target line and `path` as written, or what [`crate::mounts::resolve`]
     /// found for `path` when there is no target line.
     pub fn to_plan(&self, target: Target, path: String) -> Plan {
+        let raw = target.is_raw();
         let mut p = Plan::new(target);
         p.path = path;
         p.device_timeout_secs = self.device_timeout_secs;
-        if let Some((c, _)) = self.core_collector.as_ref().and_then(|c| c.to_collector().ok()) {
-            p.collector = c;
+        match self.core_collector.as_ref().and_then(|c| c.to_collector(raw).ok()) {
+            Some((c, _)) => p.collector = c,
+            // The default collector (zstd, level 31) as a flattened stream for a raw device.
+            None if raw => {
+                if let Collector::Filter { format, .. } = &mut p.collector {
+                    *format = DumpFormat::Flattened;
+                }
+            }
+            None => {}
         }
         p.final_action = self.final_action;
         p.failure_action = self.failure_action;
@@ -597,7 +641,6 @@ auto_reset_crashkernel yes
     #[test]
     fn not_yet_supported_keywords_name_line() {
         for kw in [
-            "raw /dev/sdb1",
             "nfs host:/x",
             "ssh user@host",
             "sshkey /root/.ssh/k",
@@ -711,6 +754,28 @@ auto_reset_crashkernel yes
         for bad in ["core_collector makedumpfile -F -l -d 31", "core_collector scp", "core_collector gzip"] {
             let e = plan(bad).unwrap_err().to_string();
             assert!(e.contains("line 2"), "{bad}: {e}");
+        }
+        // Raw targets take a flattened stream: -F required (the collector line may come first),
+        // the default collector flattened, `path` ignored.
+        let raw = |text: &str| KdumpConfig::parse(text).map(|c| plan_of(&c));
+        let p = raw("core_collector makedumpfile -F -l -d 31\nraw /dev/vdb\n").unwrap();
+        assert_eq!((p.target.fstype.as_str(), p.target.device.to_string()), ("raw", "/dev/vdb".to_string()));
+        assert_eq!(p.collector, Collector::Filter { dump_level: 31, format: DumpFormat::Flattened, codec: Codec::Lzo });
+        assert_eq!(
+            raw("raw /dev/vdb\n").unwrap().collector,
+            Collector::Filter { dump_level: 31, format: DumpFormat::Flattened, codec: Codec::Zstd }
+        );
+        let c = KdumpConfig::parse("raw /dev/vdb\npath /x\n").unwrap();
+        assert!(c.warnings.iter().any(|w| w.contains("`path` is ignored")), "{:?}", c.warnings);
+        for (bad, why) in [
+            ("raw /dev/vdb\ncore_collector makedumpfile -l -d 31\n", "needs core_collector makedumpfile -F"),
+            ("raw /dev/vdb\ncore_collector cp\n", "cannot write to a raw target"),
+            ("raw /dev/vdb\ncore_collector makedumpfile -F -E -d 31\n", "not -E"),
+            ("raw UUID=0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11\n", "no filesystem UUID or label"),
+            ("raw /dev/vdb\next4 /dev/vdc\n", "more than one dump target"),
+        ] {
+            let e = KdumpConfig::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
         }
         let c = KdumpConfig::parse("ext4 /dev/vdb\ncore_collector makedumpfile -l -d 31 --cyclic-buffer 100\n").unwrap();
         assert!(c.warnings.iter().any(|w| w.contains("--cyclic-buffer") && w.contains("ignored")), "{:?}", c.warnings);

@@ -420,12 +420,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     for m in &cfg.extra_modules {
         roots.push((m.clone(), "extra_modules".to_string()));
     }
-    let fstype = &target.fstype;
-    let fs_root = match index.resolve(fstype)? {
-        modules::Resolution::NotFound => format!("fs-{fstype}"),
-        _ => fstype.clone(),
-    };
-    roots.push((fs_root, format!("filesystem {fstype}")));
+    // A raw target has no filesystem to mount.
+    if !target.is_raw() {
+        let fstype = &target.fstype;
+        let fs_root = match index.resolve(fstype)? {
+            modules::Resolution::NotFound => format!("fs-{fstype}"),
+            _ => fstype.clone(),
+        };
+        roots.push((fs_root, format!("filesystem {fstype}")));
+    }
     let (mods, mod_warnings) = index.closure(&roots)?;
     warnings.extend(mod_warnings);
     phase("closure");

@@ -34,6 +34,10 @@ const DEFAULT_LIB_DIRS: &[&str] = &[
     "/usr/lib",
 ];
 
+/// Directories the capture init mounts over (API filesystems, tmpfs, the target): a file
+/// there in the image would be hidden when the hooks run.
+const MOUNTED_OVER: &[&str] = &["/dev", "/proc", "/sys", "/run", "/tmp", "/kdumproot"];
+
 /// Symlinks followed for one path before giving up (the kernel's limit).
 const MAX_LINKS: usize = 40;
 /// Interpreter chain depth (a script run by a script run by ...).
@@ -201,6 +205,9 @@ impl Closure<'_> {
         }
         if self.files.contains_key(path) {
             return Ok(());
+        }
+        if let Some(m) = MOUNTED_OVER.iter().find(|m| path.strip_prefix(*m).is_some_and(|r| r.is_empty() || r.starts_with('/'))) {
+            return Err(not(format!("is under {m}, which the capture mounts over: move it elsewhere (e.g. /usr/local/sbin)")));
         }
         if depth > MAX_DEPTH {
             return Err(not(format!("is more than {MAX_DEPTH} interpreters deep")));
@@ -421,6 +428,9 @@ mod tests {
         symlink("/selflink", r.join("selflink")).unwrap();
         assert!(err("/selflink").contains("symbolic links"), "{}", err("/selflink"));
         assert!(err("relative").contains("not an absolute path"));
+        write_exec(&r.join("tmp/hook"), b"#!/bin/sh\n");
+        assert!(err("/tmp/hook").contains("is under /tmp, which the capture mounts over"), "{}", err("/tmp/hook"));
+        assert!(err("/run/x").contains("is under /run"), "{}", err("/run/x"));
         let mut elf32 = vec![0u8; 64];
         elf32[..4].copy_from_slice(b"\x7fELF");
         write_exec(&r.join("bad.elf"), &elf32);

@@ -753,3 +753,16 @@ fn freshness_follows_the_sources() {
     assert!(fresh.sources.is_empty() && !fresh.up_to_date());
     assert!(matches!(freshness(&f.base.join("none.img")), Err(ListError::Read { .. })));
 }
+
+/// A raw target: the device's drivers, no filesystem module, a flattened collector.
+#[test]
+fn raw_target_needs_no_filesystem() {
+    let f = fixture("raw /dev/vda1\ncore_collector makedumpfile -F -l --message-level 7 -d 31\n", true);
+    let r = build(&f.opts).unwrap();
+    assert_eq!(r.target_device.as_deref(), Some("vda1"));
+    assert!(r.plan.target.is_raw());
+    assert_eq!(r.plan.collector.to_string(), "flat 31 lzo");
+    let names: Vec<&str> = r.modules.iter().map(|m| m.name.as_str()).collect();
+    assert!(names.contains(&"virtio_blk"), "{names:?}");
+    assert!(!names.contains(&"ext4") && !names.contains(&"jbd2"), "{names:?}");
+}

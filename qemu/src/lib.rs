@@ -163,6 +163,9 @@ pub struct CrashTestOptions {
     pub target_disk: Option<PathBuf>,
     /// Directory on the target's filesystem the dump is collected from (the plan's `path`).
     pub dump_path: String,
+    /// Read the dump back from the target disk (false: a raw target, read with `rkdump
+    /// save-raw` from `target_disk`).
+    pub collect: bool,
 }
 
 impl CrashTestOptions {
@@ -187,6 +190,7 @@ impl CrashTestOptions {
             initrd: None,
             target_disk: None,
             dump_path: "/var/crash".into(),
+            collect: true,
         }
     }
 }
@@ -490,7 +494,7 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
 
     // 4. Read the dump back without mounting.
     let t = Instant::now();
-    let (dump_dir, files) = if opts.attach_target {
+    let (dump_dir, files) = if opts.attach_target && opts.collect {
         collect_dump(&disk, &opts.dump_path, out)?
     } else {
         (None, Vec::new())

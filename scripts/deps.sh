@@ -38,6 +38,7 @@ check binutils /usr/bin/readelf
 check gzip /bin/gzip
 check bc /usr/bin/bc
 check vmtouch /usr/bin/vmtouch   # bench/run.sh: keeps the vmcore in the page cache
+check fdisk /usr/sbin/sfdisk    # partitioned disk images for the PARTUUID tests
 
 # A Debian kernel with its modules, for the capture image and the crash test.
 newest_kernel() {

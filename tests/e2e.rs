@@ -609,3 +609,59 @@ fn raw_target_capture_is_saved_by_save_raw() {
     assert!(ok && said.contains("no dump on"), "{said}");
     let _ = std::fs::remove_file(&disk);
 }
+
+/// `ext4 PARTUUID=...`: a GPT-partitioned disk (partitioned by sfdisk, which also names the
+/// partition's GUID), the filesystem in its first partition; the capture init finds the
+/// partition through the partition table and dumps into it.
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn partuuid_target_on_a_gpt_disk() {
+    let base = artifacts("partuuid");
+    std::fs::create_dir_all(&base).unwrap();
+    let bin = rkdump_bin();
+    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let disk = base.join("disk.img");
+    std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
+    let sectors = (3u64 << 30) / 512 - 2 * 2048;
+    let mut sfdisk = Command::new("sfdisk").arg("-q").arg(&disk).stdin(Stdio::piped()).spawn().expect("sfdisk (make deps installs fdisk)");
+    std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), format!("label: gpt\nstart=2048, size={sectors}, type=L\n").as_bytes()).unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let (ok, part, err) = run(Command::new("sfdisk").arg("--part-uuid").arg(&disk).arg("1"));
+    assert!(ok, "{err}");
+    let partuuid = part.trim().to_ascii_lowercase();
+    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-E", "offset=1048576"]).arg(&disk).arg(format!("{}k", sectors / 2)));
+    assert!(ok, "mkfs.ext4: {err}");
+    let conf = base.join("kdump.conf");
+    std::fs::write(&conf, format!("ext4 PARTUUID={partuuid}\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\n")).unwrap();
+    let img = base.join("capture.img");
+    let (ok, built, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&img));
+    assert!(ok, "rkdump build with a PARTUUID target failed: {err}{built}");
+
+    let out = base.join("run");
+    let (ok, stdout, stderr) = run(Command::new(&bin)
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--initrd")
+        .arg(&img)
+        .arg("--target-disk")
+        .arg(&disk)
+        .arg("--no-collect"));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test with a PARTUUID target failed");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    assert!(console.contains(&format!("found target PARTUUID={partuuid} at /dev/vda1")), "{console}");
+    assert!(console.contains("capture complete"), "{console}");
+    // Read the dump back out of the partition.
+    let fs = format!("{}?offset=1048576", disk.display());
+    let (ok, listing, err) = run(Command::new("debugfs").arg("-R").arg("ls -p /var/crash").arg(&fs));
+    assert!(ok, "{err}");
+    let name = listing.lines().filter_map(|l| l.split('/').nth(5)).find(|n| n.starts_with("127.0.0.1-")).expect("a dump directory");
+    let (ok, _, err) = run(Command::new("debugfs").arg("-R").arg(format!("rdump /var/crash/{name} {}", base.display())).arg(&fs));
+    assert!(ok, "{err}");
+    let vmcore = base.join(name).join("vmcore");
+    assert!(std::fs::read(&vmcore).unwrap().starts_with(b"KDUMP   "));
+    let sys = crash_cmds(&debug_vmlinux(&kernel.release), &vmcore, "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    let _ = std::fs::remove_file(&disk);
+}

@@ -414,6 +414,16 @@ fn wait_for_target<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<String, Ca
                     }
                 }
             }
+            DeviceSpec::PartUuid(u) => match probe::find_partuuid(&mut init.sys, u, !init.devtmpfs, &mut seen) {
+                Ok(hit) => {
+                    scan_error = None;
+                    hit
+                }
+                Err(e) => {
+                    scan_error = Some(e);
+                    None
+                }
+            },
         };
         let elapsed = init.sys.monotonic().saturating_sub(start);
         if let Some(node) = found {
@@ -1324,6 +1334,46 @@ mod tests {
         assert_eq!(action, Action::Halt);
         let kmsg = init.sys.kmsg.join("\n");
         assert!(kmsg.contains("is not a flattened stream"), "{kmsg}");
+    }
+
+    /// A GPT disk head whose entry 1 has the unique GUID `guid` (on-disk byte order).
+    fn gpt_disk(guid: [u8; 16]) -> Vec<u8> {
+        let mut d = vec![0u8; 4096];
+        d[512..520].copy_from_slice(b"EFI PART");
+        d[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+        d[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+        d[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+        d[1024..1040].copy_from_slice(&[0xAF; 16]);
+        d[1040..1056].copy_from_slice(&guid);
+        d
+    }
+
+    /// `PARTUUID=`: the partition is found through its disk's GPT, without devtmpfs nodes
+    /// of either made by hand; a PARTUUID nobody has times out listing what was seen.
+    #[test]
+    fn partuuid_target_is_found_in_the_partition_table() {
+        let guid = [0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8];
+        let partuuid = "12345678-9abc-def0-0102-030405060708";
+        let mut sys = capture_kernel(&plan_text(&format!("PARTUUID={partuuid}"), ""));
+        add_block(&mut sys, "vdc", "254:32", gpt_disk(guid));
+        add_block(&mut sys, "vdc1", "254:33", ext4_image(&UUID, "part"));
+        sys.add_file("/sys/class/block/vdc1/partition", "1\n");
+        sys.add("/sys/class/block/vdc/vdc1", Node::Dir);
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Reboot);
+        assert!(init.sys.calls.contains(&"mount -t ext4 /dev/vdc1 /kdumproot".to_string()), "{:?}", init.sys.calls);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains(&format!("found target PARTUUID={partuuid} at /dev/vdc1")), "{kmsg}");
+
+        let mut sys = capture_kernel(&plan_text("PARTUUID=00000000-01", "failure_action halt\n"));
+        add_block(&mut sys, "vdc", "254:32", gpt_disk(guid));
+        add_block(&mut sys, "vdc1", "254:33", ext4_image(&UUID, "part"));
+        sys.add_file("/sys/class/block/vdc1/partition", "1\n");
+        sys.add("/sys/class/block/vdc/vdc1", Node::Dir);
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Halt);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains(&format!("vdc1 (partition 1 of vdc, PARTUUID={partuuid})")), "{kmsg}");
     }
 
     #[test]

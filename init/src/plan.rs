@@ -41,6 +41,9 @@ pub enum DeviceSpec {
     Uuid(String),
     /// `LABEL=...` of the filesystem.
     Label(String),
+    /// `PARTUUID=...` of the partition: a GPT entry's unique GUID, or `SSSSSSSS-NN` (MBR disk
+    /// signature and partition number), read from the partition table.
+    PartUuid(String),
     /// A device node path such as `/dev/vdb1`.
     Path(String),
 }
@@ -53,6 +56,7 @@ impl fmt::Display for DeviceSpec {
             // removes one enclosing pair) gives it back whole.
             DeviceSpec::Label(l) if l.starts_with('"') || l.ends_with('"') => write!(f, "LABEL=\"{l}\""),
             DeviceSpec::Label(l) => write!(f, "LABEL={l}"),
+            DeviceSpec::PartUuid(u) => write!(f, "PARTUUID={u}"),
             DeviceSpec::Path(p) => f.write_str(p),
         }
     }
@@ -79,6 +83,12 @@ impl DeviceSpec {
                 return Err(bad());
             }
             Ok(DeviceSpec::Uuid(u.to_ascii_lowercase()))
+        } else if let Some(u) = s.strip_prefix("PARTUUID=") {
+            let u = u.trim_matches('"');
+            if !carried(u) {
+                return Err(bad());
+            }
+            Ok(DeviceSpec::PartUuid(u.to_ascii_lowercase()))
         } else if let Some(l) = s.strip_prefix("LABEL=") {
             // Exactly one enclosing pair: a label may itself start or end with a quote.
             let l = match l.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
@@ -480,6 +490,9 @@ mod tests {
     fn device_specs() {
         assert_eq!(DeviceSpec::parse("UUID=\"ABC\"").unwrap(), DeviceSpec::Uuid("abc".into()));
         assert_eq!(DeviceSpec::parse("LABEL=dump").unwrap(), DeviceSpec::Label("dump".into()));
+        assert_eq!(DeviceSpec::parse("PARTUUID=\"1234ABCD-02\"").unwrap(), DeviceSpec::PartUuid("1234abcd-02".into()));
+        assert_eq!(DeviceSpec::PartUuid("1234abcd-02".into()).to_string(), "PARTUUID=1234abcd-02");
+        assert!(DeviceSpec::parse("PARTUUID=").is_err());
         assert_eq!(DeviceSpec::parse("/dev/vdb").unwrap(), DeviceSpec::Path("/dev/vdb".into()));
         assert!(DeviceSpec::parse("vdb").is_err());
     }

@@ -38,7 +38,7 @@ impl FsInfo {
         match spec {
             DeviceSpec::Uuid(u) => self.uuid.eq_ignore_ascii_case(u),
             DeviceSpec::Label(l) => !self.label.is_empty() && self.label == *l,
-            DeviceSpec::Path(_) => false,
+            DeviceSpec::Path(_) | DeviceSpec::PartUuid(_) => false,
         }
     }
 }
@@ -210,19 +210,123 @@ pub fn scan<S: Sys>(sys: &mut S, mknod: bool) -> Result<Vec<Device>, Errno> {
             });
             continue;
         }
-        if mknod && !sys.exists(&node) {
-            let dev = read_file(sys, &format!("{base}/dev"), 64).ok();
-            if let Some((ma, mi)) =
-                dev.and_then(|d| parse_major_minor(&String::from_utf8_lossy(&d)))
-            {
-                // EEXIST from a concurrent creation is fine; any other error shows in the probe.
-                let _ = sys.mknod(&node, NodeKind::Block, ma, mi);
-            }
+        if mknod {
+            // EEXIST from a concurrent creation is fine; any other error shows in the probe.
+            make_node(sys, &name, &node);
         }
         let probe = probe_node(sys, &node);
         out.push(Device { name, node, probe });
     }
     Ok(out)
+}
+
+/// The PARTUUID of partition number `n` (1-based, sysfs `partition`) of a disk, read with
+/// `read(offset, len)` from the disk whose logical block size is `lbs`:
+/// - GPT (`"EFI PART"` at LBA 1): the unique partition GUID of entry `n`, formatted like a UUID
+///   (first three fields little-endian);
+/// - MBR (0x55AA at 510, no GPT): `<disk signature, 8 hex digits>-<n, 2 hex digits>`, as blkid
+///   and the kernel's `root=PARTUUID=` name it (logical partitions count on from 5).
+///
+/// `None`: no table, or no such entry.
+pub fn partuuid(read: &mut dyn FnMut(u64, usize) -> Option<Vec<u8>>, lbs: u64, n: u32) -> Option<String> {
+    if n == 0 || !(512..=65536).contains(&lbs) {
+        return None;
+    }
+    let le32 = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default());
+    let le64 = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
+    if let Some(h) = read(lbs, 92).filter(|h| h.len() == 92 && h.starts_with(b"EFI PART")) {
+        let entries_lba = le64(&h, 72);
+        let count = le32(&h, 80);
+        let size = u64::from(le32(&h, 84));
+        if n > count || !(128..=4096).contains(&size) {
+            return None;
+        }
+        let off = entries_lba.checked_mul(lbs)?.checked_add(u64::from(n - 1) * size)?;
+        let e = read(off, 32).filter(|e| e.len() == 32)?;
+        if e[..16].iter().all(|&b| b == 0) {
+            return None; // unused entry
+        }
+        let g = &e[16..32];
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&[g[3], g[2], g[1], g[0]]);
+        b[4..6].copy_from_slice(&[g[5], g[4]]);
+        b[6..8].copy_from_slice(&[g[7], g[6]]);
+        b[8..].copy_from_slice(&g[8..]);
+        return Some(format_uuid(&b));
+    }
+    let mbr = read(0, 512).filter(|m| m.len() == 512 && m[510] == 0x55 && m[511] == 0xAA)?;
+    // A protective MBR without a readable GPT names nothing.
+    if mbr[446 + 4] == 0xEE || n > 255 {
+        return None;
+    }
+    Some(format!("{:08x}-{n:02x}", le32(&mbr, 440)))
+}
+
+/// The partition of `/sys/class/block` whose PARTUUID is `want` (compared without case), as
+/// its `/dev` node; every partition seen goes into `seen` (name -> description). When `mknod`
+/// is true (no devtmpfs) missing nodes of the disks read and of the hit are created.
+pub fn find_partuuid<S: Sys>(
+    sys: &mut S,
+    want: &str,
+    mknod: bool,
+    seen: &mut std::collections::BTreeMap<String, String>,
+) -> Result<Option<String>, Errno> {
+    let names = sys.read_dir(SYS_CLASS_BLOCK)?;
+    let number = |sys: &mut S, name: &str| -> Option<u32> {
+        let t = read_file(sys, &format!("{SYS_CLASS_BLOCK}/{name}/partition"), 64).ok()?;
+        String::from_utf8_lossy(&t).trim().parse().ok()
+    };
+    for part in &names {
+        let Some(n) = number(sys, part) else { continue };
+        // The disk is the device whose sysfs directory holds the partition's.
+        let Some(disk) = names.iter().find(|d| *d != part && sys.exists(&format!("{SYS_CLASS_BLOCK}/{d}/{part}"))) else {
+            seen.insert(part.clone(), format!("{part} (partition {n} of an unknown disk)"));
+            continue;
+        };
+        let node = format!("/dev/{}", disk.replace('!', "/"));
+        if mknod {
+            make_node(sys, disk, &node);
+        }
+        let lbs = read_file(sys, &format!("{SYS_CLASS_BLOCK}/{disk}/queue/logical_block_size"), 64)
+            .ok()
+            .and_then(|t| String::from_utf8_lossy(&t).trim().parse().ok())
+            .unwrap_or(512u64);
+        let uuid = match sys.open(&node, Open::ReadDevice) {
+            Ok(mut f) => {
+                let mut read = |off: u64, len: usize| -> Option<Vec<u8>> {
+                    let mut buf = vec![0u8; len];
+                    let got = read_full_at(sys, &mut f, off, &mut buf).ok()?;
+                    buf.truncate(got);
+                    Some(buf)
+                };
+                partuuid(&mut read, lbs, n)
+            }
+            Err(_) => None,
+        };
+        seen.insert(
+            part.clone(),
+            format!("{part} (partition {n} of {disk}{})", uuid.as_ref().map(|u| format!(", PARTUUID={u}")).unwrap_or_default()),
+        );
+        if uuid.is_some_and(|u| u.eq_ignore_ascii_case(want)) {
+            let pnode = format!("/dev/{}", part.replace('!', "/"));
+            if mknod {
+                make_node(sys, part, &pnode);
+            }
+            return Ok(Some(pnode));
+        }
+    }
+    Ok(None)
+}
+
+/// Creates `/dev/<name>` from `/sys/class/block/<name>/dev` when it is missing.
+fn make_node<S: Sys>(sys: &mut S, name: &str, node: &str) {
+    if sys.exists(node) {
+        return;
+    }
+    let dev = read_file(sys, &format!("{SYS_CLASS_BLOCK}/{name}/dev"), 64).ok();
+    if let Some((ma, mi)) = dev.and_then(|d| parse_major_minor(&String::from_utf8_lossy(&d))) {
+        let _ = sys.mknod(node, NodeKind::Block, ma, mi);
+    }
 }
 
 #[cfg(test)]

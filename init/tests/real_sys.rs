@@ -143,3 +143,47 @@ fn run_program_gives_status_arguments_and_environment() {
     assert_eq!(sys.run_program("/nonexistent/hook", &[], &[]), Err(Errno::NOENT));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// PARTUUIDs read from partition tables that sfdisk wrote: GPT entries against `sfdisk
+/// --part-uuid`, MBR (with logical partitions) as `<label-id>-<number>`.
+#[test]
+fn partuuid_matches_sfdisk() {
+    use std::os::unix::fs::FileExt;
+    if Command::new("sfdisk").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: sfdisk not installed (fdisk)");
+        return;
+    }
+    let dir = scratch("partuuid");
+    let sfdisk = |img: &PathBuf, script: &str| {
+        std::fs::File::create(img).unwrap().set_len(64 << 20).unwrap();
+        let mut child = Command::new("sfdisk").arg("-q").arg(img).stdin(std::process::Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    let ours = |img: &PathBuf, n: u32| {
+        let f = std::fs::File::open(img).unwrap();
+        let mut read = |off: u64, len: usize| {
+            let mut b = vec![0u8; len];
+            f.read_exact_at(&mut b, off).ok().map(|()| b)
+        };
+        rkdump_init::probe::partuuid(&mut read, 512, n)
+    };
+    let gpt = dir.join("gpt.img");
+    sfdisk(&gpt, "label: gpt\n,16M,L\n,16M,L\n,,L\n");
+    for n in 1..=3 {
+        let out = Command::new("sfdisk").arg("--part-uuid").arg(&gpt).arg(n.to_string()).output().unwrap();
+        let want = String::from_utf8_lossy(&out.stdout).trim().to_ascii_lowercase();
+        assert_eq!(ours(&gpt, n).as_deref(), Some(want.as_str()), "GPT partition {n}");
+    }
+    assert_eq!(ours(&gpt, 4), None, "an unused GPT entry");
+    let mbr = dir.join("mbr.img");
+    sfdisk(&mbr, "label: dos\nlabel-id: 0xdeadbeef\n,16M,L\n,,E\n,8M,L\n,8M,L\n");
+    for n in [1, 2, 5, 6] {
+        assert_eq!(ours(&mbr, n), Some(format!("deadbeef-{n:02x}")), "MBR partition {n}");
+    }
+    let blank = dir.join("blank.img");
+    std::fs::File::create(&blank).unwrap().set_len(1 << 20).unwrap();
+    assert_eq!(ours(&blank, 1), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,7 +5,7 @@
 //!
 //! | keyword | rkdump |
 //! |---|---|
-//! | `<fstype> <dev\|UUID=\|LABEL=>` (ext2, ext3, ext4, xfs, btrfs) | dump target; one only; without one, the filesystem holding `path` on the build machine ([`crate::mounts`]) |
+//! | `<fstype> <dev\|UUID=\|LABEL=\|PARTUUID=>` (ext2, ext3, ext4, xfs, btrfs) | dump target; one only; without one, the filesystem holding `path` on the build machine ([`crate::mounts`]) |
 //! | `path <dir>` | directory on the target (default `/var/crash`); without a target line, a directory of the build machine |
 //! | `extra_modules m1 m2` | more modules (repeatable) |
 //! | `raw <device>` | dump target: the device itself, as a flattened stream (needs `-F`; `path` ignored) |
@@ -389,7 +389,7 @@ impl KdumpConfig {
                         return Err(ConfigError::TwoTargets { line, first });
                     }
                     let device = DeviceSpec::parse(value)
-                        .map_err(|_| bad("a device path, UUID=<uuid> or LABEL=<label>"))?;
+                        .map_err(|_| bad("a device path, UUID=<uuid>, LABEL=<label> or PARTUUID=<partuuid>"))?;
                     target = Some((
                         line,
                         Target {

@@ -143,7 +143,62 @@ impl Probe {
                 .or_else(|| self.probe_all(notes, spec)),
             DeviceSpec::Label(l) => via_link("by-label", &[l.clone(), udev_escape(l)])
                 .or_else(|| self.probe_all(notes, spec)),
+            DeviceSpec::PartUuid(u) => via_link("by-partuuid", &[u.to_ascii_lowercase(), u.to_ascii_uppercase()])
+                .or_else(|| self.probe_partitions(notes, u)),
         }
+    }
+
+    /// The partition whose PARTUUID (read from its disk's partition table, as the capture init
+    /// does) is `want`.
+    fn probe_partitions(&self, notes: &mut Vec<String>, want: &str) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        let dev = self.devfs.as_ref()?;
+        let mut names: Vec<String> = std::fs::read_dir(self.class_block())
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for part in names {
+            let Some(n) = read_trim(&self.class_block().join(&part).join("partition")).and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            // The disk's sysfs directory holds the partition's.
+            let Some(disk) = std::fs::canonicalize(self.class_block().join(&part))
+                .ok()
+                .and_then(|p| p.parent().and_then(basename))
+                .filter(|d| self.exists_in_sysfs(d))
+            else {
+                continue;
+            };
+            let lbs = read_trim(&self.class_block().join(&disk).join("queue/logical_block_size"))
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(512);
+            let node = dev.join(&disk);
+            let file = match std::fs::File::open(&node) {
+                Ok(f) => f,
+                Err(e) => {
+                    notes.push(format!("could not read the partition table of {}: {e}", node.display()));
+                    continue;
+                }
+            };
+            let mut read = |off: u64, len: usize| -> Option<Vec<u8>> {
+                let mut buf = vec![0u8; len];
+                let mut got = 0;
+                while got < len {
+                    match file.read_at(&mut buf[got..], off + got as u64) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => got += k,
+                    }
+                }
+                buf.truncate(got);
+                Some(buf)
+            };
+            if rkdump_init::probe::partuuid(&mut read, lbs, n).is_some_and(|u| u.eq_ignore_ascii_case(want)) {
+                return Some(part);
+            }
+        }
+        None
     }
 
     /// The block device whose `dev` is `major:minor` (`<sysfs>/dev/block/M:m`, else a scan of
@@ -500,6 +555,29 @@ pub(crate) mod tests {
         );
         assert!(!m.stacked);
         assert_eq!(m.stack, ["vda1"]);
+    }
+
+    /// `PARTUUID=`: an udev link when there is one, else the disk's partition table (MBR here:
+    /// disk signature and partition number).
+    #[test]
+    fn partuuid_by_table_and_link() {
+        let t = tempfile::tempdir().unwrap();
+        let f = virtio_tree(t.path());
+        let mut mbr = vec![0u8; 4096];
+        mbr[440..444].copy_from_slice(&0xcafe_f00du32.to_le_bytes());
+        mbr[510] = 0x55;
+        mbr[511] = 0xAA;
+        std::fs::write(f.dev.join("vda"), &mbr).unwrap();
+        let vda1 = f.sys.join("devices/pci0000:00/0000:00:04.0/virtio1/block/vda/vda1");
+        std::fs::write(vda1.join("partition"), "1\n").unwrap();
+        let p = Probe::new(Some(&f.sys));
+        let mut notes = Vec::new();
+        assert_eq!(p.find(&DeviceSpec::PartUuid("cafef00d-01".into()), &mut notes).as_deref(), Some("vda1"));
+        assert_eq!(p.find(&DeviceSpec::PartUuid("cafef00d-02".into()), &mut notes), None);
+        std::fs::create_dir_all(f.dev.join("disk/by-partuuid")).unwrap();
+        symlink("../../vda", f.dev.join("disk/by-partuuid/0badc0de-07")).unwrap();
+        assert_eq!(p.find(&DeviceSpec::PartUuid("0BADC0DE-07".into()), &mut notes).as_deref(), Some("vda"));
+        assert!(notes.is_empty(), "{notes:?}");
     }
 
     /// NVMe: pci0000:00/0000:00:05.0 (nvme) / nvme/nvme0 / nvme0n1 / nvme0n1p1.

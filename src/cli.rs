@@ -49,8 +49,9 @@ enum Cmd {
         /// Compression level (default: the builder's choice for size within the build budget).
         #[arg(long)]
         compression_level: Option<i32>,
-        /// Where to write the image.
-        #[arg(long, short = 'o', required_unless_present = "list")]
+        /// Where to write the image; default: /var/lib/rkdump/capture-R.img for the kernel
+        /// release R (where `rkdump arm`, `check` and `estimate` look by default).
+        #[arg(long, short = 'o')]
         output: Option<PathBuf>,
         /// List the contents of an existing image instead of building.
         #[arg(long, value_name = "IMG", conflicts_with = "output")]
@@ -58,12 +59,17 @@ enum Cmd {
     },
     /// Load a capture kernel and image into the crash reservation (kexec_file_load, on crash).
     Arm {
-        /// Capture kernel image (bzImage), e.g. /boot/vmlinuz-$(uname -r).
+        /// Capture kernel image (bzImage); default: /boot/vmlinuz-$(uname -r).
         #[arg(long)]
-        kernel: PathBuf,
-        /// Capture initramfs built by `rkdump build`.
+        kernel: Option<PathBuf>,
+        /// Capture initramfs built by `rkdump build`; default: /var/lib/rkdump/capture-R.img for
+        /// the kernel's release R, built from /etc/kdump.conf first when it is missing or older
+        /// than the files it was built from (as kdumpctl start rebuilds).
         #[arg(long)]
-        initrd: PathBuf,
+        initrd: Option<PathBuf>,
+        /// With the default image: never build it, arm what is there (or fail if nothing is).
+        #[arg(long, conflicts_with = "initrd")]
+        no_rebuild: bool,
         /// Extra capture kernel arguments, appended after the defaults
         /// (`irqpoll nr_cpus=1 reset_devices` and the running kernel's console= arguments).
         #[arg(long)]
@@ -86,7 +92,8 @@ enum Cmd {
         /// Capture kernel image; default: /boot/vmlinuz-$(uname -r).
         #[arg(long)]
         kernel: Option<PathBuf>,
-        /// Capture image built by `rkdump build`; without it the image is not checked.
+        /// Capture image built by `rkdump build`; default: /var/lib/rkdump/capture-R.img of the
+        /// kernel's release when it exists (else the image is not checked).
         #[arg(long)]
         initrd: Option<PathBuf>,
         /// The capture kernel's .config; default: /boot/config-R of the kernel's release.
@@ -101,9 +108,10 @@ enum Cmd {
     /// constants were calibrated in QEMU (see BENCHMARKS.md); confirm the result with a test
     /// crash, since some storage and network drivers allocate far more.
     Estimate {
-        /// Capture image built by `rkdump build`.
+        /// Capture image built by `rkdump build`; default: /var/lib/rkdump/capture-R.img of the
+        /// kernel's release.
         #[arg(long)]
-        initrd: PathBuf,
+        initrd: Option<PathBuf>,
         /// Capture kernel image; default: /boot/vmlinuz-$(uname -r).
         #[arg(long)]
         kernel: Option<PathBuf>,
@@ -322,6 +330,110 @@ pub fn dmesg_to(dump: &Path, format: &str, out: &mut dyn std::io::Write) -> Resu
     Ok(stats.corrupted > 0 || stats.stopped_early.is_some())
 }
 
+/// The default image of `kernel` (default: the running kernel's) if it exists.
+fn existing_default_image(kernel: Option<&Path>) -> Option<PathBuf> {
+    let running = crate::defaults::running_release().ok();
+    let release = kernel.and_then(crate::defaults::kernel_release_of).or(running)?;
+    Some(crate::defaults::image_path(&release)).filter(|p| p.exists())
+}
+
+/// The default image for `kernel` (its release from its header, else the running kernel's),
+/// built first from /etc/kdump.conf when missing or stale unless `no_rebuild`.
+fn default_image(kernel: &Path, no_rebuild: bool) -> Result<PathBuf> {
+    let release = match crate::defaults::kernel_release_of(kernel) {
+        Some(r) => r,
+        None => crate::defaults::running_release()?,
+    };
+    let image = crate::defaults::image_path(&release);
+    let why = if !image.exists() {
+        Some("it does not exist yet".to_string())
+    } else {
+        match rkdump_mkinitrd::freshness(&image) {
+            Ok(f) if f.up_to_date() => None,
+            Ok(f) if !f.newer.is_empty() => Some(format!("{} changed since it was built", f.newer[0].display())),
+            Ok(f) if !f.missing.is_empty() => Some(format!("{} is gone", f.missing[0].display())),
+            Ok(_) => Some("it does not list the files it was built from".to_string()),
+            Err(e) => Some(format!("it cannot be read ({e})")),
+        }
+    };
+    match why {
+        None => {}
+        Some(why) if no_rebuild => {
+            if !image.exists() {
+                bail!("no capture image {} ({why}); build it with rkdump build", image.display());
+            }
+            eprintln!("rkdump: warning: arming {} although {why} (--no-rebuild)", image.display());
+        }
+        Some(why) => {
+            eprintln!("rkdump: building {} for {release}: {why}", image.display());
+            let opts = rkdump_mkinitrd::BuildOptions {
+                kernel_release: Some(release.clone()),
+                output: image.clone(),
+                ..Default::default()
+            };
+            build_image(opts, None)?;
+        }
+    }
+    Ok(image)
+}
+
+/// `rkdump build` with `opts` (its `init_binary` from `init`, default: `rkdump-init` next to
+/// this executable), printing what went into the image.
+fn build_image(opts: rkdump_mkinitrd::BuildOptions, init: Option<PathBuf>) -> Result<()> {
+    let init = match init {
+        Some(p) => p,
+        None => exe_dir()?.join("rkdump-init"),
+    };
+    if !init.exists() {
+        bail!("capture init {} not found; build it (`make build`) or pass --init", init.display());
+    }
+    let opts = rkdump_mkinitrd::BuildOptions { init_binary: init, ..opts };
+    if let Some(dir) = opts.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let r = rkdump_mkinitrd::build(&opts)?;
+    for w in &r.warnings {
+        eprintln!("rkdump: warning: {w}");
+    }
+    let device = r.target_device.as_deref().map(|d| format!(" (/dev/{d})")).unwrap_or_default();
+    match &r.target_from_path {
+        Some((path, mnt)) => println!(
+            "target: {} {}{device}, the filesystem holding {path} (mounted at {mnt}; kdump.conf has no target line); dump directory {} on it",
+            r.plan.target.fstype, r.plan.target.device, r.plan.path
+        ),
+        None if r.plan.target.is_raw() => println!(
+            "target: raw device {}{device}: the dump is written onto it as a flattened stream (collector {}); save it at the next boot with rkdump save-raw",
+            r.plan.target.device, r.plan.collector
+        ),
+        None => println!("target: {} {}{device}, dump directory {}", r.plan.target.fstype, r.plan.target.device, r.plan.path),
+    }
+    println!("kernel {} ({} modules):", r.kernel_release, r.modules.len());
+    for m in &r.modules {
+        println!("  {}", m.name);
+    }
+    if !r.programs.is_empty() {
+        println!("programs ({} files):", r.programs.len());
+        for p in &r.programs {
+            println!("  {} ({})", p.path, p.why);
+        }
+    }
+    for (what, list) in [("kdump_pre", &r.plan.pre), ("kdump_post", &r.plan.post)] {
+        if !list.is_empty() {
+            println!("{what} hooks, in order: {}", list.join(" "));
+        }
+    }
+    println!(
+        "wrote {}: {} bytes ({:.2} MiB, {}), {} bytes unpacked, in {:.0} ms",
+        r.output.display(),
+        r.image_size,
+        r.image_size as f64 / 1048576.0,
+        r.compression.as_str(),
+        r.unpacked_size,
+        r.elapsed.as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
 /// The directory holding this executable (where `rkdump-init` is looked up).
 fn exe_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the rkdump executable")?;
@@ -334,67 +446,45 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(img) = list {
                 return list_image(&img);
             }
-            let init = match init {
-                Some(p) => p,
-                None => exe_dir()?.join("rkdump-init"),
+            let output = match output {
+                Some(o) => o,
+                None => {
+                    let release = match &kernel_release {
+                        Some(r) => r.clone(),
+                        None => crate::defaults::running_release()?,
+                    };
+                    crate::defaults::image_path(&release)
+                }
             };
-            if !init.exists() {
-                bail!("capture init {} not found; build it (`make build`) or pass --init", init.display());
-            }
             let opts = rkdump_mkinitrd::BuildOptions {
                 config,
                 kernel_release,
                 root,
                 sysfs,
                 mountinfo,
-                output: output.unwrap_or_default(),
-                init_binary: init,
+                output,
                 compression: compression.parse().map_err(|e| anyhow::anyhow!("--compression: {e}"))?,
                 compression_level,
                 ..Default::default()
             };
-            let r = rkdump_mkinitrd::build(&opts)?;
-            for w in &r.warnings {
-                eprintln!("rkdump: warning: {w}");
-            }
-            let device = r.target_device.as_deref().map(|d| format!(" (/dev/{d})")).unwrap_or_default();
-            match &r.target_from_path {
-                Some((path, mnt)) => println!(
-                    "target: {} {}{device}, the filesystem holding {path} (mounted at {mnt}; kdump.conf has no target line); dump directory {} on it",
-                    r.plan.target.fstype, r.plan.target.device, r.plan.path
-                ),
-                None if r.plan.target.is_raw() => println!(
-                    "target: raw device {}{device}: the dump is written onto it as a flattened stream (collector {}); save it at the next boot with rkdump save-raw",
-                    r.plan.target.device, r.plan.collector
-                ),
-                None => println!("target: {} {}{device}, dump directory {}", r.plan.target.fstype, r.plan.target.device, r.plan.path),
-            }
-            println!("kernel {} ({} modules):", r.kernel_release, r.modules.len());
-            for m in &r.modules {
-                println!("  {}", m.name);
-            }
-            if !r.programs.is_empty() {
-                println!("programs ({} files):", r.programs.len());
-                for p in &r.programs {
-                    println!("  {} ({})", p.path, p.why);
-                }
-            }
-            for (what, list) in [("kdump_pre", &r.plan.pre), ("kdump_post", &r.plan.post)] {
-                if !list.is_empty() {
-                    println!("{what} hooks, in order: {}", list.join(" "));
-                }
-            }
-            println!(
-                "wrote {}: {} bytes ({:.2} MiB, {}), {} bytes unpacked, in {:.0} ms",
-                r.output.display(),
-                r.image_size,
-                r.image_size as f64 / 1048576.0,
-                r.compression.as_str(),
-                r.unpacked_size,
-                r.elapsed.as_secs_f64() * 1000.0
-            );
+            build_image(opts, init)?;
         }
-        Cmd::Arm { kernel, initrd, append, cmdline } => {
+        Cmd::Arm { kernel, initrd, no_rebuild, append, cmdline } => {
+            let kernel = match kernel {
+                Some(k) => k,
+                None => crate::defaults::kernel_path(&crate::defaults::running_release()?),
+            };
+            let initrd = match initrd {
+                Some(i) => {
+                    if let Ok(f) = rkdump_mkinitrd::freshness(&i) {
+                        if !f.up_to_date() && !f.sources.is_empty() {
+                            eprintln!("rkdump: warning: {} is older than files it was built from; rebuild it (rkdump build) to capture with the current configuration", i.display());
+                        }
+                    }
+                    i
+                }
+                None => default_image(&kernel, no_rebuild)?,
+            };
             let cmdline = match cmdline {
                 Some(c) => c,
                 None => {
@@ -421,6 +511,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::armed::status_text(kexec::crash_size(), kexec::crash_loaded(), Path::new(crate::armed::RUN_DIR))
         ),
         Cmd::Check { kernel, initrd, kernel_config } => {
+            let initrd = initrd.or_else(|| existing_default_image(kernel.as_deref()));
             let sys = crate::check::System { root: PathBuf::from("/") };
             let inputs = crate::check::CheckInputs { kernel: kernel.as_deref(), initrd: initrd.as_deref(), kernel_config: kernel_config.as_deref() };
             let (text, ready) = crate::check::report(&crate::check::run(&sys, &inputs));
@@ -430,6 +521,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Estimate { initrd, kernel, memory, capture_cpus } => {
+            let initrd = match initrd.or_else(|| existing_default_image(kernel.as_deref())) {
+                Some(i) => i,
+                None => bail!("no capture image: give one with --initrd, or build the default one with rkdump build"),
+            };
             let (_, text) = crate::estimate::run(&initrd, kernel.as_deref(), memory, capture_cpus)?;
             print!("{text}");
         }

@@ -6,6 +6,7 @@
 mod armed;
 mod check;
 mod cli;
+mod defaults;
 mod estimate;
 mod filter;
 mod kexec;

@@ -434,6 +434,31 @@ fn estimated_reservation_is_enough_for_a_capture() {
     assert!(vmcore.exists());
 }
 
+/// `rkdump build --config CONF --kernel-release R --output IMG`, which must succeed; its stdout.
+fn build_from(bin: &Path, conf: &Path, release: &str, img: &Path) -> String {
+    let (ok, built, err) = run(Command::new(bin).arg("build").arg("--config").arg(conf).arg("--kernel-release").arg(release).arg("--output").arg(img));
+    eprintln!("{err}{built}");
+    assert!(ok, "rkdump build of {} failed", conf.display());
+    built
+}
+
+/// `rkdump crash-test` of the image `img` on the disk `disk` (and `extra` arguments), which
+/// must succeed; its stdout and the console log.
+fn crash_test_given(bin: &Path, out: &Path, img: &Path, disk: &Path, extra: &[&str]) -> (String, String) {
+    let (ok, stdout, stderr) = run(Command::new(bin).arg("crash-test").arg("--out").arg(out).arg("--initrd").arg(img).arg("--target-disk").arg(disk).args(extra));
+    eprintln!("{stderr}{stdout}");
+    assert!(ok, "crash-test of {} on {} failed", img.display(), disk.display());
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    (stdout, console)
+}
+
+/// A kdump-compressed `vmcore` that crash opens as the sysrq crash of `release`.
+fn assert_sysrq_dump(release: &str, vmcore: &Path) {
+    assert!(std::fs::read(vmcore).expect("vmcore").starts_with(b"KDUMP   "), "{} is not kdump-compressed", vmcore.display());
+    let sys = crash_cmds(&debug_vmlinux(release), vmcore, "sys");
+    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+}
+
 /// Removes a directory tree when dropped.
 struct RemoveDir(PathBuf);
 
@@ -503,29 +528,14 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     )
     .unwrap();
     let img = base.join("capture.img");
-    let (ok, built, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&img));
-    eprintln!("{err}{built}");
-    assert!(ok, "rkdump build without a target line failed");
+    let built = build_from(&bin, &conf, &kernel.release, &img);
     assert!(built.contains(&format!("target: ext4 UUID={uuid} (/dev/loop")), "{built}");
     assert!(built.contains("dump directory /srv/crash on it"), "{built}");
     assert!(built.contains("/bin/sh (interpreter of") && built.contains("/bin/ls (extra_bins)"), "{built}");
     assert!(built.contains("libc.so.6 (library of"), "{built}");
     drop(mounted);
 
-    let out = base.join("run");
-    let (ok, stdout, stderr) = run(Command::new(&bin)
-        .arg("crash-test")
-        .arg("--out")
-        .arg(&out)
-        .arg("--initrd")
-        .arg(&img)
-        .arg("--target-disk")
-        .arg(&disk)
-        .arg("--dump-path")
-        .arg("/srv/crash"));
-    eprintln!("{stderr}{stdout}");
-    assert!(ok, "crash-test with the image built from the path failed");
-    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    let (stdout, console) = crash_test_given(&bin, &base.join("run"), &img, &disk, &["--dump-path", "/srv/crash"]);
     assert!(console.contains(&format!("target ext4 UUID={uuid}")), "{console}");
     assert!(console.contains("rkdump-e2e: kdump_pre in /kdumproot/srv/crash/127.0.0.1-"), "{console}");
     assert!(console.contains("rkdump-e2e: kdump_post status 0"), "{console}");
@@ -534,11 +544,7 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     assert!(console.lines().any(|l| l.trim_end_matches('\r') == "vmcore-dmesg.txt"), "{console}");
     let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
     assert_eq!(std::fs::read_to_string(dump_dir.join("kdump_pre-ran")).unwrap(), "ran\n");
-    let vmcore = dump_dir.join("vmcore");
-    let head = std::fs::read(&vmcore).expect("vmcore");
-    assert!(head.starts_with(b"KDUMP   "), "not a kdump-compressed file");
-    let sys = crash_cmds(&debug_vmlinux(&kernel.release), &vmcore, "sys");
-    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));
     let _ = std::fs::remove_file(&disk);
 }
 
@@ -556,9 +562,7 @@ fn raw_target_capture_is_saved_by_save_raw() {
     let conf = base.join("kdump.conf");
     std::fs::write(&conf, "raw /dev/vda\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -F -l --message-level 7 -d 31\n").unwrap();
     let img = base.join("capture.img");
-    let (ok, built, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&img));
-    eprintln!("{err}{built}");
-    assert!(ok, "rkdump build with a raw target failed");
+    let built = build_from(&bin, &conf, &kernel.release, &img);
     assert!(built.contains("target: raw device /dev/vda") && built.contains("collector flat 31 lzo"), "{built}");
     // A disk whose first MiB holds something else (an earlier life of the device).
     let disk = base.join("disk.raw");
@@ -567,19 +571,7 @@ fn raw_target_capture_is_saved_by_save_raw() {
     f.set_len(3 << 30).unwrap();
     drop(f);
 
-    let out = base.join("run");
-    let (ok, stdout, stderr) = run(Command::new(&bin)
-        .arg("crash-test")
-        .arg("--out")
-        .arg(&out)
-        .arg("--initrd")
-        .arg(&img)
-        .arg("--target-disk")
-        .arg(&disk)
-        .arg("--no-collect"));
-    eprintln!("{stderr}{stdout}");
-    assert!(ok, "crash-test with a raw target failed");
-    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    let (_, console) = crash_test_given(&bin, &base.join("run"), &img, &disk, &["--no-collect"]);
     assert!(console.contains("rkdump: saved the dump to /dev/vda in"), "{console}");
     assert!(console.contains("capture complete"), "{console}");
 
@@ -600,8 +592,7 @@ fn raw_target_capture_is_saved_by_save_raw() {
     let dir = std::fs::read_dir(&saved).unwrap().next().unwrap().unwrap().path();
     let vmcore = dir.join("vmcore");
     assert!(std::fs::read(&vmcore).unwrap() == std::fs::read(&reference).unwrap(), "save-raw and makedumpfile -R differ");
-    let sys = crash_cmds(&debug_vmlinux(&kernel.release), &vmcore, "sys");
-    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    assert_sysrq_dump(&kernel.release, &vmcore);
     let log = std::fs::read_to_string(dir.join("vmcore-dmesg.txt")).unwrap();
     assert!(log.contains("sysrq triggered crash"), "{log}");
     // Saved once: the header is cleared.
@@ -634,22 +625,8 @@ fn partuuid_target_on_a_gpt_disk() {
     let conf = base.join("kdump.conf");
     std::fs::write(&conf, format!("ext4 PARTUUID={partuuid}\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\n")).unwrap();
     let img = base.join("capture.img");
-    let (ok, built, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&img));
-    assert!(ok, "rkdump build with a PARTUUID target failed: {err}{built}");
-
-    let out = base.join("run");
-    let (ok, stdout, stderr) = run(Command::new(&bin)
-        .arg("crash-test")
-        .arg("--out")
-        .arg(&out)
-        .arg("--initrd")
-        .arg(&img)
-        .arg("--target-disk")
-        .arg(&disk)
-        .arg("--no-collect"));
-    eprintln!("{stderr}{stdout}");
-    assert!(ok, "crash-test with a PARTUUID target failed");
-    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    build_from(&bin, &conf, &kernel.release, &img);
+    let (_, console) = crash_test_given(&bin, &base.join("run"), &img, &disk, &["--no-collect"]);
     assert!(console.contains(&format!("found target PARTUUID={partuuid} at /dev/vda1")), "{console}");
     assert!(console.contains("capture complete"), "{console}");
     // Read the dump back out of the partition.
@@ -659,9 +636,6 @@ fn partuuid_target_on_a_gpt_disk() {
     let name = listing.lines().filter_map(|l| l.split('/').nth(5)).find(|n| n.starts_with("127.0.0.1-")).expect("a dump directory");
     let (ok, _, err) = run(Command::new("debugfs").arg("-R").arg(format!("rdump /var/crash/{name} {}", base.display())).arg(&fs));
     assert!(ok, "{err}");
-    let vmcore = base.join(name).join("vmcore");
-    assert!(std::fs::read(&vmcore).unwrap().starts_with(b"KDUMP   "));
-    let sys = crash_cmds(&debug_vmlinux(&kernel.release), &vmcore, "sys");
-    assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    assert_sysrq_dump(&kernel.release, &base.join(name).join("vmcore"));
     let _ = std::fs::remove_file(&disk);
 }

@@ -1354,23 +1354,22 @@ mod tests {
     fn partuuid_target_is_found_in_the_partition_table() {
         let guid = [0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8];
         let partuuid = "12345678-9abc-def0-0102-030405060708";
-        let mut sys = capture_kernel(&plan_text(&format!("PARTUUID={partuuid}"), ""));
-        add_block(&mut sys, "vdc", "254:32", gpt_disk(guid));
-        add_block(&mut sys, "vdc1", "254:33", ext4_image(&UUID, "part"));
-        sys.add_file("/sys/class/block/vdc1/partition", "1\n");
-        sys.add("/sys/class/block/vdc/vdc1", Node::Dir);
-        let (action, init) = run_fake(sys);
+        // vdc holds a GPT whose first partition, vdc1, holds ext4.
+        let partitioned = |plan: &str| {
+            let mut sys = capture_kernel(plan);
+            add_block(&mut sys, "vdc", "254:32", gpt_disk(guid));
+            add_block(&mut sys, "vdc1", "254:33", ext4_image(&UUID, "part"));
+            sys.add_file("/sys/class/block/vdc1/partition", "1\n");
+            sys.add("/sys/class/block/vdc/vdc1", Node::Dir);
+            sys
+        };
+        let (action, init) = run_fake(partitioned(&plan_text(&format!("PARTUUID={partuuid}"), "")));
         assert_eq!(action, Action::Reboot);
         assert!(init.sys.calls.contains(&"mount -t ext4 /dev/vdc1 /kdumproot".to_string()), "{:?}", init.sys.calls);
         let kmsg = init.sys.kmsg.join("\n");
         assert!(kmsg.contains(&format!("found target PARTUUID={partuuid} at /dev/vdc1")), "{kmsg}");
 
-        let mut sys = capture_kernel(&plan_text("PARTUUID=00000000-01", "failure_action halt\n"));
-        add_block(&mut sys, "vdc", "254:32", gpt_disk(guid));
-        add_block(&mut sys, "vdc1", "254:33", ext4_image(&UUID, "part"));
-        sys.add_file("/sys/class/block/vdc1/partition", "1\n");
-        sys.add("/sys/class/block/vdc/vdc1", Node::Dir);
-        let (action, init) = run_fake(sys);
+        let (action, init) = run_fake(partitioned(&plan_text("PARTUUID=00000000-01", "failure_action halt\n")));
         assert_eq!(action, Action::Halt);
         let kmsg = init.sys.kmsg.join("\n");
         assert!(kmsg.contains(&format!("vdc1 (partition 1 of vdc, PARTUUID={partuuid})")), "{kmsg}");

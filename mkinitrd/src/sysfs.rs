@@ -119,6 +119,17 @@ impl Probe {
         self.sysfs.join("class/block")
     }
 
+    /// The names in `<sysfs>/class/block`, sorted; `None` if it cannot be read.
+    fn block_names(&self) -> Option<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(self.class_block())
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Some(names)
+    }
+
     fn exists_in_sysfs(&self, name: &str) -> bool {
         self.class_block().join(name).exists()
     }
@@ -153,12 +164,7 @@ impl Probe {
     fn probe_partitions(&self, notes: &mut Vec<String>, want: &str) -> Option<String> {
         use std::os::unix::fs::FileExt;
         let dev = self.devfs.as_ref()?;
-        let mut names: Vec<String> = std::fs::read_dir(self.class_block())
-            .ok()?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = self.block_names()?;
         for part in names {
             let Some(n) = read_trim(&self.class_block().join(&part).join("partition")).and_then(|t| t.parse().ok()) else {
                 continue;
@@ -211,12 +217,7 @@ impl Probe {
             }
         }
         let want = format!("{major}:{minor}");
-        let mut names: Vec<String> = std::fs::read_dir(self.class_block())
-            .ok()?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = self.block_names()?;
         names
             .into_iter()
             .find(|n| read_trim(&self.class_block().join(n).join("dev")).as_deref() == Some(want.as_str()))
@@ -241,12 +242,7 @@ impl Probe {
         spec: &DeviceSpec,
     ) -> Option<String> {
         let dev = self.devfs.as_ref()?;
-        let mut names: Vec<String> = std::fs::read_dir(self.class_block())
-            .ok()?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = self.block_names()?;
         let mut hits = Vec::new();
         for n in names {
             match self.superblock(&n) {

@@ -639,3 +639,65 @@ fn partuuid_target_on_a_gpt_disk() {
     assert_sysrq_dump(&kernel.release, &base.join(name).join("vmcore"));
     let _ = std::fs::remove_file(&disk);
 }
+
+/// Detaches a loop device when dropped.
+struct Detach(String);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// `failure_action dump_to_rootfs`: the target never appears, so the capture dumps to the
+/// build machine's root filesystem instead. The "root filesystem" is an ext4 disk image
+/// behind a loop device, named in the mount table the build reads (`--mountinfo`); it is the
+/// disk the guest gets.
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn dump_to_rootfs_when_the_target_is_missing() {
+    let base = artifacts("dump-to-rootfs");
+    std::fs::create_dir_all(&base).unwrap();
+    let bin = rkdump_bin();
+    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let uuid = "3f1e6a2c-8d4b-4a55-9e0f-7c2b1d0a9e88";
+    let disk = base.join("rootfs.img");
+    std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
+    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-U", uuid]).arg(&disk));
+    assert!(ok, "mkfs.ext4: {err}");
+    let (ok, loopdev, err) = run(Command::new("losetup").arg("-f").arg("--show").arg(&disk));
+    assert!(ok, "losetup (root and loop devices needed, as `make test` has): {err}");
+    let loopdev = loopdev.trim().to_string();
+    let attached = Detach(loopdev.clone());
+    let name = loopdev.trim_start_matches("/dev/");
+    let devnum = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).unwrap();
+    let mountinfo = base.join("mountinfo");
+    std::fs::write(&mountinfo, format!("1 0 {} / / rw - ext4 {loopdev} rw\n", devnum.trim())).unwrap();
+    let conf = base.join("kdump.conf");
+    std::fs::write(&conf, "ext4 LABEL=nowhere\ndevice_timeout 3\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\nfailure_action dump_to_rootfs\n").unwrap();
+    let img = base.join("capture.img");
+    let (ok, built, err) = run(Command::new(&bin)
+        .arg("build")
+        .arg("--config")
+        .arg(&conf)
+        .arg("--kernel-release")
+        .arg(&kernel.release)
+        .arg("--mountinfo")
+        .arg(&mountinfo)
+        .arg("--output")
+        .arg(&img));
+    eprintln!("{err}{built}");
+    assert!(ok, "rkdump build with dump_to_rootfs failed");
+    drop(attached);
+    let (ok, listing, err) = run(Command::new(&bin).arg("build").arg("--list").arg(&img));
+    assert!(ok, "{err}");
+    assert!(listing.contains("etc/rkdump/plan"), "{listing}");
+
+    let (stdout, console) = crash_test_given(&bin, &base.join("run"), &img, &disk, &[]);
+    assert!(console.contains("target LABEL=nowhere did not appear within 3 s"), "{console}");
+    assert!(console.contains(&format!("dump_to_rootfs: saving the dump to ext4 UUID={uuid}, /var/crash")), "{console}");
+    assert!(console.contains("dump_to_rootfs: dump saved; reboot"), "{console}");
+    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));
+    let _ = std::fs::remove_file(&disk);
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::log::{parse_console_loglevel, Level, Logger};
 use crate::modules::{Loaded, ModuleLoader};
-use crate::plan::{Action, Collector, DeviceSpec, Plan, PlanError, HOOK_PATH, PLAN_PATH};
+use crate::plan::{Action, Collector, DeviceSpec, OnFailure, Plan, PlanError, HOOK_PATH, PLAN_PATH};
 use crate::probe::{self, Device};
 use crate::save::{dump_dir_name, DumpDir, SaveError, SaveStep, VMCORE};
 use crate::sys::{mkdir_p, read_file, Errno, MountFlags, NodeKind, Open, OsError, Sys};
@@ -188,6 +188,8 @@ pub struct Init<S: Sys> {
     pub dump_dir: Option<String>,
     /// The raw target's device node, once found (given to the hooks as `RKDUMP_RAW_DEVICE`).
     pub raw_device: Option<String>,
+    /// The plan, once read (for the failure handling of `on_failure`).
+    pub plan: Option<Plan>,
     /// Messages logged before kmsg was opened (replayed into it); None once setup is done.
     early: Option<Vec<(Level, String)>>,
 }
@@ -205,6 +207,7 @@ impl<S: Sys> Init<S> {
             post_hooks: Vec::new(),
             dump_dir: None,
             raw_device: None,
+            plan: None,
             early: Some(Vec::new()),
         }
     }
@@ -549,6 +552,7 @@ pub fn capture<S: Sys>(
     init.set_failure_action(plan.failure_action);
     init.collector = plan.collector;
     init.post_hooks = plan.post.clone();
+    init.plan = Some(plan.clone());
     init.log(
         Level::Info,
         &format!(
@@ -575,9 +579,15 @@ pub fn capture<S: Sys>(
             return Err(CaptureError::PreHook { program: program.clone(), how, final_action: plan.final_action });
         }
     }
+    save_steps(init, &dir, steps)?;
+    Ok(plan.final_action)
+}
+
+/// Runs the save steps into `dir`: a required step's failure stops them.
+fn save_steps<S: Sys>(init: &mut Init<S>, dir: &DumpDir, steps: &mut [Box<dyn SaveStep<S>>]) -> Result<(), CaptureError> {
     for step in steps.iter_mut() {
         let name = step.name().to_string();
-        if let Err(source) = step.run(init, &dir) {
+        if let Err(source) = step.run(init, dir) {
             if step.required() {
                 return Err(CaptureError::Save { step: name, source });
             }
@@ -587,7 +597,51 @@ pub fn capture<S: Sys>(
             );
         }
     }
-    Ok(plan.final_action)
+    Ok(())
+}
+
+/// `failure_action dump_to_rootfs`: the dump again, to the root filesystem, after the primary
+/// target failed (its mount, if any, undone first). A flattened collector (for a raw target)
+/// writes an ordinary kdump-compressed file there.
+fn dump_to_rootfs<S: Sys>(
+    init: &mut Init<S>,
+    target: &crate::plan::Target,
+    path: &str,
+    steps: &mut [Box<dyn SaveStep<S>>],
+) -> Result<(), CaptureError> {
+    let Some(mut plan) = init.plan.clone() else {
+        return Ok(());
+    };
+    if init.target_mounted {
+        match init.sys.umount(TARGET_MNT) {
+            Ok(()) => init.target_mounted = false,
+            Err(errno) => {
+                return Err(CaptureError::MountTarget {
+                    device: "the failed target".into(),
+                    fstype: plan.target.fstype.clone(),
+                    mnt: TARGET_MNT.into(),
+                    errno,
+                    hint: "; it could not be unmounted to mount the root filesystem there".into(),
+                })
+            }
+        }
+    }
+    plan.target = target.clone();
+    plan.path = path.to_string();
+    if let Collector::Filter { format, .. } = &mut plan.collector {
+        if *format == crate::plan::DumpFormat::Flattened {
+            *format = crate::plan::DumpFormat::Kdump;
+        }
+    }
+    init.collector = plan.collector;
+    init.raw_device = None;
+    init.dump_dir = None;
+    init.log(Level::Notice, &format!("dump_to_rootfs: saving the dump to {} {}, {path}", target.fstype, target.device));
+    let device = wait_for_target(init, &plan)?;
+    mount_target(init, &plan, &device)?;
+    let dir = make_dump_dir(init, &plan)?;
+    init.dump_dir = Some(dir.path.clone());
+    save_steps(init, &dir, steps)
 }
 
 /// The capture to a raw device: no filesystem, no dump directory; the hooks, then the steps'
@@ -735,11 +789,34 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
         Err(e) => {
             init.log(Level::Err, &e.to_string());
             let a = init.failure_action;
-            init.log(
-                Level::Err,
-                &format!("capture failed; failure action {}", a.as_str()),
-            );
-            (a, 1)
+            let on_failure = init.plan.as_ref().and_then(|p| p.on_failure.clone());
+            let status = match on_failure {
+                None => 1,
+                Some(OnFailure::Shell) => {
+                    init.log(Level::Err, &format!("capture failed; failure_action shell: /bin/sh on the console, then {}", a.as_str()));
+                    if let Err(how) = run_hook(init, "failure_action shell", "/bin/sh", &[]) {
+                        init.log(Level::Err, &format!("failure_action shell: /bin/sh {how}"));
+                    }
+                    1
+                }
+                Some(OnFailure::DumpToRootfs { target, path }) => match dump_to_rootfs(init, &target, &path, steps) {
+                    Ok(()) => {
+                        init.log(Level::Notice, &format!("dump_to_rootfs: dump saved; {}", a.as_str()));
+                        0
+                    }
+                    Err(e) => {
+                        init.log(Level::Err, &format!("dump_to_rootfs failed too: {e}"));
+                        1
+                    }
+                },
+            };
+            if status != 0 {
+                init.log(
+                    Level::Err,
+                    &format!("capture failed; failure action {}", a.as_str()),
+                );
+            }
+            (a, status)
         }
     };
     run_post_hooks(init, status);
@@ -792,8 +869,9 @@ pub fn describe(plan: &Plan) -> Vec<String> {
         out.push(format!("{p} $status  # kdump_post: 0 if the dump was saved"));
     }
     out.push(format!(
-        "umount {TARGET_MNT}; sync; {}  # on any error: {}",
+        "umount {TARGET_MNT}; sync; {}  # on any error: {}{}",
         plan.final_action.as_str(),
+        plan.on_failure.as_ref().map(|o| format!("{o}, then ")).unwrap_or_default(),
         plan.failure_action.as_str()
     ));
     out
@@ -1373,6 +1451,49 @@ mod tests {
         assert_eq!(action, Action::Halt);
         let kmsg = init.sys.kmsg.join("\n");
         assert!(kmsg.contains(&format!("vdc1 (partition 1 of vdc, PARTUUID={partuuid})")), "{kmsg}");
+    }
+
+    /// `failure_action dump_to_rootfs`: the target never appears, so the dump goes to the root
+    /// filesystem's directory instead, and the failure action (the final one, as the builder
+    /// writes it) follows; a root filesystem that fails too leaves status 1 for the hooks.
+    #[test]
+    fn dump_to_rootfs_after_the_target_failed() {
+        let plan = plan_text("LABEL=nowhere", &format!("failure_action halt\non_failure dump_to_rootfs ext4 UUID={UUID_STR} /var/crash\npost /sbin/post\n"));
+        let mut sys = capture_kernel(&plan);
+        sys.add_file("/sbin/post", "#!/bin/sh\n");
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Halt);
+        assert_eq!(init.sys.file(&format!("{DIR}/vmcore")).unwrap(), vmcore());
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("target LABEL=nowhere did not appear"), "{kmsg}");
+        assert!(kmsg.contains(&format!("dump_to_rootfs: saving the dump to ext4 UUID={UUID_STR}, /var/crash")), "{kmsg}");
+        assert!(kmsg.contains("dump_to_rootfs: dump saved; halt"), "{kmsg}");
+        assert!(!kmsg.contains("capture failed; failure action"), "{kmsg}");
+        assert_eq!(init.sys.calls_matching(&["run"]), ["run /sbin/post 0"]);
+
+        let plan = plan_text("LABEL=nowhere", "failure_action halt\non_failure dump_to_rootfs ext4 LABEL=gone /var/crash\n");
+        let (action, init) = run_fake(capture_kernel(&plan));
+        assert_eq!(action, Action::Halt);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("dump_to_rootfs failed too: target LABEL=gone did not appear"), "{kmsg}");
+        assert!(kmsg.contains("capture failed; failure action halt"), "{kmsg}");
+    }
+
+    /// `failure_action shell`: /bin/sh runs on the console, then the failure action.
+    #[test]
+    fn shell_after_a_failed_capture() {
+        let plan = plan_text("LABEL=nowhere", "failure_action poweroff\non_failure shell\n");
+        let mut sys = capture_kernel(&plan);
+        sys.add_file("/bin/sh", "#!dummy\n");
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Poweroff);
+        assert_eq!(init.sys.calls_matching(&["run"]), ["run /bin/sh"]);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("failure_action shell: /bin/sh on the console, then poweroff"), "{kmsg}");
+        // Without a shell in the image the failure is said, and the action still follows.
+        let (action, init) = run_fake(capture_kernel(&plan));
+        assert_eq!(action, Action::Poweroff);
+        assert!(init.sys.kmsg.join("\n").contains("failure_action shell: /bin/sh could not be run"));
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //! post /etc/kdump/post.d/10-notify
 //! ```
 //!
+//! `on_failure` is what runs before `failure_action` when the capture fails (kdump.conf's
+//! `failure_action shell` and `dump_to_rootfs`): `on_failure shell`, or `on_failure
+//! dump_to_rootfs ext4 UUID=... /var/crash` (the root filesystem and the dump directory on it).
+//!
 //! `pre` and `post` are the hooks, in the order they run (kdump-utils': `kdump_pre`, then
 //! `/etc/kdump/pre.d/*`; `/etc/kdump/post.d/*`, then `kdump_post`).
 //!
@@ -247,6 +251,40 @@ impl Collector {
     }
 }
 
+/// What runs when the capture fails, before the failure action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnFailure {
+    /// An interactive `/bin/sh` on the console (kdump.conf `failure_action shell`).
+    Shell,
+    /// The dump again, to the root filesystem (`failure_action dump_to_rootfs`): `target`,
+    /// directory `path` on it.
+    DumpToRootfs { target: Target, path: String },
+}
+
+impl fmt::Display for OnFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OnFailure::Shell => f.write_str("shell"),
+            OnFailure::DumpToRootfs { target, path } => write!(f, "dump_to_rootfs {} {} {path}", target.fstype, target.device),
+        }
+    }
+}
+
+impl OnFailure {
+    fn parse(s: &str) -> Option<Self> {
+        if s == "shell" {
+            return Some(OnFailure::Shell);
+        }
+        let rest = s.strip_prefix("dump_to_rootfs ")?;
+        let (fstype, rest) = rest.split_once(' ')?;
+        // The device spec has no spaces unless it is a quoted label; the path is the rest.
+        let at = rest.rfind(" /")?;
+        let (dev, path) = (&rest[..at], &rest[at + 1..]);
+        let device = DeviceSpec::parse(dev).ok()?;
+        Some(OnFailure::DumpToRootfs { target: Target { fstype: fstype.to_string(), device }, path: path.to_string() })
+    }
+}
+
 /// The whole capture plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -266,6 +304,8 @@ pub struct Plan {
     pub pre: Vec<String>,
     /// Programs run after the dump (or its failure), with the status (0 or 1) as argument.
     pub post: Vec<String>,
+    /// What runs on failure before `failure_action`.
+    pub on_failure: Option<OnFailure>,
 }
 
 impl Plan {
@@ -281,6 +321,7 @@ impl Plan {
             failure_action: Action::Reboot,
             pre: Vec::new(),
             post: Vec::new(),
+            on_failure: None,
         }
     }
 
@@ -302,6 +343,9 @@ impl Plan {
         for p in &self.post {
             s += &format!("post {p}\n");
         }
+        if let Some(o) = &self.on_failure {
+            s += &format!("on_failure {o}\n");
+        }
         s
     }
 
@@ -321,6 +365,7 @@ impl Plan {
         let mut final_action = Action::Reboot;
         let mut failure_action = Action::Reboot;
         let (mut pre, mut post) = (Vec::new(), Vec::new());
+        let mut on_failure = None;
         for (no, line) in lines {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -343,6 +388,7 @@ impl Plan {
                 "collector" => collector = Collector::parse(value).ok_or_else(bad)?,
                 "final_action" => final_action = Action::parse(value).ok_or_else(bad)?,
                 "failure_action" => failure_action = Action::parse(value).ok_or_else(bad)?,
+                "on_failure" => on_failure = Some(OnFailure::parse(value).ok_or_else(bad)?),
                 "pre" if value.starts_with('/') => pre.push(value.to_string()),
                 "post" if value.starts_with('/') => post.push(value.to_string()),
                 "path" | "module" | "pre" | "post" => return Err(bad()),
@@ -360,6 +406,7 @@ impl Plan {
             failure_action,
             pre,
             post,
+            on_failure,
         })
     }
 }
@@ -446,6 +493,10 @@ mod tests {
         p.failure_action = Action::Halt;
         p.pre = vec!["/usr/sbin/pre one".into()];
         p.post = vec!["/etc/kdump/post.d/10-a".into(), "/sbin/post".into()];
+        p.on_failure = Some(OnFailure::DumpToRootfs {
+            target: Target { fstype: "xfs".into(), device: DeviceSpec::Label("root disk".into()) },
+            path: "/var/my crash".into(),
+        });
         p
     }
 
@@ -461,7 +512,10 @@ mod tests {
         assert!(matches!(Plan::parse(&text), Err(PlanError::UnknownKey { key, .. }) if key == "frobnicate"));
         assert!(matches!(Plan::parse("hello\n"), Err(PlanError::BadHeader(_))));
         assert_eq!(Plan::parse("rkdump-plan 1\npath /x\n"), Err(PlanError::Missing("target")));
-        for hook in ["pre x", "post ", "post"] {
+        let mut p = sample();
+        p.on_failure = Some(OnFailure::Shell);
+        assert_eq!(Plan::parse(&p.render()).unwrap(), p);
+        for hook in ["pre x", "post ", "post", "on_failure x", "on_failure dump_to_rootfs ext4 /dev/vda", "on_failure dump_to_rootfs ext4 vda /x"] {
             let text = format!("rkdump-plan 1\ntarget ext4 /dev/vdb\n{hook}\n");
             assert!(matches!(Plan::parse(&text), Err(PlanError::BadValue { .. })), "{hook:?}");
         }

@@ -10,7 +10,7 @@
 //! | `extra_modules m1 m2` | more modules (repeatable) |
 //! | `raw <device>` | dump target: the device itself, as a flattened stream (needs `-F`; `path` ignored) |
 //! | `core_collector makedumpfile <flags>` / `cp` | [`CoreCollector`] -> the plan's `Collector` (`-d`, `-c/-l/-p/-z`, `-E`, `-F` for raw targets; `scp` not yet supported) |
-//! | `failure_action` / `default` | reboot, halt, poweroff; shell/dump_to_rootfs not yet supported |
+//! | `failure_action` / `default` | reboot, halt, poweroff; shell (`/bin/sh` goes into the image) or dump_to_rootfs (the root filesystem of the build machine), then the final action |
 //! | `final_action` | reboot, halt, poweroff |
 //! | `force_rebuild`, `force_no_rebuild` | `0`/`1`; every `rkdump build` rebuilds anyway |
 //! | `auto_reset_crashkernel`, `override_resettable` | accepted and ignored (warning) |
@@ -272,6 +272,15 @@ fn dump_level(n: u32) -> Result<u8, String> {
         .ok_or_else(|| "a dump level 0..31 after -d".into())
 }
 
+/// What `failure_action shell` and `dump_to_rootfs` ask for before the final action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureStep {
+    /// An interactive shell.
+    Shell,
+    /// The dump to the root filesystem.
+    DumpToRootfs,
+}
+
 /// Everything `kdump.conf` says, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KdumpConfig {
@@ -291,6 +300,8 @@ pub struct KdumpConfig {
     pub core_collector: Option<CoreCollector>,
     /// `failure_action` / `default` (default reboot).
     pub failure_action: Action,
+    /// `failure_action shell` or `dump_to_rootfs` (then `failure_action` is the final action).
+    pub on_failure: Option<FailureStep>,
     /// `final_action` (default reboot).
     pub final_action: Action,
     /// `force_rebuild 1`.
@@ -322,6 +333,7 @@ impl KdumpConfig {
         let mut extra_bins: Vec<String> = Vec::new();
         let mut core_collector = None;
         let mut failure_action = Action::Reboot;
+        let mut on_failure = None;
         let mut final_action = Action::Reboot;
         let mut force_rebuild = false;
         let mut force_no_rebuild = false;
@@ -439,19 +451,23 @@ impl KdumpConfig {
                     core_collector = Some((line, value.to_string(), c));
                 }
                 "failure_action" | "default" | "final_action" => {
-                    let action = match value {
-                        "shell" | "dump_to_rootfs" => {
-                            return Err(ConfigError::NotYetSupported {
-                                line,
-                                keyword: format!("{keyword} {value}"),
-                            })
-                        }
-                        v => Action::parse(v).ok_or_else(|| bad("reboot, halt or poweroff"))?,
+                    let step = match (keyword, value) {
+                        ("final_action", _) => None,
+                        (_, "shell") => Some(FailureStep::Shell),
+                        (_, "dump_to_rootfs") => Some(FailureStep::DumpToRootfs),
+                        _ => None,
                     };
+                    if let Some(step) = step {
+                        on_failure = Some(step);
+                        continue;
+                    }
+                    let expected = if keyword == "final_action" { "reboot, halt or poweroff" } else { "reboot, halt, poweroff, shell or dump_to_rootfs" };
+                    let action = Action::parse(value).ok_or_else(|| bad(expected))?;
                     if keyword == "final_action" {
                         final_action = action;
                     } else {
                         failure_action = action;
+                        on_failure = None;
                     }
                 }
                 "force_rebuild" | "force_no_rebuild" => {
@@ -505,6 +521,7 @@ impl KdumpConfig {
             extra_bins,
             core_collector,
             failure_action,
+            on_failure,
             final_action,
             force_rebuild,
             force_no_rebuild,
@@ -532,7 +549,8 @@ impl KdumpConfig {
             None => {}
         }
         p.final_action = self.final_action;
-        p.failure_action = self.failure_action;
+        // After a shell or dump_to_rootfs, kdump-utils runs the final action.
+        p.failure_action = if self.on_failure.is_some() { self.final_action } else { self.failure_action };
         p
     }
 }
@@ -661,14 +679,20 @@ auto_reset_crashkernel yes
                 err.to_string().contains("line 3") && err.to_string().contains("not yet supported")
             );
         }
-        for v in ["shell", "dump_to_rootfs"] {
-            let err =
-                KdumpConfig::parse(&format!("ext4 /dev/vda\nfailure_action {v}\n")).unwrap_err();
-            assert!(
-                matches!(err, ConfigError::NotYetSupported { line: 2, .. }),
-                "{err}"
-            );
+    }
+
+    /// `failure_action shell` / `dump_to_rootfs` (or `default`): the step, then the final
+    /// action; a later plain failure action replaces the step.
+    #[test]
+    fn failure_steps() {
+        for (v, step) in [("shell", FailureStep::Shell), ("dump_to_rootfs", FailureStep::DumpToRootfs)] {
+            let c = KdumpConfig::parse(&format!("ext4 /dev/vda\nfinal_action poweroff\nfailure_action {v}\n")).unwrap();
+            assert_eq!(c.on_failure, Some(step));
+            assert_eq!(plan_of(&c).failure_action, Action::Poweroff);
+            let c = KdumpConfig::parse(&format!("ext4 /dev/vda\ndefault {v}\nfailure_action halt\n")).unwrap();
+            assert_eq!((c.on_failure, plan_of(&c).failure_action), (None, Action::Halt));
         }
+        assert!(KdumpConfig::parse("ext4 /dev/vda\nfinal_action shell\n").is_err());
     }
 
     #[test]

@@ -365,14 +365,45 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut roots: Vec<(String, String)> = Vec::new();
     let probe = sysfs::Probe::new(opts.sysfs.as_deref());
     let mut notes = Vec::new();
+    let mountinfo = opts.mountinfo.clone().unwrap_or_else(|| PathBuf::from("/proc/self/mountinfo"));
     let (target, path, target_from_path) = match &cfg.target {
         Some(t) => (t.clone(), cfg.path.clone(), None),
         None => {
-            let mountinfo = opts.mountinfo.clone().unwrap_or_else(|| PathBuf::from("/proc/self/mountinfo"));
             let found = mounts::resolve(&cfg.path, &mountinfo, &probe)?;
             warnings.extend(found.warnings);
             (found.target, found.path, Some((cfg.path.clone(), found.mount_point)))
         }
+    };
+    // failure_action dump_to_rootfs: this machine's root filesystem, `path` on it (as
+    // kdump-utils saves to the root filesystem's `path`); its drivers go into the image too.
+    let rootfs = match cfg.on_failure {
+        Some(config::FailureStep::DumpToRootfs) => {
+            let found = mounts::resolve("/", &mountinfo, &probe)?;
+            warnings.extend(found.warnings.iter().map(|w| format!("dump_to_rootfs: {w}")));
+            let stack = probe.device_modules(&found.device)?;
+            roots.extend(stack.modules.iter().cloned());
+            for (alias, why) in &stack.modaliases {
+                for m in index.match_alias(alias)? {
+                    roots.push((m, why.clone()));
+                }
+            }
+            if stack.stacked {
+                warnings.push(format!(
+                    "dump_to_rootfs: the root filesystem is on a device-mapper/md stack ({}); rkdump-init does not assemble dm/md devices yet (not yet supported)",
+                    stack.stack.join(" <- ")
+                ));
+            }
+            let fstype = &found.target.fstype;
+            let fs_root = match index.resolve(fstype)? {
+                modules::Resolution::NotFound => format!("fs-{fstype}"),
+                _ => fstype.clone(),
+            };
+            roots.push((fs_root, format!("filesystem {fstype} (dump_to_rootfs)")));
+            let rpath = mounts::join_abs(&found.path, &cfg.path);
+            Some(rkdump_init::plan::OnFailure::DumpToRootfs { target: found.target, path: rpath })
+        }
+        Some(config::FailureStep::Shell) => Some(rkdump_init::plan::OnFailure::Shell),
+        None => None,
     };
     let target_device = probe.find(&target.device, &mut notes);
     match &target_device {
@@ -436,6 +467,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     // The archive.
     let image_mod_dir = format!("/lib/modules/{release}");
     let mut plan = cfg.to_plan(target.clone(), path);
+    plan.on_failure = rootfs;
     plan.modules = mods
         .iter()
         .map(|m| format!("{image_mod_dir}/{}", m.rel_path))
@@ -448,6 +480,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut wanted = named(&plan.pre, "kdump_pre or /etc/kdump/pre.d");
     wanted.extend(named(&plan.post, "kdump_post or /etc/kdump/post.d"));
     wanted.extend(named(&cfg.extra_bins, "extra_bins"));
+    if plan.on_failure == Some(rkdump_init::plan::OnFailure::Shell) {
+        wanted.push(("/bin/sh".into(), "failure_action shell".into()));
+    }
     let programs = programs::closure(root, &wanted)?;
     phase("programs");
     let init = std::fs::read(&opts.init_binary).map_err(|source| BuildError::Io {

@@ -110,7 +110,7 @@ pub fn mount_of<'a>(mounts: &'a [Mount], path: &str) -> Option<(&'a Mount, Strin
 }
 
 /// `a` joined with absolute `b` (`/` + `/x` = `/x`, `/sub` + `/x` = `/sub/x`).
-fn join_abs(a: &str, b: &str) -> String {
+pub(crate) fn join_abs(a: &str, b: &str) -> String {
     match (a.trim_end_matches('/'), b) {
         ("", b) => b.to_string(),
         (a, "/") => a.to_string(),

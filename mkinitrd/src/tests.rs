@@ -766,3 +766,39 @@ fn raw_target_needs_no_filesystem() {
     assert!(names.contains(&"virtio_blk"), "{names:?}");
     assert!(!names.contains(&"ext4") && !names.contains(&"jbd2"), "{names:?}");
 }
+
+/// `failure_action dump_to_rootfs`: the root filesystem of this machine (vda1 in the mount
+/// table) becomes the plan's fallback, `path` on it, with its drivers in the image;
+/// `failure_action shell` brings /bin/sh.
+#[test]
+fn failure_steps_in_the_plan_and_the_image() {
+    let f = fixture("ext4 LABEL=elsewhere\nextra_modules virtio_blk\nfinal_action poweroff\nfailure_action dump_to_rootfs\n", true);
+    let sys = f.opts.sysfs.clone().unwrap();
+    std::fs::write(sys.join("class/block/vda1/dev"), "252:1\n").unwrap();
+    let mountinfo = f.base.join("mountinfo");
+    std::fs::write(&mountinfo, "1 0 252:1 / / rw - ext4 /dev/vda1 rw\n").unwrap();
+    let opts = BuildOptions { mountinfo: Some(mountinfo), ..f.opts.clone() };
+    let r = build(&opts).unwrap();
+    let want = rkdump_init::plan::OnFailure::DumpToRootfs {
+        target: rkdump_init::plan::Target { fstype: "ext4".into(), device: rkdump_init::plan::DeviceSpec::Uuid(UUID_STR.into()) },
+        path: "/var/crash".into(),
+    };
+    assert_eq!(r.plan.on_failure, Some(want));
+    assert_eq!(r.plan.failure_action, rkdump_init::plan::Action::Poweroff);
+    let names: Vec<&str> = r.modules.iter().map(|m| m.name.as_str()).collect();
+    assert!(names.contains(&"virtio_pci") && names.contains(&"ext4"), "{names:?}");
+
+    let Ok(busybox) = std::fs::read("/bin/busybox") else {
+        eprintln!("SKIP: the shell half needs /bin/busybox (busybox-static)");
+        return;
+    };
+    let root = f.opts.root.clone().unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::write(root.join("bin/sh"), busybox).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("bin/sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(f.base.join("kdump.conf"), format!("ext4 UUID={UUID_STR}\nfailure_action shell\n")).unwrap();
+    let r = build(&f.opts).unwrap();
+    assert_eq!(r.plan.on_failure, Some(rkdump_init::plan::OnFailure::Shell));
+    assert!(r.programs.iter().any(|p| p.path == "/bin/sh" && p.why == "failure_action shell"), "{:?}", r.programs);
+}

@@ -17,7 +17,8 @@
 //! | `device_timeout <secs>` | rkdump only: how long the capture waits for the target |
 //! | `kdump_pre <program>`, `kdump_post <program>` | hooks, with `/etc/kdump/pre.d` and `post.d` ([`crate::programs`]) |
 //! | `extra_bins p1 p2` | more programs in the image (repeatable) |
-//! | `nfs ssh sshkey dracut_args fence_kdump_*` | error: not yet supported |
+//! | `dracut_args` | `--add-drivers`/`--force-drivers` become `extra_modules`; `--omit`, `--omit-drivers`, `--hostonly*`, `--compress` and other size/packaging options are ignored (warning); anything else is an error |
+//! | `nfs ssh sshkey fence_kdump_*` | error: not yet supported |
 //!
 //! Anything else is an error naming the line.
 
@@ -32,7 +33,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "nfs4",
     "ssh",
     "sshkey",
-    "dracut_args",
     "fence_kdump_args",
     "fence_kdump_nodes",
     "virtiofs",
@@ -260,6 +260,71 @@ impl CoreCollector {
     }
 }
 
+/// Splits a command line into words the way a shell would for simple quoting (`'...'`,
+/// `"..."`, backslash).
+fn shell_words(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if let Some(w) = cur.take() {
+                    out.push(w);
+                }
+            }
+            '\'' | '"' => {
+                let w = cur.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some(q) if q == c => break,
+                        Some('\\') if c == '"' => w.extend(chars.next()),
+                        Some(x) => w.push(x),
+                        None => return Err(format!("an unterminated {c} quote")),
+                    }
+                }
+            }
+            '\\' => cur.get_or_insert_with(String::new).extend(chars.next()),
+            c => cur.get_or_insert_with(String::new).push(c),
+        }
+    }
+    out.extend(cur);
+    Ok(out)
+}
+
+/// dracut options of a `dracut_args` line: the drivers it adds (`--add-drivers "a b"`,
+/// `--force-drivers`, `--add-drivers=a`), and the options rkdump has no use for; anything
+/// else is an error naming it.
+fn dracut_args(value: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    let words = shell_words(value)?;
+    let (mut drivers, mut ignored) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].as_str();
+        let (opt, inline) = match w.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o, Some(v.to_string())),
+            _ => (w, None),
+        };
+        let takes_value = matches!(opt, "--add-drivers" | "--force-drivers" | "--omit-drivers" | "--omit" | "-o" | "--compress" | "--filesystems");
+        let value = match (&inline, takes_value) {
+            (Some(v), _) => Some(v.clone()),
+            (None, true) => {
+                i += 1;
+                Some(words.get(i).cloned().ok_or(format!("a value after {opt}"))?)
+            }
+            (None, false) => None,
+        };
+        match opt {
+            "--add-drivers" | "--force-drivers" => drivers.extend(value.unwrap_or_default().split_whitespace().map(str::to_string)),
+            "--omit-drivers" | "--omit" | "-o" | "--compress" | "--filesystems" => ignored.push(format!("{opt} {}", value.unwrap_or_default())),
+            "--hostonly" | "-H" | "--hostonly-mode" | "--no-hostonly" | "-N" | "--hostonly-cmdline" | "--no-hostonly-cmdline" | "--quiet" | "-q" | "--force" | "-f" | "--strip" | "--nostrip" | "--prelink" | "--noprelink" | "--no-early-microcode" | "--early-microcode" => ignored.push(opt.to_string()),
+            other => return Err(format!("dracut options that rkdump can honour (--add-drivers, --force-drivers) or ignore (--omit, --omit-drivers, --hostonly, --compress...); `{other}` is not one: use kdump.conf's own keywords (extra_modules, extra_bins, a target line)")),
+        }
+        i += 1;
+    }
+    Ok((drivers, ignored))
+}
+
 /// An absolute path without whitespace that a plan line carries unchanged.
 fn program_path(p: &str) -> bool {
     p.starts_with('/') && p.len() > 1 && !p.contains(char::is_whitespace) && rkdump_init::plan::plan_safe(p)
@@ -376,6 +441,7 @@ impl KdumpConfig {
                         | "force_rebuild"
                         | "force_no_rebuild"
                         | "device_timeout"
+                        | "dracut_args"
                         | "auto_reset_crashkernel"
                         | "override_resettable"
                 );
@@ -436,6 +502,20 @@ impl KdumpConfig {
                         if !extra_bins.iter().any(|x| x == b) {
                             extra_bins.push(b.to_string());
                         }
+                    }
+                }
+                "dracut_args" => {
+                    let (drivers, ignored) = dracut_args(value).map_err(|e| bad(&e))?;
+                    for m in drivers {
+                        if !extra_modules.contains(&m) {
+                            extra_modules.push(m);
+                        }
+                    }
+                    if !ignored.is_empty() {
+                        warnings.push(format!(
+                            "kdump.conf line {line}: dracut_args `{}` ignored: rkdump's image holds only what the capture needs",
+                            ignored.join(" ")
+                        ));
                     }
                 }
                 "extra_modules" => {
@@ -657,12 +737,30 @@ auto_reset_crashkernel yes
     }
 
     #[test]
+    fn dracut_args_add_drivers_and_ignore_packaging() {
+        let c = KdumpConfig::parse(
+            "ext4 /dev/vda\nextra_modules nvme\ndracut_args --add-drivers \"ixgbe  nvme\" --omit-drivers 'snd cfg80211' -H --force-drivers=mpt3sas\n",
+        )
+        .unwrap();
+        assert_eq!(c.extra_modules, ["nvme", "ixgbe", "mpt3sas"]);
+        assert!(c.warnings.iter().any(|w| w.contains("line 3") && w.contains("--omit-drivers snd cfg80211 -H")), "{:?}", c.warnings);
+        for (bad, why) in [
+            ("dracut_args --mount \"/dev/vdb /mnt ext4 defaults\"", "`--mount` is not one"),
+            ("dracut_args --add-drivers", "a value after --add-drivers"),
+            ("dracut_args --add-drivers \"x", "unterminated \" quote"),
+        ] {
+            let e = KdumpConfig::parse(&format!("ext4 /dev/vda\n{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("line 2") && e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(shell_words(r#"a "b c" 'd e'f g\ h"#).unwrap(), ["a", "b c", "d ef", "g h"]);
+    }
+
+    #[test]
     fn not_yet_supported_keywords_name_line() {
         for kw in [
             "nfs host:/x",
             "ssh user@host",
             "sshkey /root/.ssh/k",
-            "dracut_args --x",
             "fence_kdump_args -p 7410",
             "fence_kdump_nodes n1",
         ] {

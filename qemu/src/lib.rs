@@ -337,11 +337,14 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /tmp /run && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /run
-echo "rkdump-stage1: booted $(uname -r)"
+# Progress markers go to the console and the kernel log: a kernel message printed while a
+# marker is written can split the console's copy of it, never the kernel log's.
+say() {{ echo "rkdump-stage1: $*"; echo "rkdump-stage1: $*" > /dev/kmsg; }}
+say "booted $(uname -r)"
 /rkdump crash-test-workload --anon-mib {anon} --cache-mib {cache} --cache-file /tmp/cache.dat --ready /run/workload-ready &
 i=0
 while [ ! -e /run/workload-ready ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-echo "rkdump-stage1: arming"
+say arming
 arm() {{
     if ! /rkdump arm --kernel /vmlinuz --initrd /capture.img --append "panic=1"; then
         echo "rkdump-stage1: arm failed"; poweroff -f
@@ -357,8 +360,8 @@ arm
 # Is everything in place? (The kernel's .config is /config when the host has it.)
 if [ -e /config ]; then kc="--kernel-config /config"; else kc=""; fi
 /rkdump check --kernel /vmlinuz --initrd /capture.img $kc
-echo "rkdump-stage1: check exit status $?"
-echo "rkdump-stage1: triggering sysrq-c"
+say "check exit status $?"
+say "triggering sysrq-c"
 echo 1 > /proc/sys/kernel/sysrq
 echo c > /proc/sysrq-trigger
 echo "rkdump-stage1: still alive after sysrq-c"

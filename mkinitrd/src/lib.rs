@@ -337,6 +337,41 @@ pub fn freshness(image: &Path) -> Result<Freshness, ListError> {
     Ok(out)
 }
 
+/// Adds the modules of block device `dev`'s stack (drivers, modaliases) to `roots`; `what`
+/// names it in the warning about dm/md stacks.
+fn device_roots(
+    probe: &sysfs::Probe,
+    index: &mut modules::ModuleIndex,
+    dev: &str,
+    what: &str,
+    roots: &mut Vec<(String, String)>,
+    warnings: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let stack = probe.device_modules(dev)?;
+    roots.extend(stack.modules.iter().cloned());
+    for (alias, why) in &stack.modaliases {
+        for m in index.match_alias(alias)? {
+            roots.push((m, why.clone()));
+        }
+    }
+    if stack.stacked {
+        warnings.push(format!(
+            "{what} is on a device-mapper/md stack ({}); rkdump-init does not assemble dm/md devices yet (not yet supported)",
+            stack.stack.join(" <- ")
+        ));
+    }
+    Ok(())
+}
+
+/// The module root of filesystem `fstype` (its module, or the `fs-<type>` alias).
+fn fs_root(index: &mut modules::ModuleIndex, fstype: &str) -> Result<(String, String), BuildError> {
+    let name = match index.resolve(fstype)? {
+        modules::Resolution::NotFound => format!("fs-{fstype}"),
+        _ => fstype.to_string(),
+    };
+    Ok((name, format!("filesystem {fstype}")))
+}
+
 /// Builds the capture image described by `opts`.
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let start = Instant::now();
@@ -380,25 +415,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         Some(config::FailureStep::DumpToRootfs) => {
             let found = mounts::resolve("/", &mountinfo, &probe)?;
             warnings.extend(found.warnings.iter().map(|w| format!("dump_to_rootfs: {w}")));
-            let stack = probe.device_modules(&found.device)?;
-            roots.extend(stack.modules.iter().cloned());
-            for (alias, why) in &stack.modaliases {
-                for m in index.match_alias(alias)? {
-                    roots.push((m, why.clone()));
-                }
-            }
-            if stack.stacked {
-                warnings.push(format!(
-                    "dump_to_rootfs: the root filesystem is on a device-mapper/md stack ({}); rkdump-init does not assemble dm/md devices yet (not yet supported)",
-                    stack.stack.join(" <- ")
-                ));
-            }
-            let fstype = &found.target.fstype;
-            let fs_root = match index.resolve(fstype)? {
-                modules::Resolution::NotFound => format!("fs-{fstype}"),
-                _ => fstype.clone(),
-            };
-            roots.push((fs_root, format!("filesystem {fstype} (dump_to_rootfs)")));
+            device_roots(&probe, &mut index, &found.device, "dump_to_rootfs: the root filesystem", &mut roots, &mut warnings)?;
+            roots.push(fs_root(&mut index, &found.target.fstype)?);
             let rpath = mounts::join_abs(&found.path, &cfg.path);
             Some(rkdump_init::plan::OnFailure::DumpToRootfs { target: found.target, path: rpath })
         }
@@ -407,22 +425,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     };
     let target_device = probe.find(&target.device, &mut notes);
     match &target_device {
-        Some(dev) => {
-            let stack = probe.device_modules(dev)?;
-            roots.extend(stack.modules.iter().cloned());
-            for (alias, why) in &stack.modaliases {
-                for m in index.match_alias(alias)? {
-                    roots.push((m, why.clone()));
-                }
-            }
-            if stack.stacked {
-                warnings.push(format!(
-                    "target {} is on a device-mapper/md stack ({}); rkdump-init does not assemble dm/md devices yet (not yet supported)",
-                    target.device,
-                    stack.stack.join(" <- ")
-                ));
-            }
-        }
+        Some(dev) => device_roots(&probe, &mut index, dev, &format!("target {}", target.device), &mut roots, &mut warnings)?,
         None => {
             let storage = cfg
                 .extra_modules
@@ -453,12 +456,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     }
     // A raw target has no filesystem to mount.
     if !target.is_raw() {
-        let fstype = &target.fstype;
-        let fs_root = match index.resolve(fstype)? {
-            modules::Resolution::NotFound => format!("fs-{fstype}"),
-            _ => fstype.clone(),
-        };
-        roots.push((fs_root, format!("filesystem {fstype}")));
+        roots.push(fs_root(&mut index, &target.fstype)?);
     }
     let (mods, mod_warnings) = index.closure(&roots)?;
     warnings.extend(mod_warnings);

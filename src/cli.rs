@@ -330,6 +330,29 @@ pub fn dmesg_to(dump: &Path, format: &str, out: &mut dyn std::io::Write) -> Resu
     Ok(stats.corrupted > 0 || stats.stopped_early.is_some())
 }
 
+/// Before arming an image whose plan dumps to a raw device: save a dump the last capture
+/// left there into /var/crash, as kdumpctl start does (`rkdump save-raw`). Problems are
+/// warnings: arming matters more.
+fn save_pending_raw(image: &Path) {
+    let Ok(Some(Ok(plan))) = rkdump_mkinitrd::plan_of(image) else {
+        return;
+    };
+    let (true, rkdump_init::plan::DeviceSpec::Path(dev)) = (plan.target.is_raw(), &plan.target.device) else {
+        return;
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    match crate::saveraw::save_raw(Path::new(dev), Path::new("/var/crash"), false, now) {
+        Ok(crate::saveraw::Outcome::NoDump) => {}
+        Ok(crate::saveraw::Outcome::Saved { dir, bytes, log_note }) => {
+            println!("saved the dump on the raw target {dev} to {}/vmcore ({bytes} bytes)", dir.display());
+            if let Some(n) = log_note {
+                eprintln!("rkdump: warning: {n}");
+            }
+        }
+        Err(e) => eprintln!("rkdump: warning: the raw target {dev} holds a dump that could not be saved: {e:#}"),
+    }
+}
+
 /// The default image of `kernel` (default: the running kernel's) if it exists.
 fn existing_default_image(kernel: Option<&Path>) -> Option<PathBuf> {
     let running = crate::defaults::running_release().ok();
@@ -485,6 +508,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => default_image(&kernel, no_rebuild)?,
             };
+            save_pending_raw(&initrd);
             let cmdline = match cmdline {
                 Some(c) => c,
                 None => {

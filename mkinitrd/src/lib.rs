@@ -622,6 +622,21 @@ pub fn list(image: &Path) -> Result<Vec<Entry>, ListError> {
     Ok(out)
 }
 
+/// The capture plan inside an image made by [`build`] (`None`: the image has none).
+pub fn plan_of(image: &Path) -> Result<Option<Result<Plan, rkdump_init::plan::PlanError>>, ListError> {
+    let data = read_image(image)?;
+    let mut out = None;
+    let want = PLAN_PATH.trim_start_matches('/');
+    walk_image(&data, &mut |e, bytes| {
+        if e.path == want {
+            out = Some(Plan::parse(&String::from_utf8_lossy(bytes)));
+        }
+        Ok(())
+    })
+    .map_err(|e| list_error(image, e))?;
+    Ok(out)
+}
+
 /// What an image takes of the capture kernel's memory (`rkdump estimate`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageSizes {

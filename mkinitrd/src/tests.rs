@@ -765,6 +765,13 @@ fn raw_target_needs_no_filesystem() {
     let names: Vec<&str> = r.modules.iter().map(|m| m.name.as_str()).collect();
     assert!(names.contains(&"virtio_blk"), "{names:?}");
     assert!(!names.contains(&"ext4") && !names.contains(&"jbd2"), "{names:?}");
+    // The plan reads back out of the image (`rkdump arm` looks for a raw target there).
+    assert_eq!(plan_of(&f.opts.output).unwrap().unwrap().unwrap(), r.plan);
+    let plain = f.base.join("plain.cpio");
+    let mut w = CpioWriter::new(Vec::new());
+    w.add_file("init", 0o755, b"x").unwrap();
+    std::fs::write(&plain, w.finish().unwrap()).unwrap();
+    assert!(plan_of(&plain).unwrap().is_none());
 }
 
 /// `failure_action dump_to_rootfs`: the root filesystem of this machine (vda1 in the mount

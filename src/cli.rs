@@ -499,9 +499,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
             let initrd = match initrd {
                 Some(i) => {
+                    // Sources missing here are no evidence (an image built elsewhere).
                     if let Ok(f) = rkdump_mkinitrd::freshness(&i) {
-                        if !f.up_to_date() && !f.sources.is_empty() {
-                            eprintln!("rkdump: warning: {} is older than files it was built from; rebuild it (rkdump build) to capture with the current configuration", i.display());
+                        if let Some(p) = f.newer.first() {
+                            eprintln!(
+                                "rkdump: warning: {} is older than {}, one of the files it was built from; rebuild it (rkdump build) to capture with the current configuration",
+                                i.display(),
+                                p.display()
+                            );
                         }
                     }
                     i

@@ -573,7 +573,6 @@ fn raw_target_capture_is_saved_by_save_raw() {
 
     let (_, console) = crash_test_given(&bin, &base.join("run"), &img, &disk, &["--no-collect"]);
     assert!(console.contains("rkdump: saved the dump to /dev/vda in"), "{console}");
-
     assert!(console.contains("capture complete"), "{console}");
 
     // makedumpfile -R of the stream is the reference for what save-raw must write.

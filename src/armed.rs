@@ -167,7 +167,26 @@ pub fn status_text(size: Option<u64>, loaded: Option<bool>, run_dir: &Path) -> S
         },
     };
     let _ = writeln!(out, "image: {image}");
+    if let Some(dev) = pending_raw_dump(&r.initrd) {
+        let _ = writeln!(out, "pending dump: the raw target {dev} holds the dump of an earlier crash: save it with rkdump save-raw {dev} (rkdump arm does that first)");
+    }
     out
+}
+
+/// The raw target device of `image`'s plan, if it starts with a flattened dump stream (a
+/// capture's dump nobody has saved yet).
+fn pending_raw_dump(image: &Path) -> Option<String> {
+    let plan = rkdump_mkinitrd::plan_of(image).ok()??.ok()?;
+    let rkdump_init::plan::DeviceSpec::Path(dev) = &plan.target.device else {
+        return None;
+    };
+    if !plan.target.is_raw() {
+        return None;
+    }
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(dev).ok()?;
+    std::io::Read::read_exact(&mut f, &mut head).ok()?;
+    head.starts_with(rkdump_vmcore::flat::FLAT_SIGNATURE).then(|| dev.clone())
 }
 
 #[cfg(test)]
@@ -233,6 +252,19 @@ mod tests {
         std::fs::remove_file(&img).unwrap();
         let text = status_text(Some(256 << 20), Some(true), &run);
         assert!(text.contains("image: removed since it was loaded"), "{text}");
+
+        // An image dumping to a raw device that holds an unsaved dump.
+        let dev = t.path().join("raw.dev");
+        std::fs::write(&dev, rkdump_vmcore::flat::start_header()).unwrap();
+        let plan = format!("rkdump-plan 1\ntarget raw {}\ncollector flat 31 zstd\n", dev.display());
+        let mut w = rkdump_mkinitrd::CpioWriter::new(Vec::new());
+        w.add_file(rkdump_init::plan::PLAN_PATH, 0o644, plan.as_bytes()).unwrap();
+        std::fs::write(&img, w.finish().unwrap()).unwrap();
+        record(&run, &ArmRecord::now(Path::new("/boot/vmlinuz"), &img, "irqpoll").unwrap()).unwrap();
+        let text = status_text(Some(256 << 20), Some(true), &run);
+        assert!(text.contains(&format!("pending dump: the raw target {} holds the dump of an earlier crash", dev.display())), "{text}");
+        std::fs::write(&dev, [0u8; 4096]).unwrap();
+        assert!(!status_text(Some(256 << 20), Some(true), &run).contains("pending dump"));
 
         forget(&run).unwrap();
         forget(&run).unwrap();

@@ -4,7 +4,7 @@ BIN       := target/$(MUSL)/release
 OUT       ?= out/demo
 CARGO     ?= cargo
 
-.PHONY: all deps build demo test bench clippy clean-out
+.PHONY: all deps build demo test bench clippy fmt clean-out
 
 all: build
 
@@ -26,6 +26,9 @@ demo: deps build
 # (QEMU, crash as the oracle), then the vmcore crate again against the real vmcores the end-to-end
 # tests captured (makedumpfile, vmcore-dmesg and crash as oracles).
 test: deps build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+	$(CARGO) fmt --manifest-path vmcore/fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path vmcore/fuzz/Cargo.toml --all-targets -- -D warnings
@@ -41,6 +44,12 @@ bench: build
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# rustfmt.toml: 120 columns. `make test` fails on unformatted code.
+fmt:
+	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
+	$(CARGO) fmt --manifest-path vmcore/fuzz/Cargo.toml
 
 clean-out:
 	rm -rf out

@@ -91,6 +91,10 @@ if command -v rustup >/dev/null 2>&1; then
     if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
         rustup target add x86_64-unknown-linux-musl
     fi
+    # `make test` checks formatting and lints.
+    for c in rustfmt clippy; do
+        rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+    done
 else
     echo "deps: rustup not found; install a Rust toolchain with the x86_64-unknown-linux-musl target" >&2
     exit 1

@@ -134,7 +134,10 @@ pub fn status_text(size: Option<u64>, loaded: Option<bool>, run_dir: &Path) -> S
         if rec.is_some() {
             let _ = writeln!(out, "armed: {} is unreadable; run rkdump arm again", run_dir.join(FILE).display());
         } else if loaded == Some(true) {
-            let _ = writeln!(out, "armed: not by rkdump arm since boot (another tool, such as kdumpctl?): the loaded image is unknown");
+            let _ = writeln!(
+                out,
+                "armed: not by rkdump arm since boot (another tool, such as kdumpctl?): the loaded image is unknown"
+            );
         }
         return out;
     };
@@ -152,7 +155,8 @@ pub fn status_text(size: Option<u64>, loaded: Option<bool>, run_dir: &Path) -> S
             Err(e) => format!("cannot be read ({e})"),
             Ok(f) if f.up_to_date() => format!("up to date with the {} files it was built from", f.sources.len()),
             Ok(f) if f.sources.is_empty() => {
-                "freshness unknown: it does not list the files it was built from (built by an older rkdump?)".to_string()
+                "freshness unknown: it does not list the files it was built from (built by an older rkdump?)"
+                    .to_string()
             }
             Ok(f) => {
                 let mut why = Vec::new();
@@ -262,7 +266,13 @@ mod tests {
         std::fs::write(&img, w.finish().unwrap()).unwrap();
         record(&run, &ArmRecord::now(Path::new("/boot/vmlinuz"), &img, "irqpoll").unwrap()).unwrap();
         let text = status_text(Some(256 << 20), Some(true), &run);
-        assert!(text.contains(&format!("pending dump: the raw target {} holds the dump of an earlier crash", dev.display())), "{text}");
+        assert!(
+            text.contains(&format!(
+                "pending dump: the raw target {} holds the dump of an earlier crash",
+                dev.display()
+            )),
+            "{text}"
+        );
         std::fs::write(&dev, [0u8; 4096]).unwrap();
         assert!(!status_text(Some(256 << 20), Some(true), &run).contains("pending dump"));
 

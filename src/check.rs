@@ -83,10 +83,17 @@ fn bad(status: Status, what: String, fix: impl Into<String>) -> Check {
 fn freshness_check(img: &Path) -> Check {
     let rebuild = "rebuild it (rkdump build) and arm it again (rkdump arm)";
     match rkdump_mkinitrd::freshness(img) {
-        Ok(f) if f.up_to_date() => ok(format!("capture image is newer than the {} files it was built from", f.sources.len())),
-        Ok(f) if f.sources.is_empty() => bad(Status::Skip, "capture image does not list the files it was built from (an older rkdump?)".into(), "rebuild it to let rkdump check it"),
+        Ok(f) if f.up_to_date() => {
+            ok(format!("capture image is newer than the {} files it was built from", f.sources.len()))
+        }
+        Ok(f) if f.sources.is_empty() => bad(
+            Status::Skip,
+            "capture image does not list the files it was built from (an older rkdump?)".into(),
+            "rebuild it to let rkdump check it",
+        ),
         Ok(f) => {
-            let names = |v: &[std::path::PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+            let names =
+                |v: &[std::path::PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
             let mut why = Vec::new();
             if !f.newer.is_empty() {
                 why.push(format!("changed since it was built: {}", names(&f.newer)));
@@ -111,29 +118,59 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
         None => running.as_ref().map(|r| sys.path(&format!("/boot/vmlinuz-{r}"))),
     };
     let head = kernel.as_ref().and_then(|k| read_head(k).ok());
-    let release = head.as_deref().and_then(bzimage_release).or_else(|| if inp.kernel.is_none() { running.clone() } else { None });
+    let release =
+        head.as_deref().and_then(bzimage_release).or_else(|| if inp.kernel.is_none() { running.clone() } else { None });
     match (&kernel, &head) {
-        (Some(k), Some(h)) if bzimage_init_size(h).is_ok() => {
-            out.push(ok(format!("capture kernel {} ({})", k.display(), release.as_deref().unwrap_or("release unknown"))))
-        }
-        (Some(k), Some(_)) => out.push(bad(Status::Fail, format!("capture kernel {}: not a bzImage", k.display()), "give the kernel image (vmlinuz) with --kernel")),
-        (Some(k), None) if !k.exists() => out.push(bad(Status::Fail, format!("capture kernel {}: does not exist", k.display()), "give the capture kernel with --kernel")),
-        (Some(k), None) => out.push(bad(Status::Fail, format!("capture kernel {}: cannot be read", k.display()), "give the capture kernel with --kernel (and run as root if it is readable only by root)")),
-        (None, _) => out.push(bad(Status::Fail, "capture kernel: the running kernel's release is unknown".into(), "give the capture kernel with --kernel")),
+        (Some(k), Some(h)) if bzimage_init_size(h).is_ok() => out.push(ok(format!(
+            "capture kernel {} ({})",
+            k.display(),
+            release.as_deref().unwrap_or("release unknown")
+        ))),
+        (Some(k), Some(_)) => out.push(bad(
+            Status::Fail,
+            format!("capture kernel {}: not a bzImage", k.display()),
+            "give the kernel image (vmlinuz) with --kernel",
+        )),
+        (Some(k), None) if !k.exists() => out.push(bad(
+            Status::Fail,
+            format!("capture kernel {}: does not exist", k.display()),
+            "give the capture kernel with --kernel",
+        )),
+        (Some(k), None) => out.push(bad(
+            Status::Fail,
+            format!("capture kernel {}: cannot be read", k.display()),
+            "give the capture kernel with --kernel (and run as root if it is readable only by root)",
+        )),
+        (None, _) => out.push(bad(
+            Status::Fail,
+            "capture kernel: the running kernel's release is unknown".into(),
+            "give the capture kernel with --kernel",
+        )),
     }
 
     // Its configuration.
-    let config_path = inp.kernel_config.map(Path::to_path_buf).or_else(|| release.as_ref().map(|r| sys.path(&format!("/boot/config-{r}"))));
+    let config_path = inp
+        .kernel_config
+        .map(Path::to_path_buf)
+        .or_else(|| release.as_ref().map(|r| sys.path(&format!("/boot/config-{r}"))));
     let config = match &config_path {
         Some(p) => match Kconfig::load(p) {
             Ok(k) => Some(k),
             Err(e) => {
-                out.push(bad(Status::Warn, format!("kernel config not checked: {e}"), "give the capture kernel's .config with --kernel-config"));
+                out.push(bad(
+                    Status::Warn,
+                    format!("kernel config not checked: {e}"),
+                    "give the capture kernel's .config with --kernel-config",
+                ));
                 None
             }
         },
         None => {
-            out.push(bad(Status::Warn, "kernel config not checked: no release to find it by".into(), "give the capture kernel's .config with --kernel-config"));
+            out.push(bad(
+                Status::Warn,
+                "kernel config not checked: no release to find it by".into(),
+                "give the capture kernel's .config with --kernel-config",
+            ));
             None
         }
     };
@@ -151,30 +188,53 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
     // The image.
     let mut sizes = None;
     match inp.initrd {
-        None => out.push(bad(Status::Skip, "capture image: not given".into(), "give it with --initrd IMG to check it and the reservation it needs")),
+        None => out.push(bad(
+            Status::Skip,
+            "capture image: not given".into(),
+            "give it with --initrd IMG to check it and the reservation it needs",
+        )),
         Some(img) => match rkdump_mkinitrd::sizes(img) {
             Ok(s) => {
                 let has = |p: &str| s.paths.iter().any(|e| e == p);
-                let built_for: Option<String> = s
-                    .modules
-                    .iter()
-                    .find_map(|(p, _)| p.strip_prefix("lib/modules/").and_then(|r| r.split('/').next()).map(str::to_string));
+                let built_for: Option<String> = s.modules.iter().find_map(|(p, _)| {
+                    p.strip_prefix("lib/modules/").and_then(|r| r.split('/').next()).map(str::to_string)
+                });
                 if !has("init") || !has("etc/rkdump/plan") {
-                    out.push(bad(Status::Fail, format!("capture image {}: no /init or capture plan: not built by rkdump build", img.display()), "build it with rkdump build"));
+                    out.push(bad(
+                        Status::Fail,
+                        format!("capture image {}: no /init or capture plan: not built by rkdump build", img.display()),
+                        "build it with rkdump build",
+                    ));
                 } else {
                     match (&built_for, &release) {
                         (Some(b), Some(r)) if b != r => out.push(bad(
                             Status::Fail,
-                            format!("capture image {}: its modules are for {b}, the capture kernel is {r}", img.display()),
+                            format!(
+                                "capture image {}: its modules are for {b}, the capture kernel is {r}",
+                                img.display()
+                            ),
                             format!("rebuild it: rkdump build --kernel-release {r} --output {}", img.display()),
                         )),
-                        _ => out.push(ok(format!("capture image {} ({} modules{})", img.display(), s.modules.len(), built_for.map(|b| format!(" for {b}")).unwrap_or_default()))),
+                        _ => out.push(ok(format!(
+                            "capture image {} ({} modules{})",
+                            img.display(),
+                            s.modules.len(),
+                            built_for.map(|b| format!(" for {b}")).unwrap_or_default()
+                        ))),
                     }
                     if let (Some(k), Some(c)) = (&config, s.compression) {
                         let algo = c.as_str();
                         if let Some(opt) = c.kernel_option() {
                             let what = format!("{opt}=y: the kernel unpacks the {algo} image");
-                            out.push(if k.is_builtin(opt) { ok(what) } else { bad(Status::Fail, what, format!("rebuild the image with another --compression, or the kernel with {opt}=y")) });
+                            out.push(if k.is_builtin(opt) {
+                                ok(what)
+                            } else {
+                                bad(
+                                    Status::Fail,
+                                    what,
+                                    format!("rebuild the image with another --compression, or the kernel with {opt}=y"),
+                                )
+                            });
                         }
                     }
                     out.push(freshness_check(img));
@@ -193,39 +253,71 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
         }),
         _ => None,
     };
-    let advice = need.as_ref().map(|e| format!("boot with crashkernel={} (rkdump estimate)", e.crashkernel())).unwrap_or_else(|| "boot with crashkernel= (rkdump estimate --initrd IMG says how much)".into());
+    let advice = need
+        .as_ref()
+        .map(|e| format!("boot with crashkernel={} (rkdump estimate)", e.crashkernel()))
+        .unwrap_or_else(|| "boot with crashkernel= (rkdump estimate --initrd IMG says how much)".into());
     match sys.read("/sys/kernel/kexec_crash_size").and_then(|s| s.trim().parse::<u64>().ok()) {
-        None => out.push(bad(Status::Fail, "crash reservation: /sys/kernel/kexec_crash_size is unreadable (no kexec support?)".into(), "use a kernel with CONFIG_KEXEC_FILE and CONFIG_CRASH_DUMP")),
+        None => out.push(bad(
+            Status::Fail,
+            "crash reservation: /sys/kernel/kexec_crash_size is unreadable (no kexec support?)".into(),
+            "use a kernel with CONFIG_KEXEC_FILE and CONFIG_CRASH_DUMP",
+        )),
         Some(0) => out.push(bad(Status::Fail, "crash reservation: none".into(), advice)),
         Some(r) => match &need {
             Some(e) if r < e.total => out.push(bad(
                 Status::Fail,
-                format!("crash reservation: {} MiB, the capture needs about {} MiB", r >> 20, e.total.div_ceil(1 << 20)),
+                format!(
+                    "crash reservation: {} MiB, the capture needs about {} MiB",
+                    r >> 20,
+                    e.total.div_ceil(1 << 20)
+                ),
                 advice,
             )),
-            Some(e) => out.push(ok(format!("crash reservation: {} MiB (the capture needs about {} MiB)", r >> 20, e.total.div_ceil(1 << 20)))),
-            None => out.push(ok(format!("crash reservation: {} MiB (give --initrd to compare it with the capture's needs)", r >> 20))),
+            Some(e) => out.push(ok(format!(
+                "crash reservation: {} MiB (the capture needs about {} MiB)",
+                r >> 20,
+                e.total.div_ceil(1 << 20)
+            ))),
+            None => out.push(ok(format!(
+                "crash reservation: {} MiB (give --initrd to compare it with the capture's needs)",
+                r >> 20
+            ))),
         },
     }
 
     // kexec and lockdown.
     match sys.read("/proc/sys/kernel/kexec_load_disabled").map(|s| s.trim().to_string()) {
-        Some(v) if v == "1" => out.push(bad(Status::Fail, "kexec is disabled (kernel.kexec_load_disabled = 1)".into(), "the setting stays until reboot: remove it from the sysctl configuration and reboot")),
+        Some(v) if v == "1" => out.push(bad(
+            Status::Fail,
+            "kexec is disabled (kernel.kexec_load_disabled = 1)".into(),
+            "the setting stays until reboot: remove it from the sysctl configuration and reboot",
+        )),
         Some(_) => out.push(ok("kexec is enabled".into())),
-        None => out.push(bad(Status::Warn, "kexec: /proc/sys/kernel/kexec_load_disabled is unreadable".into(), "check that the kernel has CONFIG_KEXEC_FILE")),
+        None => out.push(bad(
+            Status::Warn,
+            "kexec: /proc/sys/kernel/kexec_load_disabled is unreadable".into(),
+            "check that the kernel has CONFIG_KEXEC_FILE",
+        )),
     }
     if let Some(l) = sys.read("/sys/kernel/security/lockdown") {
         if l.contains("[none]") {
             out.push(ok("lockdown: none".into()));
         } else {
-            out.push(bad(Status::Warn, format!("lockdown: {}", l.trim()), "kexec_file_load then takes only a signed capture kernel: arm the distribution's signed vmlinuz"));
+            out.push(bad(
+                Status::Warn,
+                format!("lockdown: {}", l.trim()),
+                "kexec_file_load then takes only a signed capture kernel: arm the distribution's signed vmlinuz",
+            ));
         }
     }
 
     // Armed?
     match sys.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim().to_string()) {
         Some(v) if v == "1" => out.push(ok("a capture kernel is loaded".into())),
-        _ => out.push(bad(Status::Fail, "no capture kernel is loaded".into(), "rkdump arm --kernel KERNEL --initrd IMG")),
+        _ => {
+            out.push(bad(Status::Fail, "no capture kernel is loaded".into(), "rkdump arm --kernel KERNEL --initrd IMG"))
+        }
     }
     out
 }
@@ -240,7 +332,10 @@ pub fn report(checks: &[Check]) -> (String, bool) {
     let fails = checks.iter().filter(|c| c.status == Status::Fail).count();
     let warns = checks.iter().filter(|c| c.status == Status::Warn).count();
     if fails == 0 {
-        s.push_str(&format!("ready to capture{}\n", if warns > 0 { format!(" ({warns} warnings)") } else { String::new() }));
+        s.push_str(&format!(
+            "ready to capture{}\n",
+            if warns > 0 { format!(" ({warns} warnings)") } else { String::new() }
+        ));
     } else {
         s.push_str(&format!("not ready to capture: {fails} problem{}\n", if fails > 1 { "s" } else { "" }));
     }
@@ -298,7 +393,8 @@ mod tests {
         w("sys/kernel/kexec_crash_loaded", b"1\n");
         w("sys/kernel/security/lockdown", b"[none] integrity confidentiality\n");
         w(&format!("boot/vmlinuz-{R}"), &bzimage(R));
-        let config: String = kdump_options(&Kconfig::parse("").unwrap()).iter().map(|c| format!("{}=y\n", c.name)).collect();
+        let config: String =
+            kdump_options(&Kconfig::parse("").unwrap()).iter().map(|c| format!("{}=y\n", c.name)).collect();
         w(&format!("boot/config-{R}"), format!("{config}CONFIG_RD_ZSTD=y\n# CONFIG_RD_XZ is not set\n").as_bytes());
         d
     }
@@ -318,7 +414,10 @@ mod tests {
         let (c, text, ready) = check(root.path(), Some(&img));
         assert!(ready, "{text}");
         assert!(c.iter().all(|c| c.status == Status::Ok), "{text}");
-        assert!(text.contains(&format!("capture kernel {}", root.path().join(format!("boot/vmlinuz-{R}")).display())), "{text}");
+        assert!(
+            text.contains(&format!("capture kernel {}", root.path().join(format!("boot/vmlinuz-{R}")).display())),
+            "{text}"
+        );
         assert!(text.contains("CONFIG_PROC_VMCORE=y") && text.contains("CONFIG_RD_ZSTD=y"), "{text}");
         assert!(text.contains("crash reservation: 256 MiB (the capture needs about"), "{text}");
         assert!(text.ends_with("ready to capture\n"), "{text}");
@@ -355,7 +454,11 @@ mod tests {
         std::fs::write(p("proc/sys/kernel/kexec_load_disabled"), "1\n").unwrap();
         std::fs::write(p("sys/kernel/security/lockdown"), "none [integrity] confidentiality\n").unwrap();
         let cfg = std::fs::read_to_string(p(&format!("boot/config-{R}"))).unwrap();
-        std::fs::write(p(&format!("boot/config-{R}")), cfg.replace("CONFIG_PROC_VMCORE=y", "CONFIG_PROC_VMCORE=m").replace("CONFIG_MAGIC_SYSRQ=y", "")).unwrap();
+        std::fs::write(
+            p(&format!("boot/config-{R}")),
+            cfg.replace("CONFIG_PROC_VMCORE=y", "CONFIG_PROC_VMCORE=m").replace("CONFIG_MAGIC_SYSRQ=y", ""),
+        )
+        .unwrap();
         // An xz image the kernel cannot unpack, built for another release.
         let img = p("capture.img");
         image(&img, "5.10.0-1-amd64", rkdump_mkinitrd::Compression::Xz);
@@ -364,7 +467,11 @@ mod tests {
         for (status, what, fix) in [
             (Status::Fail, "CONFIG_PROC_VMCORE=y", "build the kernel with CONFIG_PROC_VMCORE=y"),
             (Status::Warn, "CONFIG_MAGIC_SYSRQ=y", "build the kernel with CONFIG_MAGIC_SYSRQ=y"),
-            (Status::Fail, "its modules are for 5.10.0-1-amd64", &format!("rebuild it: rkdump build --kernel-release {R}")),
+            (
+                Status::Fail,
+                "its modules are for 5.10.0-1-amd64",
+                &format!("rebuild it: rkdump build --kernel-release {R}"),
+            ),
             (Status::Fail, "crash reservation: none", "boot with crashkernel="),
             (Status::Fail, "kexec is disabled", "remove it from the sysctl configuration and reboot"),
             (Status::Warn, "lockdown: none [integrity]", "signed capture kernel"),

@@ -465,7 +465,18 @@ fn exe_dir() -> Result<PathBuf> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Build { config, kernel_release, root, sysfs, mountinfo, init, compression, compression_level, output, list } => {
+        Cmd::Build {
+            config,
+            kernel_release,
+            root,
+            sysfs,
+            mountinfo,
+            init,
+            compression,
+            compression_level,
+            output,
+            list,
+        } => {
             if let Some(img) = list {
                 return list_image(&img);
             }
@@ -524,7 +535,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             kexec::arm(&kernel, Some(&initrd), &cmdline)?;
             println!("armed: {} + {} ({cmdline})", kernel.display(), initrd.display());
             let run = Path::new(crate::armed::RUN_DIR);
-            if let Err(e) = crate::armed::ArmRecord::now(&kernel, &initrd, &cmdline).and_then(|r| crate::armed::record(run, &r)) {
+            if let Err(e) =
+                crate::armed::ArmRecord::now(&kernel, &initrd, &cmdline).and_then(|r| crate::armed::record(run, &r))
+            {
                 eprintln!("rkdump: warning: cannot record the arm in {}: {e}; rkdump status will not know which image is loaded", run.display());
             }
         }
@@ -542,7 +555,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Check { kernel, initrd, kernel_config } => {
             let initrd = initrd.or_else(|| existing_default_image(kernel.as_deref()));
             let sys = crate::check::System { root: PathBuf::from("/") };
-            let inputs = crate::check::CheckInputs { kernel: kernel.as_deref(), initrd: initrd.as_deref(), kernel_config: kernel_config.as_deref() };
+            let inputs = crate::check::CheckInputs {
+                kernel: kernel.as_deref(),
+                initrd: initrd.as_deref(),
+                kernel_config: kernel_config.as_deref(),
+            };
             let (text, ready) = crate::check::report(&crate::check::run(&sys, &inputs));
             print!("{text}");
             if !ready {
@@ -566,12 +583,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Dmesg { dump, format } => dmesg(&dump, &format)?,
-        Cmd::Filter { dump_level, zlib, lzo, snappy, zstd, codec, elf, flattened, num_threads, dedup, no_dedup, message_level, force, ignored, input, output } => {
+        Cmd::Filter {
+            dump_level,
+            zlib,
+            lzo,
+            snappy,
+            zstd,
+            codec,
+            elf,
+            flattened,
+            num_threads,
+            dedup,
+            no_dedup,
+            message_level,
+            force,
+            ignored,
+            input,
+            output,
+        } => {
             let compression = crate::filter::codec(zlib, lzo, snappy, zstd, codec.as_deref())?;
             let opts = rkdump_vmcore::write::FilterOptions {
                 dump_level,
                 compression,
-                format: if elf { rkdump_vmcore::write::DumpFormat::Elf } else { rkdump_vmcore::write::DumpFormat::Kdump },
+                format: if elf {
+                    rkdump_vmcore::write::DumpFormat::Elf
+                } else {
+                    rkdump_vmcore::write::DumpFormat::Kdump
+                },
                 flattened,
                 num_threads: num_threads.unwrap_or_else(rkdump_vmcore::write::default_threads),
                 dedup: (dedup || rkdump_vmcore::write::dedup::on_by_default(dump_level, compression)) && !no_dedup,
@@ -589,7 +627,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::SaveRaw { device, path, keep } => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             match crate::saveraw::save_raw(&device, &path, keep, now)? {
-                crate::saveraw::Outcome::NoDump => println!("no dump on {} (it does not start with a flattened dump stream)", device.display()),
+                crate::saveraw::Outcome::NoDump => {
+                    println!("no dump on {} (it does not start with a flattened dump stream)", device.display())
+                }
                 crate::saveraw::Outcome::Saved { dir, bytes, log_note } => {
                     println!("saved the dump on {} to {}/vmcore ({bytes} bytes)", device.display(), dir.display());
                     if let Some(n) = log_note {
@@ -669,7 +709,9 @@ mod tests {
         ] {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line).err());
         }
-        let Cmd::Filter { force, ignored, dump_level, .. } = parse("rkdump filter -f -d 1 --cyclic-buffer 8 -x v in out").unwrap().cmd else {
+        let Cmd::Filter { force, ignored, dump_level, .. } =
+            parse("rkdump filter -f -d 1 --cyclic-buffer 8 -x v in out").unwrap().cmd
+        else {
             panic!("not filter");
         };
         assert!(force && dump_level == 1);

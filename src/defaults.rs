@@ -45,7 +45,10 @@ mod tests {
         // Every readable installed kernel names its own release in its header.
         for e in std::fs::read_dir("/boot").into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(r) = name.strip_prefix("vmlinuz-").filter(|r| r.starts_with(|c: char| c.is_ascii_digit()) && !r.ends_with(".old")) {
+            if let Some(r) = name
+                .strip_prefix("vmlinuz-")
+                .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()) && !r.ends_with(".old"))
+            {
                 if std::fs::File::open(e.path()).is_ok() {
                     assert_eq!(kernel_release_of(&e.path()).as_deref(), Some(r), "{name}");
                 }

@@ -55,11 +55,17 @@ pub fn inputs(kernel_init_size: u64, image: &ImageSizes, dumped_memory: u64, cap
 }
 
 /// Measures the inputs and returns the estimate with its report text.
-pub fn run(initrd: &Path, kernel: Option<&Path>, memory_mib: Option<u64>, capture_cpus: u64) -> Result<(Estimate, String)> {
+pub fn run(
+    initrd: &Path,
+    kernel: Option<&Path>,
+    memory_mib: Option<u64>,
+    capture_cpus: u64,
+) -> Result<(Estimate, String)> {
     let kernel = kernel_path(kernel)?;
     let head = read_head(&kernel).with_context(|| format!("cannot read kernel {}", kernel.display()))?;
     let init_size = bzimage_init_size(&head).with_context(|| format!("{} gives no estimate", kernel.display()))?;
-    let sizes = rkdump_mkinitrd::sizes(initrd).with_context(|| format!("cannot measure capture image {}", initrd.display()))?;
+    let sizes =
+        rkdump_mkinitrd::sizes(initrd).with_context(|| format!("cannot measure capture image {}", initrd.display()))?;
     let dumped_memory = match memory_mib {
         Some(m) => m.saturating_mul(1 << 20),
         None => {
@@ -71,7 +77,12 @@ pub fn run(initrd: &Path, kernel: Option<&Path>, memory_mib: Option<u64>, captur
     let mut out = String::new();
     let _ = writeln!(out, "capture kernel:      {}", kernel.display());
     let _ = writeln!(out, "capture image:       {} ({} modules)", initrd.display(), sizes.modules.len());
-    let _ = writeln!(out, "dumped memory:       {:.1} GiB{}", dumped_memory as f64 / MIB / 1024.0, if memory_mib.is_none() { " (this machine)" } else { "" });
+    let _ = writeln!(
+        out,
+        "dumped memory:       {:.1} GiB{}",
+        dumped_memory as f64 / MIB / 1024.0,
+        if memory_mib.is_none() { " (this machine)" } else { "" }
+    );
     let _ = writeln!(out, "capture CPUs:        {capture_cpus} (nr_cpus=, one compression thread each, at most 4)");
     for p in &e.parts {
         let _ = writeln!(out, "  {:<32} {:>8.1} MiB", p.what, p.bytes as f64 / MIB);
@@ -87,11 +98,9 @@ fn reservation_verdict(reserved: Option<u64>, e: &Estimate) -> String {
     match reserved {
         None => "unknown (/sys/kernel/kexec_crash_size is unreadable)".into(),
         Some(0) => format!("none: boot with crashkernel={}", e.crashkernel()),
-        Some(r) if r < e.total => format!(
-            "{:.0} MiB: too small for this capture; boot with crashkernel={}",
-            r as f64 / MIB,
-            e.crashkernel()
-        ),
+        Some(r) if r < e.total => {
+            format!("{:.0} MiB: too small for this capture; boot with crashkernel={}", r as f64 / MIB, e.crashkernel())
+        }
         Some(r) => format!("{:.0} MiB: enough", r as f64 / MIB),
     }
 }

@@ -160,7 +160,13 @@ fn check_output(input: &Path, out: &Path, force: bool) -> Result<()> {
 /// Runs the filter. `out` None means stdout (flattened only, like makedumpfile -F).
 /// `message_level` is makedumpfile's mask ([`MSG_PROGRESS`], [`MSG_COMMON`], [`MSG_REPORT`]);
 /// `force` overwrites an existing output file (makedumpfile -f).
-pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions, message_level: u8, force: bool) -> Result<FilterReport> {
+pub fn run(
+    input: &Path,
+    out: Option<&Path>,
+    opts: FilterOptions,
+    message_level: u8,
+    force: bool,
+) -> Result<FilterReport> {
     if opts.dump_level > 31 {
         bail!("-d {}: the dump level is a bit mask from 0 to 31", opts.dump_level);
     }
@@ -188,9 +194,11 @@ pub fn run(input: &Path, out: Option<&Path>, opts: FilterOptions, message_level:
         None => {
             let stdout = std::io::stdout();
             let count = std::cell::Cell::new(0u64);
-            let mut counted = Counted { inner: std::io::BufWriter::with_capacity(1 << 20, stdout.lock()), count: &count };
+            let mut counted =
+                Counted { inner: std::io::BufWriter::with_capacity(1 << 20, stdout.lock()), count: &count };
             let written = || Some(count.get());
-            let r = write::filter(input, Output::Stream(&mut counted), &opts, &mut |d, t| progress.update(d, t, &written));
+            let r =
+                write::filter(input, Output::Stream(&mut counted), &opts, &mut |d, t| progress.update(d, t, &written));
             counted.flush().context("flushing standard output")?;
             r
         }
@@ -237,7 +245,11 @@ fn report_text(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions, secs: 
         closing_lines(e, r, opts, secs, to_file);
     }
     if r.unreadable_pages > 0 {
-        let _ = writeln!(e, "rkdump: warning: {} pages could not be read from the input and were written as zeros", r.unreadable_pages);
+        let _ = writeln!(
+            e,
+            "rkdump: warning: {} pages could not be read from the input and were written as zeros",
+            r.unreadable_pages
+        );
     }
     if let Some(d) = &r.degraded {
         let _ = writeln!(e, "rkdump: warning: page classification degraded ({d:?}): only zero pages were filtered");
@@ -249,10 +261,15 @@ fn class_table(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions) {
     let original = c.original();
     let excluded = c.excluded();
     let pct = |n: u64| if original == 0 { 0.0 } else { n as f64 * 100.0 / original as f64 };
-    let _ = writeln!(e, "dump level {} ({})", opts.dump_level, match opts.format {
-        DumpFormat::Elf => "ELF".to_string(),
-        DumpFormat::Kdump => format!("kdump-compressed, {:?}", opts.compression).to_lowercase(),
-    });
+    let _ = writeln!(
+        e,
+        "dump level {} ({})",
+        opts.dump_level,
+        match opts.format {
+            DumpFormat::Elf => "ELF".to_string(),
+            DumpFormat::Kdump => format!("kdump-compressed, {:?}", opts.compression).to_lowercase(),
+        }
+    );
     let _ = writeln!(e, "original pages     {original:>12}");
     let _ = writeln!(e, "  zero             {:>12}", c.zero);
     let _ = writeln!(e, "  cache            {:>12}", c.cache);
@@ -262,22 +279,34 @@ fn class_table(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions) {
     let _ = writeln!(e, "  hwpoison         {:>12}", c.hwpoison);
     let _ = writeln!(e, "  offline          {:>12}", c.offline);
     let _ = writeln!(e, "excluded pages     {excluded:>12} ({:.1}%)", pct(excluded));
-    let _ = writeln!(e, "remaining pages    {:>12} ({:.1}%)", original.saturating_sub(excluded), pct(original.saturating_sub(excluded)));
+    let _ = writeln!(
+        e,
+        "remaining pages    {:>12} ({:.1}%)",
+        original.saturating_sub(excluded),
+        pct(original.saturating_sub(excluded))
+    );
     let _ = writeln!(e, "memory hole        {:>12}", c.memhole);
     let _ = writeln!(e, "total pages        {:>12}", c.total);
 }
 
 fn closing_lines(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions, secs: f64, to_file: bool) {
     if to_file {
-        let _ = writeln!(e, "wrote {} bytes ({:.1} MiB) in {secs:.2} s", r.output_bytes, r.output_bytes as f64 / 1048576.0);
+        let _ =
+            writeln!(e, "wrote {} bytes ({:.1} MiB) in {secs:.2} s", r.output_bytes, r.output_bytes as f64 / 1048576.0);
     } else {
         let _ = writeln!(e, "streamed a flattened dump in {secs:.2} s");
     }
     if r.shared_pages > 0 {
         let _ = writeln!(e, "  {} pages identical to an earlier page share its stored copy", r.shared_pages);
     }
-    let threads = if opts.num_threads <= 1 { "the main thread".to_string() } else { format!("{} threads", opts.num_threads) };
-    let _ = writeln!(e, "  classifying {:.3} s, page data {:.3} s on {threads}", r.classify_time.as_secs_f64(), (secs - r.classify_time.as_secs_f64()).max(0.0));
+    let threads =
+        if opts.num_threads <= 1 { "the main thread".to_string() } else { format!("{} threads", opts.num_threads) };
+    let _ = writeln!(
+        e,
+        "  classifying {:.3} s, page data {:.3} s on {threads}",
+        r.classify_time.as_secs_f64(),
+        (secs - r.classify_time.as_secs_f64()).max(0.0)
+    );
 }
 
 /// makedumpfile -R: a flattened stream (a file, or `-` for standard input) into a
@@ -341,7 +370,6 @@ mod tests {
         let o = IgnoredOptions { work_dir: Some("/tmp".into()), ..IgnoredOptions::default() };
         assert!(o.note().unwrap().starts_with("makedumpfile option --work-dir ignored"));
     }
-
 
     #[test]
     fn codec_flags_follow_makedumpfile() {

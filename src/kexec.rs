@@ -31,7 +31,12 @@ pub fn capture_cmdline(running: &str, append: Option<&str>) -> String {
     parts.join(" ")
 }
 
-fn kexec_file_load(kernel: Option<&File>, initrd: Option<&File>, cmdline: &str, flags: libc::c_ulong) -> io::Result<()> {
+fn kexec_file_load(
+    kernel: Option<&File>,
+    initrd: Option<&File>,
+    cmdline: &str,
+    flags: libc::c_ulong,
+) -> io::Result<()> {
     let mut c = cmdline.as_bytes().to_vec();
     c.push(0);
     let kfd = kernel.map_or(-1, |f| f.as_raw_fd());
@@ -60,9 +65,9 @@ pub fn crash_loaded() -> Option<bool> {
 /// Loads `kernel` + `initrd` as the capture kernel.
 pub fn arm(kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> Result<()> {
     match crash_size() {
-        Some(0) => bail!(
-            "no crash kernel memory is reserved; boot with crashkernel= (e.g. crashkernel=256M) and retry"
-        ),
+        Some(0) => {
+            bail!("no crash kernel memory is reserved; boot with crashkernel= (e.g. crashkernel=256M) and retry")
+        }
         None => eprintln!("rkdump: warning: /sys/kernel/kexec_crash_size is unreadable; trying anyway"),
         Some(_) => {}
     }
@@ -74,11 +79,17 @@ pub fn arm(kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> Result<()> {
     let flags = KEXEC_FILE_ON_CRASH | if i.is_none() { KEXEC_FILE_NO_INITRAMFS } else { 0 };
     kexec_file_load(Some(&k), i.as_ref(), cmdline, flags).map_err(|e| {
         let hint = match e.raw_os_error() {
-            Some(libc::EPERM) => "need root (CAP_SYS_BOOT), and kexec must not be disabled (kernel.kexec_load_disabled)",
+            Some(libc::EPERM) => {
+                "need root (CAP_SYS_BOOT), and kexec must not be disabled (kernel.kexec_load_disabled)"
+            }
             Some(libc::ENOSYS) => "the kernel lacks CONFIG_KEXEC_FILE",
-            Some(libc::EKEYREJECTED) | Some(libc::EBADMSG) => "the kernel requires a signed image (lockdown / KEXEC_SIG_FORCE)",
+            Some(libc::EKEYREJECTED) | Some(libc::EBADMSG) => {
+                "the kernel requires a signed image (lockdown / KEXEC_SIG_FORCE)"
+            }
             Some(libc::ENOEXEC) => "the kernel image format is not recognised (expects a bzImage)",
-            Some(libc::ENOMEM) | Some(libc::EADDRNOTAVAIL) => "the kernel + image do not fit the crashkernel reservation: build a smaller image or reserve more",
+            Some(libc::ENOMEM) | Some(libc::EADDRNOTAVAIL) => {
+                "the kernel + image do not fit the crashkernel reservation: build a smaller image or reserve more"
+            }
             Some(libc::EBUSY) => "a capture kernel is being used; retry",
             _ => "see dmesg for the kernel's reason",
         };

@@ -43,10 +43,7 @@ pub fn save_raw(device: &Path, path: &Path, keep: bool, now: u64) -> Result<Outc
     }
     std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
     let dir = path.join(rkdump_init::save::dump_dir_name(rkdump_init::boot::LOCAL_HOST, now));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join("vmcore-incomplete");
     let out = std::fs::OpenOptions::new()
         .write(true)
@@ -92,9 +89,7 @@ pub fn save_raw(device: &Path, path: &Path, keep: bool, now: u64) -> Result<Outc
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot fsync {}", dir.display()))
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot fsync {}", dir.display()))
 }
 
 fn save_log(vmcore: &Path, dir: &Path) -> Result<()> {

@@ -71,11 +71,8 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     let out = artifacts("sysrq");
     // An unfiltered ELF copy: the oracles below (vmcore-dmesg, and makedumpfile's page counts in
     // the vmcore crate's tests) need the whole /proc/vmcore.
-    let (ok, stdout, stderr) = run(Command::new(rkdump_bin())
-        .arg("crash-test")
-        .arg("--out")
-        .arg(&out)
-        .arg("--config-line=core_collector cp"));
+    let (ok, stdout, stderr) =
+        run(Command::new(rkdump_bin()).arg("crash-test").arg("--out").arg(&out).arg("--config-line=core_collector cp"));
     eprintln!("{stderr}{stdout}");
     assert!(ok, "crash-test failed");
     // The output directory holds what the issue promises.
@@ -95,19 +92,32 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     assert!(console.contains("rkdump: rkdump-init"), "the capture init never logged");
     // The first stage ran arm, status, disarm, status, arm, status.
     let states: Vec<&str> = console.lines().filter(|l| l.starts_with("capture kernel loaded:")).collect();
-    assert_eq!(states, ["capture kernel loaded: yes", "capture kernel loaded: no", "capture kernel loaded: yes"], "{console}");
+    assert_eq!(
+        states,
+        ["capture kernel loaded: yes", "capture kernel loaded: no", "capture kernel loaded: yes"],
+        "{console}"
+    );
     assert!(console.contains("crash reservation: 256 MiB"), "{console}");
     // Status names what rkdump arm loaded (twice: the disarm forgot the first), and finds the
     // image stale: the guest lacks the build machine's files the image was built from.
     let armed: Vec<&str> = console.lines().filter(|l| l.starts_with("armed: /vmlinuz + /capture.img at 20")).collect();
     assert_eq!(armed.len(), 2, "{console}");
-    assert!(console.contains("capture command line: irqpoll nr_cpus=1 reset_devices console=ttyS0 panic=1"), "{console}");
+    assert!(
+        console.contains("capture command line: irqpoll nr_cpus=1 reset_devices console=ttyS0 panic=1"),
+        "{console}"
+    );
     assert!(console.contains("image: stale (gone: "), "{console}");
     // `rkdump check` in the armed guest: every check passes, the reservation against the
     // estimate of this very image and kernel.
     assert!(console.contains("rkdump-stage1: check exit status 0"), "{console}");
     assert!(console.contains("\nready to capture"), "{console}");
-    for want in ["ok    CONFIG_PROC_VMCORE=y", "ok    CONFIG_RD_ZSTD=y", "ok    capture image /capture.img", "ok    kexec is enabled", "ok    a capture kernel is loaded"] {
+    for want in [
+        "ok    CONFIG_PROC_VMCORE=y",
+        "ok    CONFIG_RD_ZSTD=y",
+        "ok    capture image /capture.img",
+        "ok    kexec is enabled",
+        "ok    a capture kernel is loaded",
+    ] {
         assert!(console.contains(want), "{want} missing:\n{console}");
     }
     assert!(
@@ -185,7 +195,13 @@ fn xz_module_tree(root: &Path, src: &Path, modules: &[String]) {
         let text = std::fs::read_to_string(src.join(index)).unwrap();
         let rewritten: String = text
             .lines()
-            .map(|l| l.split(' ').map(|w| w.replace(".ko:", ".ko.xz:").replace(".ko", ".ko.xz").replace(".ko.xz.xz", ".ko.xz")).collect::<Vec<_>>().join(" ") + "\n")
+            .map(|l| {
+                l.split(' ')
+                    .map(|w| w.replace(".ko:", ".ko.xz:").replace(".ko", ".ko.xz").replace(".ko.xz.xz", ".ko.xz"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    + "\n"
+            })
             .collect();
         std::fs::write(dst.join(index), rewritten).unwrap();
     }
@@ -212,9 +228,17 @@ fn xz_compressed_modules_boot_and_capture() {
     let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
     // The modules a normal image for the crash-test target holds.
     let conf = base.join("kdump.conf");
-    std::fs::write(&conf, "ext4 UUID=11111111-2222-3333-4444-555555555555\nextra_modules virtio_blk virtio_pci\n").unwrap();
+    std::fs::write(&conf, "ext4 UUID=11111111-2222-3333-4444-555555555555\nextra_modules virtio_blk virtio_pci\n")
+        .unwrap();
     let plain = base.join("plain.img");
-    let (ok, _, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&plain));
+    let (ok, _, err) = run(Command::new(&bin)
+        .arg("build")
+        .arg("--config")
+        .arg(&conf)
+        .arg("--kernel-release")
+        .arg(&kernel.release)
+        .arg("--output")
+        .arg(&plain));
     assert!(ok, "{err}");
     let (ok, listing, err) = run(Command::new(&bin).arg("build").arg("--list").arg(&plain));
     assert!(ok, "{err}");
@@ -257,8 +281,11 @@ fn xz_compressed_modules_boot_and_capture() {
     assert!(console.contains("collector kdump 31 zstd"), "{console}");
     let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
     let sys = crash_cmds(&debug_vmlinux(&release), &dump.join("vmcore"), "sys");
-    assert!(sys.contains("sysrq triggered crash"), "crash sys:
-{sys}");
+    assert!(
+        sys.contains("sysrq triggered crash"),
+        "crash sys:
+{sys}"
+    );
 }
 
 #[test]
@@ -271,12 +298,25 @@ fn capture_image_on_a_normal_boot_says_so_and_reboots() {
     let conf = base.join("kdump.conf");
     std::fs::write(&conf, "ext4 UUID=11111111-2222-3333-4444-555555555555\nextra_modules virtio_blk\n").unwrap();
     let img = base.join("capture.img");
-    let (ok, _, err) = run(Command::new(&bin).arg("build").arg("--config").arg(&conf).arg("--kernel-release").arg(&kernel.release).arg("--output").arg(&img));
+    let (ok, _, err) = run(Command::new(&bin)
+        .arg("build")
+        .arg("--config")
+        .arg(&conf)
+        .arg("--kernel-release")
+        .arg(&kernel.release)
+        .arg("--output")
+        .arg(&img));
     assert!(ok, "{err}");
     // Boot the capture image as an ordinary initramfs: there is no /proc/vmcore.
     let console = base.join("console.log");
     let mut q = rkdump_qemu::QemuCommand::new("qemu-system-x86_64");
-    q.memory_mib(512).smp(1).cpu("max").kernel(&kernel.image).initrd(&img).append("console=ttyS0 panic=1").serial_file(&console);
+    q.memory_mib(512)
+        .smp(1)
+        .cpu("max")
+        .kernel(&kernel.image)
+        .initrd(&img)
+        .append("console=ttyS0 panic=1")
+        .serial_file(&console);
     let mut child = q.command().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("qemu");
     let start = std::time::Instant::now();
     let status = loop {
@@ -412,12 +452,8 @@ fn estimated_reservation_is_enough_for_a_capture() {
     assert!((96..=160).contains(&mib), "recommended {ck}");
 
     let out = artifacts("estimate");
-    let (ok, stdout, stderr) = run(Command::new(rkdump_bin())
-        .arg("crash-test")
-        .arg("--out")
-        .arg(&out)
-        .arg("--crashkernel")
-        .arg(&ck));
+    let (ok, stdout, stderr) =
+        run(Command::new(rkdump_bin()).arg("crash-test").arg("--out").arg(&out).arg("--crashkernel").arg(&ck));
     eprintln!("{stderr}{stdout}");
     assert!(ok, "crash-test with crashkernel={ck} failed");
     let console = std::fs::read_to_string(out.join("console.log")).unwrap();
@@ -436,7 +472,14 @@ fn estimated_reservation_is_enough_for_a_capture() {
 
 /// `rkdump build --config CONF --kernel-release R --output IMG`, which must succeed; its stdout.
 fn build_from(bin: &Path, conf: &Path, release: &str, img: &Path) -> String {
-    let (ok, built, err) = run(Command::new(bin).arg("build").arg("--config").arg(conf).arg("--kernel-release").arg(release).arg("--output").arg(img));
+    let (ok, built, err) = run(Command::new(bin)
+        .arg("build")
+        .arg("--config")
+        .arg(conf)
+        .arg("--kernel-release")
+        .arg(release)
+        .arg("--output")
+        .arg(img));
     eprintln!("{err}{built}");
     assert!(ok, "rkdump build of {} failed", conf.display());
     built
@@ -445,7 +488,15 @@ fn build_from(bin: &Path, conf: &Path, release: &str, img: &Path) -> String {
 /// `rkdump crash-test` of the image `img` on the disk `disk` (and `extra` arguments), which
 /// must succeed; its stdout and the console log.
 fn crash_test_given(bin: &Path, out: &Path, img: &Path, disk: &Path, extra: &[&str]) -> (String, String) {
-    let (ok, stdout, stderr) = run(Command::new(bin).arg("crash-test").arg("--out").arg(out).arg("--initrd").arg(img).arg("--target-disk").arg(disk).args(extra));
+    let (ok, stdout, stderr) = run(Command::new(bin)
+        .arg("crash-test")
+        .arg("--out")
+        .arg(out)
+        .arg("--initrd")
+        .arg(img)
+        .arg("--target-disk")
+        .arg(disk)
+        .args(extra));
     eprintln!("{stderr}{stdout}");
     assert!(ok, "crash-test of {} on {} failed", img.display(), disk.display());
     let console = std::fs::read_to_string(out.join("console.log")).unwrap();
@@ -454,7 +505,11 @@ fn crash_test_given(bin: &Path, out: &Path, img: &Path, disk: &Path, extra: &[&s
 
 /// A kdump-compressed `vmcore` that crash opens as the sysrq crash of `release`.
 fn assert_sysrq_dump(release: &str, vmcore: &Path) {
-    assert!(std::fs::read(vmcore).expect("vmcore").starts_with(b"KDUMP   "), "{} is not kdump-compressed", vmcore.display());
+    assert!(
+        std::fs::read(vmcore).expect("vmcore").starts_with(b"KDUMP   "),
+        "{} is not kdump-compressed",
+        vmcore.display()
+    );
     let sys = crash_cmds(&debug_vmlinux(release), vmcore, "sys");
     assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
 }
@@ -499,7 +554,10 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     let mnt = base.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let (ok, _, err) = run(Command::new("mount").arg("-o").arg("loop").arg(&disk).arg(&mnt));
-    assert!(ok, "mounting an ext4 image through a loop device (root and loop devices needed, as `make test` has): {err}");
+    assert!(
+        ok,
+        "mounting an ext4 image through a loop device (root and loop devices needed, as `make test` has): {err}"
+    );
     let mounted = Unmount(mnt.clone());
     std::fs::create_dir_all(mnt.join("srv/crash")).unwrap();
     // Hooks keep their path in the image, and the capture mounts a tmpfs over /tmp (where a
@@ -591,7 +649,10 @@ fn raw_target_capture_is_saved_by_save_raw() {
     assert!(ok, "save-raw failed");
     let dir = std::fs::read_dir(&saved).unwrap().next().unwrap().unwrap().path();
     let vmcore = dir.join("vmcore");
-    assert!(std::fs::read(&vmcore).unwrap() == std::fs::read(&reference).unwrap(), "save-raw and makedumpfile -R differ");
+    assert!(
+        std::fs::read(&vmcore).unwrap() == std::fs::read(&reference).unwrap(),
+        "save-raw and makedumpfile -R differ"
+    );
     assert_sysrq_dump(&kernel.release, &vmcore);
     let log = std::fs::read_to_string(dir.join("vmcore-dmesg.txt")).unwrap();
     assert!(log.contains("sysrq triggered crash"), "{log}");
@@ -614,13 +675,25 @@ fn partuuid_target_on_a_gpt_disk() {
     let disk = base.join("disk.img");
     std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
     let sectors = (3u64 << 30) / 512 - 2 * 2048;
-    let mut sfdisk = Command::new("sfdisk").arg("-q").arg(&disk).stdin(Stdio::piped()).spawn().expect("sfdisk (make deps installs fdisk)");
-    std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), format!("label: gpt\nstart=2048, size={sectors}, type=L\n").as_bytes()).unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&disk)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sfdisk (make deps installs fdisk)");
+    std::io::Write::write_all(
+        &mut sfdisk.stdin.take().unwrap(),
+        format!("label: gpt\nstart=2048, size={sectors}, type=L\n").as_bytes(),
+    )
+    .unwrap();
     assert!(sfdisk.wait().unwrap().success());
     let (ok, part, err) = run(Command::new("sfdisk").arg("--part-uuid").arg(&disk).arg("1"));
     assert!(ok, "{err}");
     let partuuid = part.trim().to_ascii_lowercase();
-    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-E", "offset=1048576"]).arg(&disk).arg(format!("{}k", sectors / 2)));
+    let (ok, _, err) = run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "offset=1048576"])
+        .arg(&disk)
+        .arg(format!("{}k", sectors / 2)));
     assert!(ok, "mkfs.ext4: {err}");
     let conf = base.join("kdump.conf");
     std::fs::write(&conf, format!("ext4 PARTUUID={partuuid}\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\n")).unwrap();
@@ -633,8 +706,13 @@ fn partuuid_target_on_a_gpt_disk() {
     let fs = format!("{}?offset=1048576", disk.display());
     let (ok, listing, err) = run(Command::new("debugfs").arg("-R").arg("ls -p /var/crash").arg(&fs));
     assert!(ok, "{err}");
-    let name = listing.lines().filter_map(|l| l.split('/').nth(5)).find(|n| n.starts_with("127.0.0.1-")).expect("a dump directory");
-    let (ok, _, err) = run(Command::new("debugfs").arg("-R").arg(format!("rdump /var/crash/{name} {}", base.display())).arg(&fs));
+    let name = listing
+        .lines()
+        .filter_map(|l| l.split('/').nth(5))
+        .find(|n| n.starts_with("127.0.0.1-"))
+        .expect("a dump directory");
+    let (ok, _, err) =
+        run(Command::new("debugfs").arg("-R").arg(format!("rdump /var/crash/{name} {}", base.display())).arg(&fs));
     assert!(ok, "{err}");
     assert_sysrq_dump(&kernel.release, &base.join(name).join("vmcore"));
     let _ = std::fs::remove_file(&disk);

@@ -8,10 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(k) = Kconfig::parse(&text) else {
         return;
     };
-    let names = text
-        .lines()
-        .filter_map(|l| l.split(['=', ' ']).find(|w| w.starts_with("CONFIG_")))
-        .take(16);
+    let names = text.lines().filter_map(|l| l.split(['=', ' ']).find(|w| w.starts_with("CONFIG_"))).take(16);
     for name in names.chain(["CONFIG_RD_ZSTD", "CONFIG_MODULE_COMPRESS_XZ", "CONFIG_"]) {
         let _ = k.get(name);
         let _ = (k.is_enabled(name), k.is_builtin(name), k.is_module(name));

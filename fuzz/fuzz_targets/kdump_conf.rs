@@ -12,10 +12,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Without a target line the builder resolves one on the build machine: any will do here.
-    let target = cfg.target.clone().unwrap_or_else(|| Target {
-        fstype: "ext4".into(),
-        device: DeviceSpec::Path("/dev/vda1".into()),
-    });
+    let target = cfg
+        .target
+        .clone()
+        .unwrap_or_else(|| Target { fstype: "ext4".into(), device: DeviceSpec::Path("/dev/vda1".into()) });
     let plan = cfg.to_plan(target, cfg.path.clone());
     let rendered = plan.render();
     match Plan::parse(&rendered) {

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
         Some(disk[start..disk.len().min(start.saturating_add(len))].to_vec())
     };
     if let Some(u) = partuuid(&mut read, lbs, n) {
-        let gpt = u.len() == 36 && u.bytes().enumerate().all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() });
+        let gpt = u.len() == 36
+            && u.bytes()
+                .enumerate()
+                .all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() });
         let mbr = u.len() == 11 && u.as_bytes()[8] == b'-';
         assert!(gpt || mbr, "{u:?}");
     }

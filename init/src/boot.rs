@@ -55,16 +55,8 @@ impl fmt::Display for MountPoint {
     /// The shell equivalent, for logs and `--dry-run`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let opts = crate::sys::mount_options(self.flags, self.data);
-        let opts = if opts.is_empty() {
-            String::new()
-        } else {
-            format!(" -o {opts}")
-        };
-        write!(
-            f,
-            "mount -t {}{opts} {} {}",
-            self.fstype, self.source, self.target
-        )
+        let opts = if opts.is_empty() { String::new() } else { format!(" -o {opts}") };
+        write!(f, "mount -t {}{opts} {} {}", self.fstype, self.source, self.target)
     }
 }
 
@@ -73,41 +65,11 @@ const NOSUID_NODEV_NOEXEC: MountFlags = NOSUID_NODEV.union(MountFlags::NOEXEC);
 
 /// The API filesystems, in mount order (devtmpfs before anything opens `/dev`).
 pub const EARLY_MOUNTS: [MountPoint; 5] = [
-    MountPoint {
-        source: "proc",
-        target: "/proc",
-        fstype: "proc",
-        flags: NOSUID_NODEV_NOEXEC,
-        data: "",
-    },
-    MountPoint {
-        source: "sysfs",
-        target: "/sys",
-        fstype: "sysfs",
-        flags: NOSUID_NODEV_NOEXEC,
-        data: "",
-    },
-    MountPoint {
-        source: "devtmpfs",
-        target: "/dev",
-        fstype: "devtmpfs",
-        flags: MountFlags::NOSUID,
-        data: "mode=0755",
-    },
-    MountPoint {
-        source: "tmpfs",
-        target: "/run",
-        fstype: "tmpfs",
-        flags: NOSUID_NODEV,
-        data: "mode=0755",
-    },
-    MountPoint {
-        source: "tmpfs",
-        target: "/tmp",
-        fstype: "tmpfs",
-        flags: NOSUID_NODEV,
-        data: "mode=1777",
-    },
+    MountPoint { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: "" },
+    MountPoint { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "" },
+    MountPoint { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", flags: MountFlags::NOSUID, data: "mode=0755" },
+    MountPoint { source: "tmpfs", target: "/run", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755" },
+    MountPoint { source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777" },
 ];
 
 static PANIC_ACTION: AtomicU8 = AtomicU8::new(0);
@@ -143,19 +105,9 @@ pub enum CaptureError {
     #[error(
         "target {spec} did not appear within {secs} s; block devices seen: {seen}; check extra_modules and the target line in kdump.conf"
     )]
-    DeviceTimeout {
-        spec: String,
-        secs: u32,
-        seen: String,
-    },
+    DeviceTimeout { spec: String, secs: u32, seen: String },
     #[error("cannot mount {device} ({fstype}) on {mnt}: {}{hint}", OsError(*.errno))]
-    MountTarget {
-        device: String,
-        fstype: String,
-        mnt: String,
-        errno: Errno,
-        hint: String,
-    },
+    MountTarget { device: String, fstype: String, mnt: String, errno: Errno, hint: String },
     #[error("bad dump path {path:?}: it must be absolute and must not contain \"..\"")]
     BadPath { path: String },
     #[error("cannot create {path}: {}", OsError(*.errno))]
@@ -232,17 +184,11 @@ pub fn setup<S: Sys>(init: &mut Init<S>) {
         if !init.sys.exists(m.target) {
             if let Err(e) = init.sys.mkdir(m.target, 0o755) {
                 if e != Errno::EXIST {
-                    init.log(
-                        Level::Err,
-                        &format!("cannot create mount point {}: {}", m.target, OsError(e)),
-                    );
+                    init.log(Level::Err, &format!("cannot create mount point {}: {}", m.target, OsError(e)));
                 }
             }
         }
-        match init
-            .sys
-            .mount(m.source, m.target, m.fstype, m.flags, m.data)
-        {
+        match init.sys.mount(m.source, m.target, m.fstype, m.flags, m.data) {
             // EBUSY: already mounted (e.g. by the kernel).
             Ok(()) | Err(Errno::BUSY) => {
                 if m.fstype == "devtmpfs" {
@@ -253,29 +199,18 @@ pub fn setup<S: Sys>(init: &mut Init<S>) {
         }
     }
     match init.sys.ensure_console() {
-        Ok(true) => init.log(
-            Level::Warning,
-            "PID 1 had no console; reopened /dev/console",
-        ),
+        Ok(true) => init.log(Level::Warning, "PID 1 had no console; reopened /dev/console"),
         Ok(false) => {}
-        Err(e) => init.log(
-            Level::Warning,
-            &format!("cannot open /dev/console: {}", OsError(e)),
-        ),
+        Err(e) => init.log(Level::Warning, &format!("cannot open /dev/console: {}", OsError(e))),
     }
     let mut kmsg = init.sys.open("/dev/kmsg", Open::Write);
-    if matches!(kmsg, Err(Errno::NOENT))
-        && init.sys.mknod("/dev/kmsg", NodeKind::Char, 1, 11).is_ok()
-    {
+    if matches!(kmsg, Err(Errno::NOENT)) && init.sys.mknod("/dev/kmsg", NodeKind::Char, 1, 11).is_ok() {
         kmsg = init.sys.open("/dev/kmsg", Open::Write);
     }
     match kmsg {
         Ok(file) => {
             // Without this the kernel drops user records beyond 10 per 5 s.
-            if let Ok(mut f) = init
-                .sys
-                .open("/proc/sys/kernel/printk_devkmsg", Open::Write)
-            {
+            if let Ok(mut f) = init.sys.open("/proc/sys/kernel/printk_devkmsg", Open::Write) {
                 let _ = crate::sys::write_all(&mut init.sys, &mut f, b"on\n");
             }
             let cl = read_file(&mut init.sys, "/proc/sys/kernel/printk", 256)
@@ -287,30 +222,19 @@ pub fn setup<S: Sys>(init: &mut Init<S>) {
                 init.log.log_kmsg_only(&mut init.sys, level, &msg);
             }
         }
-        Err(e) => init.log(
-            Level::Warning,
-            &format!(
-                "cannot open /dev/kmsg ({}); logging to the console only",
-                OsError(e)
-            ),
-        ),
+        Err(e) => {
+            init.log(Level::Warning, &format!("cannot open /dev/kmsg ({}); logging to the console only", OsError(e)))
+        }
     }
     init.early = None;
-    init.log(
-        Level::Notice,
-        &format!("rkdump-init {} starting", env!("CARGO_PKG_VERSION")),
-    );
+    init.log(Level::Notice, &format!("rkdump-init {} starting", env!("CARGO_PKG_VERSION")));
 }
 
 fn read_plan<S: Sys>(init: &mut Init<S>) -> Result<Plan, CaptureError> {
     let path = PLAN_PATH.to_string();
-    let bytes =
-        read_file(&mut init.sys, &path, MAX_PLAN).map_err(|errno| CaptureError::PlanRead {
-            path: path.clone(),
-            errno,
-        })?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| CaptureError::PlanEncoding { path: path.clone() })?;
+    let bytes = read_file(&mut init.sys, &path, MAX_PLAN)
+        .map_err(|errno| CaptureError::PlanRead { path: path.clone(), errno })?;
+    let text = String::from_utf8(bytes).map_err(|_| CaptureError::PlanEncoding { path: path.clone() })?;
     Plan::parse(&text).map_err(|source| CaptureError::Plan { path, source })
 }
 
@@ -330,16 +254,10 @@ fn load_modules<S: Sys>(init: &mut Init<S>, modules: &[String]) {
             }
         }
     }
-    let how = if loader.kernel_cannot_decompress {
-        " (decompressed in-process)"
-    } else {
-        ""
-    };
+    let how = if loader.kernel_cannot_decompress { " (decompressed in-process)" } else { "" };
     init.log(
         Level::Info,
-        &format!(
-            "modules: {loaded} loaded{how}, {present} already present or built in, {failed} failed"
-        ),
+        &format!("modules: {loaded} loaded{how}, {present} already present or built in, {failed} failed"),
     );
 }
 
@@ -347,21 +265,13 @@ fn describe_seen(seen: &BTreeMap<String, String>, scan_error: Option<Errno>) -> 
     const MAX: usize = 32;
     if seen.is_empty() {
         return match scan_error {
-            Some(e) => format!(
-                "none (cannot list {}: {})",
-                probe::SYS_CLASS_BLOCK,
-                OsError(e)
-            ),
+            Some(e) => format!("none (cannot list {}: {})", probe::SYS_CLASS_BLOCK, OsError(e)),
             None => "none".into(),
         };
     }
     let parts: Vec<&str> = seen.values().map(String::as_str).take(MAX).collect();
     let more = seen.len().saturating_sub(MAX);
-    let more = if more > 0 {
-        format!(" and {more} more")
-    } else {
-        String::new()
-    };
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
     format!("{}{more}", parts.join(", "))
 }
 
@@ -373,13 +283,7 @@ fn wait_for_target<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<String, Ca
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut scan_error;
     let mut next_note = WAIT_NOTE_INTERVAL;
-    init.log(
-        Level::Info,
-        &format!(
-            "waiting up to {} s for target {spec}",
-            plan.device_timeout_secs
-        ),
-    );
+    init.log(Level::Info, &format!("waiting up to {} s for target {spec}", plan.device_timeout_secs));
     loop {
         let found = match spec {
             DeviceSpec::Path(p) => {
@@ -397,26 +301,24 @@ fn wait_for_target<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<String, Ca
                 }
                 init.sys.exists(p).then(|| p.clone())
             }
-            DeviceSpec::Uuid(_) | DeviceSpec::Label(_) => {
-                match probe::scan(&mut init.sys, !init.devtmpfs) {
-                    Ok(devs) => {
-                        scan_error = None;
-                        let hit = devs
-                            .iter()
-                            .find(|d| matches!(&d.probe, Ok(Some(i)) if i.matches(spec)))
-                            .map(|d| d.node.clone());
-                        for d in devs {
-                            let Device { name, .. } = &d;
-                            seen.insert(name.clone(), d.to_string());
-                        }
-                        hit
+            DeviceSpec::Uuid(_) | DeviceSpec::Label(_) => match probe::scan(&mut init.sys, !init.devtmpfs) {
+                Ok(devs) => {
+                    scan_error = None;
+                    let hit = devs
+                        .iter()
+                        .find(|d| matches!(&d.probe, Ok(Some(i)) if i.matches(spec)))
+                        .map(|d| d.node.clone());
+                    for d in devs {
+                        let Device { name, .. } = &d;
+                        seen.insert(name.clone(), d.to_string());
                     }
-                    Err(e) => {
-                        scan_error = Some(e);
-                        None
-                    }
+                    hit
                 }
-            }
+                Err(e) => {
+                    scan_error = Some(e);
+                    None
+                }
+            },
             DeviceSpec::PartUuid(u) => match probe::find_partuuid(&mut init.sys, u, !init.devtmpfs, &mut seen) {
                 Ok(hit) => {
                     scan_error = None;
@@ -430,13 +332,7 @@ fn wait_for_target<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<String, Ca
         };
         let elapsed = init.sys.monotonic().saturating_sub(start);
         if let Some(node) = found {
-            init.log(
-                Level::Info,
-                &format!(
-                    "found target {spec} at {node} after {:.1} s",
-                    elapsed.as_secs_f64()
-                ),
-            );
+            init.log(Level::Info, &format!("found target {spec} at {node} after {:.1} s", elapsed.as_secs_f64()));
             return Ok(node);
         }
         if elapsed >= timeout {
@@ -449,11 +345,7 @@ fn wait_for_target<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<String, Ca
         if elapsed >= next_note {
             init.log(
                 Level::Info,
-                &format!(
-                    "still waiting for {spec} ({} of {} s)",
-                    elapsed.as_secs(),
-                    plan.device_timeout_secs
-                ),
+                &format!("still waiting for {spec} ({} of {} s)", elapsed.as_secs(), plan.device_timeout_secs),
             );
             next_note += WAIT_NOTE_INTERVAL;
         }
@@ -466,85 +358,50 @@ fn mknod_from_sysfs<S: Sys>(init: &mut Init<S>, path: &str) {
     let Some(name) = path.strip_prefix("/dev/") else {
         return;
     };
-    let dev = read_file(
-        &mut init.sys,
-        &format!("{}/{}/dev", probe::SYS_CLASS_BLOCK, name.replace('/', "!")),
-        64,
-    );
-    if let Some((ma, mi)) = dev
-        .ok()
-        .and_then(|d| probe::parse_major_minor(&String::from_utf8_lossy(&d)))
-    {
+    let dev = read_file(&mut init.sys, &format!("{}/{}/dev", probe::SYS_CLASS_BLOCK, name.replace('/', "!")), 64);
+    if let Some((ma, mi)) = dev.ok().and_then(|d| probe::parse_major_minor(&String::from_utf8_lossy(&d))) {
         let _ = init.sys.mknod(path, NodeKind::Block, ma, mi);
     }
 }
 
 fn mount_target<S: Sys>(init: &mut Init<S>, plan: &Plan, device: &str) -> Result<(), CaptureError> {
     let fstype = plan.target.fstype.as_str();
-    mkdir_p(&mut init.sys, "/", TARGET_MNT, 0o755).map_err(|errno| CaptureError::Mkdir {
-        path: TARGET_MNT.into(),
-        errno,
-    })?;
-    init.sys
-        .mount(device, TARGET_MNT, fstype, MountFlags::empty(), "")
-        .map_err(|errno| {
-            let hint = match errno {
-                Errno::NODEV => format!(
-                    "; the capture kernel has no {fstype} driver: add its module to extra_modules"
-                ),
-                Errno::INVAL => {
-                    format!("; is {device} really {fstype}? check the target line in kdump.conf")
-                }
-                _ => String::new(),
-            };
-            CaptureError::MountTarget {
-                device: device.into(),
-                fstype: fstype.into(),
-                mnt: TARGET_MNT.into(),
-                errno,
-                hint,
+    mkdir_p(&mut init.sys, "/", TARGET_MNT, 0o755)
+        .map_err(|errno| CaptureError::Mkdir { path: TARGET_MNT.into(), errno })?;
+    init.sys.mount(device, TARGET_MNT, fstype, MountFlags::empty(), "").map_err(|errno| {
+        let hint = match errno {
+            Errno::NODEV => format!("; the capture kernel has no {fstype} driver: add its module to extra_modules"),
+            Errno::INVAL => {
+                format!("; is {device} really {fstype}? check the target line in kdump.conf")
             }
-        })?;
+            _ => String::new(),
+        };
+        CaptureError::MountTarget { device: device.into(), fstype: fstype.into(), mnt: TARGET_MNT.into(), errno, hint }
+    })?;
     init.target_mounted = true;
-    init.log(
-        Level::Info,
-        &format!("mounted {device} ({fstype}) on {TARGET_MNT}"),
-    );
+    init.log(Level::Info, &format!("mounted {device} ({fstype}) on {TARGET_MNT}"));
     Ok(())
 }
 
 fn make_dump_dir<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<DumpDir, CaptureError> {
     let path = plan.path.trim_end_matches('/');
     if !plan.path.starts_with('/') || path.split('/').any(|c| c == "..") {
-        return Err(CaptureError::BadPath {
-            path: plan.path.clone(),
-        });
+        return Err(CaptureError::BadPath { path: plan.path.clone() });
     }
     let base = format!("{TARGET_MNT}{path}");
-    mkdir_p(&mut init.sys, TARGET_MNT, path, 0o755).map_err(|errno| CaptureError::Mkdir {
-        path: base.clone(),
-        errno,
-    })?;
+    mkdir_p(&mut init.sys, TARGET_MNT, path, 0o755)
+        .map_err(|errno| CaptureError::Mkdir { path: base.clone(), errno })?;
     let now = init.sys.wall_clock();
     let name = dump_dir_name(LOCAL_HOST, now);
-    let dir = DumpDir {
-        path: format!("{base}/{name}"),
-        on_target: format!("{path}/{name}"),
-    };
+    let dir = DumpDir { path: format!("{base}/{name}"), on_target: format!("{path}/{name}") };
     match init.sys.mkdir(&dir.path, 0o700) {
         Ok(()) | Err(Errno::EXIST) => Ok(dir),
-        Err(errno) => Err(CaptureError::Mkdir {
-            path: dir.path,
-            errno,
-        }),
+        Err(errno) => Err(CaptureError::Mkdir { path: dir.path, errno }),
     }
 }
 
 /// Step 2: everything between the mounts and the final action. Returns the final action.
-pub fn capture<S: Sys>(
-    init: &mut Init<S>,
-    steps: &mut [Box<dyn SaveStep<S>>],
-) -> Result<Action, CaptureError> {
+pub fn capture<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Result<Action, CaptureError> {
     if !init.sys.exists(VMCORE) {
         return Err(CaptureError::NotCaptureBoot);
     }
@@ -584,17 +441,18 @@ pub fn capture<S: Sys>(
 }
 
 /// Runs the save steps into `dir`: a required step's failure stops them.
-fn save_steps<S: Sys>(init: &mut Init<S>, dir: &DumpDir, steps: &mut [Box<dyn SaveStep<S>>]) -> Result<(), CaptureError> {
+fn save_steps<S: Sys>(
+    init: &mut Init<S>,
+    dir: &DumpDir,
+    steps: &mut [Box<dyn SaveStep<S>>],
+) -> Result<(), CaptureError> {
     for step in steps.iter_mut() {
         let name = step.name().to_string();
         if let Err(source) = step.run(init, dir) {
             if step.required() {
                 return Err(CaptureError::Save { step: name, source });
             }
-            init.log(
-                Level::Warning,
-                &format!("saving {name} failed: {source}; continuing"),
-            );
+            init.log(Level::Warning, &format!("saving {name} failed: {source}; continuing"));
         }
     }
     Ok(())
@@ -670,7 +528,10 @@ fn capture_raw<S: Sys>(
     if !written {
         return Err(CaptureError::Save {
             step: "vmcore".into(),
-            source: SaveError::Extract { what: format!("a dump for the raw device {device}"), reason: "no save step writes to raw devices".into() },
+            source: SaveError::Extract {
+                what: format!("a dump for the raw device {device}"),
+                reason: "no save step writes to raw devices".into(),
+            },
         });
     }
     Ok(plan.final_action)
@@ -679,7 +540,10 @@ fn capture_raw<S: Sys>(
 /// Runs one hook with the hooks' environment (`PATH`, `RKDUMP_TARGET` and `RKDUMP_DUMP_DIR`
 /// once known), logging it. `Err`: how it failed (a non-zero status or why it could not run).
 fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]) -> Result<(), String> {
-    init.log(Level::Info, &format!("running {kind} {program}{}", args.iter().map(|a| format!(" {a}")).collect::<String>()));
+    init.log(
+        Level::Info,
+        &format!("running {kind} {program}{}", args.iter().map(|a| format!(" {a}")).collect::<String>()),
+    );
     let mut env: Vec<(&str, &str)> = vec![("PATH", HOOK_PATH), ("HOME", "/")];
     if init.target_mounted {
         env.push(("RKDUMP_TARGET", TARGET_MNT));
@@ -715,19 +579,13 @@ pub fn finish<S: Sys>(init: &mut Init<S>, action: Action) {
     if init.target_mounted {
         match init.sys.umount(TARGET_MNT) {
             Ok(()) => init.target_mounted = false,
-            Err(e) => init.log(
-                Level::Warning,
-                &format!("cannot unmount {TARGET_MNT}: {}", OsError(e)),
-            ),
+            Err(e) => init.log(Level::Warning, &format!("cannot unmount {TARGET_MNT}: {}", OsError(e))),
         }
     }
     init.sys.sync();
     init.log(Level::Notice, &format!("{}ing", action_verb(action)));
     if let Err(e) = init.sys.reboot(action) {
-        init.log(
-            Level::Err,
-            &format!("reboot(2) for {} failed: {}", action.as_str(), OsError(e)),
-        );
+        init.log(Level::Err, &format!("reboot(2) for {} failed: {}", action.as_str(), OsError(e)));
     }
 }
 
@@ -743,11 +601,7 @@ fn memory_note<S: Sys>(sys: &mut S) -> Option<String> {
     let meminfo = read_file(sys, "/proc/meminfo", 64 << 10).ok()?;
     let peak = kib(&status, "VmHWM:")?;
     let total = kib(&meminfo, "MemTotal:")?;
-    Some(format!(
-        ", peak memory {:.1} MiB of {:.1} MiB",
-        peak as f64 / 1024.0,
-        total as f64 / 1024.0
-    ))
+    Some(format!(", peak memory {:.1} MiB of {:.1} MiB", peak as f64 / 1024.0, total as f64 / 1024.0))
 }
 
 fn action_verb(a: Action) -> &'static str {
@@ -767,13 +621,7 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
         Ok(a) => {
             let secs = init.sys.monotonic().saturating_sub(start).as_secs_f64();
             let memory = memory_note(&mut init.sys).unwrap_or_default();
-            init.log(
-                Level::Notice,
-                &format!(
-                    "capture complete in {secs:.1} s{memory}; final action {}",
-                    a.as_str()
-                ),
-            );
+            init.log(Level::Notice, &format!("capture complete in {secs:.1} s{memory}; final action {}", a.as_str()));
             (a, 0)
         }
         Err(CaptureError::PreHook { program, how, final_action }) => {
@@ -793,7 +641,10 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
             let status = match on_failure {
                 None => 1,
                 Some(OnFailure::Shell) => {
-                    init.log(Level::Err, &format!("capture failed; failure_action shell: /bin/sh on the console, then {}", a.as_str()));
+                    init.log(
+                        Level::Err,
+                        &format!("capture failed; failure_action shell: /bin/sh on the console, then {}", a.as_str()),
+                    );
                     if let Err(how) = run_hook(init, "failure_action shell", "/bin/sh", &[]) {
                         init.log(Level::Err, &format!("failure_action shell: /bin/sh {how}"));
                     }
@@ -811,10 +662,7 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
                 },
             };
             if status != 0 {
-                init.log(
-                    Level::Err,
-                    &format!("capture failed; failure action {}", a.as_str()),
-                );
+                init.log(Level::Err, &format!("capture failed; failure action {}", a.as_str()));
             }
             (a, status)
         }
@@ -829,17 +677,11 @@ pub fn describe(plan: &Plan) -> Vec<String> {
     let mut out: Vec<String> = EARLY_MOUNTS.iter().map(|m| m.to_string()).collect();
     out.push("exec >/dev/console 2>&1  # only if PID 1 has no console".into());
     out.push("echo on >/proc/sys/kernel/printk_devkmsg; log to /dev/kmsg".into());
-    out.push(format!(
-        "test -e {VMCORE} || failure_action {}",
-        plan.failure_action.as_str()
-    ));
+    out.push(format!("test -e {VMCORE} || failure_action {}", plan.failure_action.as_str()));
     for m in &plan.modules {
         out.push(format!("finit_module {m}"));
     }
-    out.push(format!(
-        "wait up to {} s for {}",
-        plan.device_timeout_secs, plan.target.device
-    ));
+    out.push(format!("wait up to {} s for {}", plan.device_timeout_secs, plan.target.device));
     if plan.target.is_raw() {
         for p in &plan.pre {
             out.push(format!("{p} || {{ {}; }}  # kdump_pre: non-zero skips the dump", plan.final_action.as_str()));
@@ -851,10 +693,7 @@ pub fn describe(plan: &Plan) -> Vec<String> {
         out.push(format!("sync; {}  # on any error: {}", plan.final_action.as_str(), plan.failure_action.as_str()));
         return out;
     }
-    out.push(format!(
-        "mount -t {} <device> {TARGET_MNT}",
-        plan.target.fstype
-    ));
+    out.push(format!("mount -t {} <device> {TARGET_MNT}", plan.target.fstype));
     let path = plan.path.trim_end_matches('/');
     out.push(format!("mkdir -p {TARGET_MNT}{path}"));
     let dir = format!("{TARGET_MNT}{path}/{LOCAL_HOST}-YYYY-MM-DD-HH:MM:SS");
@@ -862,9 +701,7 @@ pub fn describe(plan: &Plan) -> Vec<String> {
     for p in &plan.pre {
         out.push(format!("{p} || {{ {}; }}  # kdump_pre: non-zero skips the dump", plan.final_action.as_str()));
     }
-    out.push(format!(
-        "cp {VMCORE} {dir}/vmcore-incomplete && sync && mv {dir}/vmcore-incomplete {dir}/vmcore"
-    ));
+    out.push(format!("cp {VMCORE} {dir}/vmcore-incomplete && sync && mv {dir}/vmcore-incomplete {dir}/vmcore"));
     for p in &plan.post {
         out.push(format!("{p} $status  # kdump_post: 0 if the dump was saved"));
     }
@@ -901,14 +738,8 @@ mod tests {
     }
 
     fn add_block(sys: &mut FakeSys, name: &str, devno: &str, content: Vec<u8>) {
-        sys.add_file(
-            &format!("/sys/class/block/{name}/dev"),
-            format!("{devno}\n"),
-        );
-        sys.add_file(
-            &format!("/sys/class/block/{name}/size"),
-            format!("{}\n", content.len() / 512),
-        );
+        sys.add_file(&format!("/sys/class/block/{name}/dev"), format!("{devno}\n"));
+        sys.add_file(&format!("/sys/class/block/{name}/size"), format!("{}\n", content.len() / 512));
         sys.add(&format!("/dev/{name}"), Node::Block(content));
     }
 
@@ -924,18 +755,14 @@ mod tests {
         sys.add_file("/lib/modules/virtio_blk.ko.xz", xz(&fake_ko()));
         sys.add_file("/lib/modules/ext4.ko", fake_ko());
         // Debian 12's 6.1: no in-kernel module decompression.
-        sys.fail(
-            "finit_module /lib/modules/virtio_blk.ko.xz flags=4",
-            Errno::INVAL,
-        );
+        sys.fail("finit_module /lib/modules/virtio_blk.ko.xz flags=4", Errno::INVAL);
         add_block(&mut sys, "vda", "254:0", vec![0xAA; 8192]);
         for (path, node) in [
             ("/sys/class/block/vdb/dev", Node::File(b"254:16\n".to_vec())),
             ("/sys/class/block/vdb/size", Node::File(b"4\n".to_vec())),
             ("/dev/vdb", Node::Block(ext4_image(&UUID, "crashdump"))),
         ] {
-            sys.appear_on
-                .push(("init_module".into(), path.into(), node));
+            sys.appear_on.push(("init_module".into(), path.into(), node));
         }
         sys
     }
@@ -956,12 +783,7 @@ mod tests {
         static WRITER_CALLS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
-    fn fake_writer(
-        src: &str,
-        dst: &str,
-        c: Collector,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<String, String> {
+    fn fake_writer(src: &str, dst: &str, c: Collector, progress: &mut dyn FnMut(u64, u64)) -> Result<String, String> {
         for done in [0, 3, 7, 10] {
             progress(done, 10);
         }
@@ -1033,39 +855,17 @@ mod tests {
         assert_eq!(init.sys.calls_matching(SEQUENCE), expected);
         // kmsg is opened after devtmpfs is mounted.
         let calls = &init.sys.calls;
-        let devtmpfs = calls
-            .iter()
-            .position(|c| c.contains("devtmpfs /dev"))
-            .unwrap();
-        let kmsg = calls
-            .iter()
-            .position(|c| c == "open /dev/kmsg write")
-            .unwrap();
+        let devtmpfs = calls.iter().position(|c| c.contains("devtmpfs /dev")).unwrap();
+        let kmsg = calls.iter().position(|c| c == "open /dev/kmsg write").unwrap();
         assert!(devtmpfs < kmsg);
-        assert_eq!(
-            init.sys.file(&format!("{DIR}/vmcore")).unwrap(),
-            &vmcore()[..]
-        );
+        assert_eq!(init.sys.file(&format!("{DIR}/vmcore")).unwrap(), &vmcore()[..]);
         assert_eq!(init.sys.modes[DIR], 0o700);
         assert_eq!(init.sys.modes[&format!("{DIR}/vmcore")], 0o600);
-        assert_eq!(
-            init.sys.file("/proc/sys/kernel/printk_devkmsg"),
-            None,
-            "only written when present"
-        );
+        assert_eq!(init.sys.file("/proc/sys/kernel/printk_devkmsg"), None, "only written when present");
         let kmsg = init.sys.kmsg.join("\n");
-        assert!(
-            kmsg.contains("<5>rkdump: rkdump-init 0.1.0 starting"),
-            "{kmsg}"
-        );
-        assert!(
-            kmsg.contains(&format!("found target UUID={UUID_STR} at /dev/vdb")),
-            "{kmsg}"
-        );
-        assert!(
-            kmsg.contains("modules: 2 loaded (decompressed in-process), 0 already present"),
-            "{kmsg}"
-        );
+        assert!(kmsg.contains("<5>rkdump: rkdump-init 0.1.0 starting"), "{kmsg}");
+        assert!(kmsg.contains(&format!("found target UUID={UUID_STR} at /dev/vdb")), "{kmsg}");
+        assert!(kmsg.contains("modules: 2 loaded (decompressed in-process), 0 already present"), "{kmsg}");
         assert!(kmsg.contains("<5>rkdump: capture complete"), "{kmsg}");
         assert!(kmsg.contains("vmcore: 100%"), "{kmsg}");
         // console_loglevel 4 (quiet): the kernel does not print info/notice lines: echoed.
@@ -1098,39 +898,22 @@ mod tests {
         let (action, init) = run_fake(sys);
         assert_eq!(action, Action::Reboot);
         assert!(
-            init.sys
-                .kmsg
-                .iter()
-                .any(|l| l.starts_with("<3>rkdump: not a capture boot (no /proc/vmcore)")),
+            init.sys.kmsg.iter().any(|l| l.starts_with("<3>rkdump: not a capture boot (no /proc/vmcore)")),
             "{:?}",
             init.sys.kmsg
         );
         // KERN_ERR is below console_loglevel 4: the kernel prints it, no duplicate echo.
-        assert!(
-            !init.sys.console.contains("not a capture boot"),
-            "{}",
-            init.sys.console
-        );
-        assert!(init
-            .sys
-            .calls_matching(&["open /etc/rkdump/plan", "finit_module", "umount"])
-            .is_empty());
+        assert!(!init.sys.console.contains("not a capture boot"), "{}", init.sys.console);
+        assert!(init.sys.calls_matching(&["open /etc/rkdump/plan", "finit_module", "umount"]).is_empty());
         assert_eq!(init.sys.calls.last().unwrap(), "reboot reboot");
         assert_eq!(init.sys.calls[init.sys.calls.len() - 2], "sync");
     }
 
     #[test]
     fn bad_or_missing_plan_runs_failure_action() {
-        let (_, init) = run_fake(capture_kernel(
-            "rkdump-plan 1\ntarget ext4 /dev/vdb\nfrobnicate yes\n",
-        ));
+        let (_, init) = run_fake(capture_kernel("rkdump-plan 1\ntarget ext4 /dev/vdb\nfrobnicate yes\n"));
         let kmsg = init.sys.kmsg.join("\n");
-        assert!(
-            kmsg.contains(
-                "bad capture plan /etc/rkdump/plan: plan line 3: unknown key \"frobnicate\""
-            ),
-            "{kmsg}"
-        );
+        assert!(kmsg.contains("bad capture plan /etc/rkdump/plan: plan line 3: unknown key \"frobnicate\""), "{kmsg}");
         assert!(kmsg.contains("rebuild the image with `rkdump build`"));
         assert_eq!(init.sys.calls.last().unwrap(), "reboot reboot");
         assert!(init.sys.calls_matching(&["finit_module"]).is_empty());
@@ -1139,12 +922,7 @@ mod tests {
         sys.nodes.remove(PLAN_PATH);
         let (_, init) = run_fake(sys);
         let kmsg = init.sys.kmsg.join("\n");
-        assert!(
-            kmsg.contains(
-                "cannot read the capture plan /etc/rkdump/plan: No such file or directory"
-            ),
-            "{kmsg}"
-        );
+        assert!(kmsg.contains("cannot read the capture plan /etc/rkdump/plan: No such file or directory"), "{kmsg}");
         assert_eq!(init.sys.calls.last().unwrap(), "reboot reboot");
     }
 
@@ -1164,33 +942,27 @@ mod tests {
             kmsg.contains("<3>rkdump: cannot open module /lib/modules/gone.ko: No such file or directory (os error 2); continuing"),
             "{kmsg}"
         );
-        assert!(kmsg.contains("<3>rkdump: kernel refused module /lib/modules/bad.ko: Exec format error (os error 8)"), "{kmsg}");
-        assert!(kmsg.contains("modules: 1 loaded (decompressed in-process), 1 already present or built in, 2 failed"), "{kmsg}");
         assert!(
-            init.sys.file(&format!("{DIR}/vmcore")).is_some(),
-            "the capture went on"
+            kmsg.contains("<3>rkdump: kernel refused module /lib/modules/bad.ko: Exec format error (os error 8)"),
+            "{kmsg}"
         );
+        assert!(
+            kmsg.contains("modules: 1 loaded (decompressed in-process), 1 already present or built in, 2 failed"),
+            "{kmsg}"
+        );
+        assert!(init.sys.file(&format!("{DIR}/vmcore")).is_some(), "the capture went on");
     }
 
     #[test]
     fn device_wait_times_out_naming_devices_seen() {
-        let mut sys = capture_kernel(&plan_text(
-            "UUID=11111111-2222-3333-4444-555555555555",
-            "failure_action halt\n",
-        ));
+        let mut sys = capture_kernel(&plan_text("UUID=11111111-2222-3333-4444-555555555555", "failure_action halt\n"));
         add_block(&mut sys, "sr0", "11:0", Vec::new());
         let (action, init) = run_fake(sys);
         assert_eq!(action, Action::Halt);
         // 3 s at 100 ms per poll, with a fake clock: it terminates and does not oversleep.
         assert_eq!(init.sys.sleeps, 30);
         assert_eq!(init.sys.now, Duration::from_secs(3));
-        let msg = init
-            .sys
-            .kmsg
-            .iter()
-            .find(|l| l.contains("did not appear"))
-            .unwrap()
-            .clone();
+        let msg = init.sys.kmsg.iter().find(|l| l.contains("did not appear")).unwrap().clone();
         assert_eq!(
             msg,
             format!(
@@ -1199,10 +971,7 @@ mod tests {
                  vdb (ext4 UUID={UUID_STR} LABEL=crashdump); check extra_modules and the target line in kdump.conf"
             )
         );
-        assert!(init
-            .sys
-            .calls_matching(&["mount -t ext4", "umount"])
-            .is_empty());
+        assert!(init.sys.calls_matching(&["mount -t ext4", "umount"]).is_empty());
         let tail = &init.sys.calls[init.sys.calls.len() - 2..];
         assert_eq!(tail, ["sync", "reboot halt"]);
         assert_eq!(init.failure_action, Action::Halt);
@@ -1216,48 +985,36 @@ mod tests {
         sys.nodes.retain(|k, _| !k.starts_with("/sys/class"));
         let (_, init) = run_fake(sys);
         let kmsg = init.sys.kmsg.join("\n");
-        assert!(kmsg.contains("target /dev/sdz did not appear within 3 s; block devices seen: none (cannot list /sys/class/block"), "{kmsg}");
+        assert!(
+            kmsg.contains(
+                "target /dev/sdz did not appear within 3 s; block devices seen: none (cannot list /sys/class/block"
+            ),
+            "{kmsg}"
+        );
     }
 
     #[test]
     fn label_and_late_path_targets() {
         let (_, init) = run_fake(capture_kernel(&plan_text("LABEL=crashdump", "")));
-        assert_eq!(
-            init.sys.calls_matching(&["mount -t ext4"]),
-            vec!["mount -t ext4 /dev/vdb /kdumproot"]
-        );
+        assert_eq!(init.sys.calls_matching(&["mount -t ext4"]), vec!["mount -t ext4 /dev/vdb /kdumproot"]);
 
         // A device path that shows up 1.5 s after the modules are loaded.
         let mut sys = capture_kernel(&plan_text("/dev/vdc", ""));
-        sys.appear_at.push((
-            Duration::from_millis(1500),
-            "/dev/vdc".into(),
-            Node::Block(vec![0; 4096]),
-        ));
+        sys.appear_at.push((Duration::from_millis(1500), "/dev/vdc".into(), Node::Block(vec![0; 4096])));
         let (action, init) = run_fake(sys);
         assert_eq!(action, Action::Reboot);
         assert_eq!(init.sys.sleeps, 15);
-        assert_eq!(
-            init.sys.calls_matching(&["mount -t ext4"]),
-            vec!["mount -t ext4 /dev/vdc /kdumproot"]
-        );
+        assert_eq!(init.sys.calls_matching(&["mount -t ext4"]), vec!["mount -t ext4 /dev/vdc /kdumproot"]);
     }
 
     #[test]
     fn enospc_during_copy_leaves_incomplete_and_runs_failure_action() {
-        let mut sys = capture_kernel(&plan_text(
-            &format!("UUID={UUID_STR}"),
-            "final_action halt\nfailure_action poweroff\n",
-        ));
+        let mut sys =
+            capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), "final_action halt\nfailure_action poweroff\n"));
         sys.quota = Some(("/kdumproot/".into(), 6000));
         let mut init = Init::new(sys);
-        let mut steps: Vec<Box<dyn SaveStep<FakeSys>>> = vec![
-            Box::new(SaveDmesg::new(fake_log)),
-            Box::new(CopyVmcore {
-                window: 4096,
-                ..Default::default()
-            }),
-        ];
+        let mut steps: Vec<Box<dyn SaveStep<FakeSys>>> =
+            vec![Box::new(SaveDmesg::new(fake_log)), Box::new(CopyVmcore { window: 4096, ..Default::default() })];
         let action = run(&mut init, &mut steps);
         assert_eq!(action, Action::Poweroff);
         // The kernel log was saved first and survives the failed vmcore (issue 5).
@@ -1278,7 +1035,8 @@ mod tests {
         assert_eq!(tail, ["umount /kdumproot", "sync", "reboot poweroff"]);
     }
 
-    const HOOKS: &str = "final_action halt\nfailure_action poweroff\npre /sbin/pre\npost /etc/kdump/post.d/10-a\npost /sbin/post\n";
+    const HOOKS: &str =
+        "final_action halt\nfailure_action poweroff\npre /sbin/pre\npost /etc/kdump/post.d/10-a\npost /sbin/post\n";
 
     fn with_hooks(sys: &mut FakeSys) {
         for p in ["/sbin/pre", "/etc/kdump/post.d/10-a", "/sbin/post"] {
@@ -1321,7 +1079,9 @@ mod tests {
     /// action (not the failure action) and no kdump_post.
     #[test]
     fn a_failing_kdump_pre_skips_the_dump() {
-        for (status, how) in [(Some(3), "exited with status 3"), (None, "could not be run: No such file or directory (os error 2)")] {
+        for (status, how) in
+            [(Some(3), "exited with status 3"), (None, "could not be run: No such file or directory (os error 2)")]
+        {
             let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), HOOKS));
             with_hooks(&mut sys);
             match status {
@@ -1338,10 +1098,7 @@ mod tests {
             assert!(init.sys.file(&format!("{DIR}/vmcore-incomplete")).is_none());
             assert_eq!(init.sys.calls_matching(&["run"]), ["run /sbin/pre"]);
             let kmsg = init.sys.kmsg.join("\n");
-            assert!(
-                kmsg.contains(&format!("kdump_pre /sbin/pre {how}: no dump written; final action halt")),
-                "{kmsg}"
-            );
+            assert!(kmsg.contains(&format!("kdump_pre /sbin/pre {how}: no dump written; final action halt")), "{kmsg}");
             assert!(!kmsg.contains("capture complete") && !kmsg.contains("capture failed"), "{kmsg}");
             let tail = &init.sys.calls[init.sys.calls.len() - 3..];
             assert_eq!(tail, ["umount /kdumproot", "sync", "reboot halt"]);
@@ -1458,7 +1215,12 @@ mod tests {
     /// writes it) follows; a root filesystem that fails too leaves status 1 for the hooks.
     #[test]
     fn dump_to_rootfs_after_the_target_failed() {
-        let plan = plan_text("LABEL=nowhere", &format!("failure_action halt\non_failure dump_to_rootfs ext4 UUID={UUID_STR} /var/crash\npost /sbin/post\n"));
+        let plan = plan_text(
+            "LABEL=nowhere",
+            &format!(
+                "failure_action halt\non_failure dump_to_rootfs ext4 UUID={UUID_STR} /var/crash\npost /sbin/post\n"
+            ),
+        );
         let mut sys = capture_kernel(&plan);
         sys.add_file("/sbin/post", "#!/bin/sh\n");
         let (action, init) = run_fake(sys);
@@ -1466,12 +1228,16 @@ mod tests {
         assert_eq!(init.sys.file(&format!("{DIR}/vmcore")).unwrap(), vmcore());
         let kmsg = init.sys.kmsg.join("\n");
         assert!(kmsg.contains("target LABEL=nowhere did not appear"), "{kmsg}");
-        assert!(kmsg.contains(&format!("dump_to_rootfs: saving the dump to ext4 UUID={UUID_STR}, /var/crash")), "{kmsg}");
+        assert!(
+            kmsg.contains(&format!("dump_to_rootfs: saving the dump to ext4 UUID={UUID_STR}, /var/crash")),
+            "{kmsg}"
+        );
         assert!(kmsg.contains("dump_to_rootfs: dump saved; halt"), "{kmsg}");
         assert!(!kmsg.contains("capture failed; failure action"), "{kmsg}");
         assert_eq!(init.sys.calls_matching(&["run"]), ["run /sbin/post 0"]);
 
-        let plan = plan_text("LABEL=nowhere", "failure_action halt\non_failure dump_to_rootfs ext4 LABEL=gone /var/crash\n");
+        let plan =
+            plan_text("LABEL=nowhere", "failure_action halt\non_failure dump_to_rootfs ext4 LABEL=gone /var/crash\n");
         let (action, init) = run_fake(capture_kernel(&plan));
         assert_eq!(action, Action::Halt);
         let kmsg = init.sys.kmsg.join("\n");
@@ -1503,7 +1269,9 @@ mod tests {
         assert_eq!(init.sys.file(&format!("{DIR}/vmcore-dmesg.txt")).unwrap(), LOG);
         assert_eq!(init.sys.modes[&format!("{DIR}/vmcore-dmesg.txt")], 0o600);
         let pos = |needle: &str| init.sys.calls.iter().position(|c| c.contains(needle)).unwrap();
-        assert!(pos("rename {DIR}/vmcore-dmesg.txt-incomplete".replace("{DIR}", DIR).as_str()) < pos("vmcore-incomplete"));
+        assert!(
+            pos("rename {DIR}/vmcore-dmesg.txt-incomplete".replace("{DIR}", DIR).as_str()) < pos("vmcore-incomplete")
+        );
     }
 
     #[test]
@@ -1568,30 +1336,17 @@ mod tests {
         // Without devtmpfs there are no nodes: only sysfs knows the devices.
         sys.nodes.retain(|k, _| !k.starts_with("/dev/"));
         sys.appear_on.retain(|(_, p, _)| !p.starts_with("/dev/"));
-        sys.block_devices
-            .insert((254, 16), ext4_image(&UUID, "crashdump"));
+        sys.block_devices.insert((254, 16), ext4_image(&UUID, "crashdump"));
         let (action, init) = run_fake(sys);
         assert_eq!(action, Action::Reboot);
-        let failed = "rkdump: mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev failed: Operation not permitted (os error 1)";
+        let failed =
+            "rkdump: mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev failed: Operation not permitted (os error 1)";
         assert!(init.sys.console.contains(failed), "{}", init.sys.console);
         // kmsg was created by hand and the early error replayed into it.
-        assert!(init
-            .sys
-            .calls
-            .contains(&"mknod /dev/kmsg c 1 11".to_string()));
-        assert!(
-            init.sys.kmsg.iter().any(|l| l.ends_with(failed)),
-            "{:?}",
-            init.sys.kmsg
-        );
-        assert!(init
-            .sys
-            .calls
-            .contains(&"mknod /dev/vdb b 254 16".to_string()));
-        assert_eq!(
-            init.sys.calls_matching(&["mount -t ext4"]),
-            vec!["mount -t ext4 /dev/vdb /kdumproot"]
-        );
+        assert!(init.sys.calls.contains(&"mknod /dev/kmsg c 1 11".to_string()));
+        assert!(init.sys.kmsg.iter().any(|l| l.ends_with(failed)), "{:?}", init.sys.kmsg);
+        assert!(init.sys.calls.contains(&"mknod /dev/vdb b 254 16".to_string()));
+        assert_eq!(init.sys.calls_matching(&["mount -t ext4"]), vec!["mount -t ext4 /dev/vdb /kdumproot"]);
     }
 
     #[test]
@@ -1600,20 +1355,18 @@ mod tests {
         sys.fail("open /dev/kmsg", Errno::ACCESS);
         let (_, init) = run_fake(sys);
         assert!(init.sys.kmsg.is_empty());
-        assert!(init.sys.console.contains("rkdump: cannot open /dev/kmsg (Permission denied (os error 13)); logging to the console only"));
+        assert!(init
+            .sys
+            .console
+            .contains("rkdump: cannot open /dev/kmsg (Permission denied (os error 13)); logging to the console only"));
         assert!(init.sys.console.contains("rkdump: capture complete"));
     }
 
     #[test]
     fn dump_path_with_dotdot_is_refused() {
-        let plan = plan_text(&format!("UUID={UUID_STR}"), "")
-            .replace("path /var/crash", "path /var/../../etc");
+        let plan = plan_text(&format!("UUID={UUID_STR}"), "").replace("path /var/crash", "path /var/../../etc");
         let (_, init) = run_fake(capture_kernel(&plan));
-        assert!(init
-            .sys
-            .kmsg
-            .iter()
-            .any(|l| l.contains("bad dump path \"/var/../../etc\"")));
+        assert!(init.sys.kmsg.iter().any(|l| l.contains("bad dump path \"/var/../../etc\"")));
         assert_eq!(init.sys.calls.last().unwrap(), "reboot reboot");
         assert!(init.sys.calls.contains(&"umount /kdumproot".to_string()));
     }
@@ -1624,9 +1377,6 @@ mod tests {
         let lines = describe(&plan);
         assert_eq!(lines[0], "mount -t proc -o nodev,noexec,nosuid proc /proc");
         assert!(lines.contains(&"finit_module /lib/modules/virtio_blk.ko.xz".to_string()));
-        assert!(lines
-            .last()
-            .unwrap()
-            .starts_with("umount /kdumproot; sync; reboot"));
+        assert!(lines.last().unwrap().starts_with("umount /kdumproot; sync; reboot"));
     }
 }

@@ -34,10 +34,7 @@ pub struct Logger<F> {
 
 impl<F> Default for Logger<F> {
     fn default() -> Self {
-        Logger {
-            kmsg: None,
-            console_loglevel: None,
-        }
+        Logger { kmsg: None, console_loglevel: None }
     }
 }
 
@@ -55,12 +52,7 @@ impl<F> Logger<F> {
     }
 
     /// Writes `msg` to kmsg only (one record per line); false if kmsg is missing or failed.
-    pub fn log_kmsg_only<S: Sys<File = F>>(
-        &mut self,
-        sys: &mut S,
-        level: Level,
-        msg: &str,
-    ) -> bool {
+    pub fn log_kmsg_only<S: Sys<File = F>>(&mut self, sys: &mut S, level: Level, msg: &str) -> bool {
         let Some(kmsg) = self.kmsg.as_mut() else {
             return false;
         };
@@ -122,10 +114,7 @@ mod tests {
         log.attach_kmsg(kmsg, Some(4));
         log.log(&mut sys, Level::Info, "copied 10%");
         log.log(&mut sys, Level::Err, "write failed");
-        assert_eq!(
-            sys.kmsg,
-            vec!["<6>rkdump: copied 10%", "<3>rkdump: write failed"]
-        );
+        assert_eq!(sys.kmsg, vec!["<6>rkdump: copied 10%", "<3>rkdump: write failed"]);
         assert_eq!(sys.console, "rkdump: copied 10%\n");
     }
 

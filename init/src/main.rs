@@ -46,10 +46,7 @@ Exit codes: 0 success, 1 error, 2 usage error.
 /// The C entry point (see the module doc for why not `fn main`).
 #[cfg(not(test))]
 #[no_mangle]
-pub extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
-) -> std::ffi::c_int {
+pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     if rustix::process::getpid().is_init() {
         pid1();
     }
@@ -140,11 +137,7 @@ fn cli(args: &[String]) -> i32 {
                 0
             }
             Err(e) => {
-                eprintln!(
-                    "rkdump-init: cannot list {}: {}",
-                    probe::SYS_CLASS_BLOCK,
-                    rkdump_init::sys::OsError(e)
-                );
+                eprintln!("rkdump-init: cannot list {}: {}", probe::SYS_CLASS_BLOCK, rkdump_init::sys::OsError(e));
                 1
             }
         },
@@ -180,8 +173,7 @@ mod tests {
 
     #[test]
     fn print_plan_and_dry_run() {
-        let path =
-            std::env::temp_dir().join(format!("rkdump-init-cli-plan-{}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("rkdump-init-cli-plan-{}", std::process::id()));
         std::fs::write(&path, "rkdump-plan 1\ntarget xfs LABEL=dump\n").unwrap();
         let p = path.to_str().unwrap();
         assert_eq!(read_plan(p).unwrap().target.fstype, "xfs");

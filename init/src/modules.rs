@@ -97,22 +97,14 @@ pub fn decompress(kind: Compression, data: &[u8]) -> Result<Vec<u8>, String> {
     let reader: Box<dyn Read + '_> = match kind {
         Compression::None => return Ok(data.to_vec()),
         Compression::Xz => Box::new(xz_reader(data).map_err(|e| e.to_string())?),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(|e| e.to_string())?)
-        }
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(|e| e.to_string())?),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
     };
     let mut out = Vec::new();
     // Read one byte past the limit to detect an oversized image without unbounded allocation.
-    reader
-        .take(MAX_MODULE_IMAGE + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
+    reader.take(MAX_MODULE_IMAGE + 1).read_to_end(&mut out).map_err(|e| e.to_string())?;
     if out.len() as u64 > MAX_MODULE_IMAGE {
-        return Err(format!(
-            "decompressed image larger than {} MiB",
-            MAX_MODULE_IMAGE >> 20
-        ));
+        return Err(format!("decompressed image larger than {} MiB", MAX_MODULE_IMAGE >> 20));
     }
     Ok(out)
 }
@@ -128,10 +120,7 @@ fn map_load(path: &str, r: Result<(), Errno>) -> Result<Loaded, ModuleError> {
     match r {
         Ok(()) => Ok(Loaded::Loaded),
         Err(Errno::EXIST) => Ok(Loaded::AlreadyPresent),
-        Err(errno) => Err(ModuleError::Load {
-            path: path.to_string(),
-            errno,
-        }),
+        Err(errno) => Err(ModuleError::Load { path: path.to_string(), errno }),
     }
 }
 
@@ -140,38 +129,22 @@ impl ModuleLoader {
     pub fn load<S: Sys>(&mut self, sys: &mut S, path: &str) -> Result<Loaded, ModuleError> {
         let kind = Compression::from_path(path);
         if kind == Compression::None || !self.kernel_cannot_decompress {
-            let file = sys
-                .open(path, Open::Read)
-                .map_err(|errno| ModuleError::Open {
-                    path: path.into(),
-                    errno,
-                })?;
-            let flags = if kind == Compression::None {
-                0
-            } else {
-                MODULE_INIT_COMPRESSED_FILE
-            };
+            let file = sys.open(path, Open::Read).map_err(|errno| ModuleError::Open { path: path.into(), errno })?;
+            let flags = if kind == Compression::None { 0 } else { MODULE_INIT_COMPRESSED_FILE };
             match sys.finit_module(&file, "", flags) {
-                Err(Errno::INVAL | Errno::NOPKG | Errno::OPNOTSUPP)
-                    if kind != Compression::None =>
-                {
+                Err(Errno::INVAL | Errno::NOPKG | Errno::OPNOTSUPP) if kind != Compression::None => {
                     self.kernel_cannot_decompress = true;
                 }
                 r => return map_load(path, r),
             }
         }
-        let data = read_file(sys, path, MAX_MODULE_FILE).map_err(|errno| ModuleError::Read {
-            path: path.into(),
-            errno,
-        })?;
+        let data =
+            read_file(sys, path, MAX_MODULE_FILE).map_err(|errno| ModuleError::Read { path: path.into(), errno })?;
         let kind = match Compression::from_magic(&data) {
             Compression::None => kind,
             k => k,
         };
-        let image = decompress(kind, &data).map_err(|reason| ModuleError::Decompress {
-            path: path.into(),
-            reason,
-        })?;
+        let image = decompress(kind, &data).map_err(|reason| ModuleError::Decompress { path: path.into(), reason })?;
         map_load(path, sys.init_module(&image, ""))
     }
 }
@@ -255,10 +228,7 @@ pub(crate) mod tests {
         assert_eq!(l.load(&mut sys, "/m/c.ko.gz"), Ok(Loaded::Loaded));
         assert_eq!(sys.module_images, vec![ko.clone(), ko.clone(), ko]);
         // Only the first compressed module tried the kernel path.
-        assert_eq!(
-            sys.calls_matching(&["finit_module"]),
-            vec!["finit_module /m/a.ko.xz flags=4"]
-        );
+        assert_eq!(sys.calls_matching(&["finit_module"]), vec!["finit_module /m/a.ko.xz flags=4"]);
     }
 
     #[test]
@@ -267,10 +237,7 @@ pub(crate) mod tests {
         sys.add_file("/m/a.ko.zst", zst(&fake_ko()));
         let mut l = ModuleLoader::default();
         assert_eq!(l.load(&mut sys, "/m/a.ko.zst"), Ok(Loaded::Loaded));
-        assert_eq!(
-            sys.calls_matching(&["finit_module", "init_module"]),
-            vec!["finit_module /m/a.ko.zst flags=4"]
-        );
+        assert_eq!(sys.calls_matching(&["finit_module", "init_module"]), vec!["finit_module /m/a.ko.zst flags=4"]);
         assert!(sys.module_images.is_empty());
     }
 
@@ -284,21 +251,9 @@ pub(crate) mod tests {
         let mut l = ModuleLoader::default();
         assert_eq!(l.load(&mut sys, "/m/a.ko"), Ok(Loaded::AlreadyPresent));
         let e = l.load(&mut sys, "/m/b.ko").unwrap_err();
-        assert_eq!(
-            e,
-            ModuleError::Load {
-                path: "/m/b.ko".into(),
-                errno: Errno::NOEXEC
-            }
-        );
+        assert_eq!(e, ModuleError::Load { path: "/m/b.ko".into(), errno: Errno::NOEXEC });
         assert!(e.to_string().contains("/m/b.ko"), "{e}");
         assert!(e.to_string().contains("os error 8"), "{e}");
-        assert!(matches!(
-            l.load(&mut sys, "/m/missing.ko"),
-            Err(ModuleError::Open {
-                errno: Errno::NOENT,
-                ..
-            })
-        ));
+        assert!(matches!(l.load(&mut sys, "/m/missing.ko"), Err(ModuleError::Open { errno: Errno::NOENT, .. })));
     }
 }

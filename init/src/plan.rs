@@ -244,8 +244,12 @@ impl Collector {
         Some(match w.as_slice() {
             ["copy"] => Collector::Copy,
             ["elf", l] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Elf, codec: Codec::None },
-            ["kdump", l, c] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Kdump, codec: Codec::parse(c)? },
-            ["flat", l, c] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Flattened, codec: Codec::parse(c)? },
+            ["kdump", l, c] => {
+                Collector::Filter { dump_level: level(l)?, format: DumpFormat::Kdump, codec: Codec::parse(c)? }
+            }
+            ["flat", l, c] => {
+                Collector::Filter { dump_level: level(l)?, format: DumpFormat::Flattened, codec: Codec::parse(c)? }
+            }
             _ => return None,
         })
     }
@@ -265,7 +269,9 @@ impl fmt::Display for OnFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OnFailure::Shell => f.write_str("shell"),
-            OnFailure::DumpToRootfs { target, path } => write!(f, "dump_to_rootfs {} {} {path}", target.fstype, target.device),
+            OnFailure::DumpToRootfs { target, path } => {
+                write!(f, "dump_to_rootfs {} {} {path}", target.fstype, target.device)
+            }
         }
     }
 }
@@ -455,10 +461,8 @@ mod tests {
         let alphabet = ['"', ' ', 'a', '='];
         let mut values = vec![String::new()];
         for _ in 0..5 {
-            let longer: Vec<String> = values
-                .iter()
-                .flat_map(|v| alphabet.iter().map(move |c| format!("{v}{c}")))
-                .collect();
+            let longer: Vec<String> =
+                values.iter().flat_map(|v| alphabet.iter().map(move |c| format!("{v}{c}"))).collect();
             for v in &longer {
                 let Ok(d) = DeviceSpec::parse(&format!("LABEL={v}")) else {
                     continue;
@@ -515,7 +519,14 @@ mod tests {
         let mut p = sample();
         p.on_failure = Some(OnFailure::Shell);
         assert_eq!(Plan::parse(&p.render()).unwrap(), p);
-        for hook in ["pre x", "post ", "post", "on_failure x", "on_failure dump_to_rootfs ext4 /dev/vda", "on_failure dump_to_rootfs ext4 vda /x"] {
+        for hook in [
+            "pre x",
+            "post ",
+            "post",
+            "on_failure x",
+            "on_failure dump_to_rootfs ext4 /dev/vda",
+            "on_failure dump_to_rootfs ext4 vda /x",
+        ] {
             let text = format!("rkdump-plan 1\ntarget ext4 /dev/vdb\n{hook}\n");
             assert!(matches!(Plan::parse(&text), Err(PlanError::BadValue { .. })), "{hook:?}");
         }

@@ -90,11 +90,7 @@ pub fn probe_ext(head: &[u8]) -> Option<FsInfo> {
     }
     let uuid = field::<16>(head, EXT_SB + EXT_UUID_OFF)?;
     let name = field::<16>(head, EXT_SB + EXT_LABEL_OFF)?;
-    Some(FsInfo {
-        fstype: "ext4",
-        uuid: format_uuid(&uuid),
-        label: label(&name),
-    })
+    Some(FsInfo { fstype: "ext4", uuid: format_uuid(&uuid), label: label(&name) })
 }
 
 /// Recognizes an XFS superblock in `head` (bytes from device offset 0).
@@ -104,11 +100,7 @@ pub fn probe_xfs(head: &[u8]) -> Option<FsInfo> {
     }
     let uuid = field::<16>(head, 32)?;
     let name = field::<12>(head, 108)?;
-    Some(FsInfo {
-        fstype: "xfs",
-        uuid: format_uuid(&uuid),
-        label: label(&name),
-    })
+    Some(FsInfo { fstype: "xfs", uuid: format_uuid(&uuid), label: label(&name) })
 }
 
 /// Recognizes a btrfs superblock in `sb` (bytes from device offset [`BTRFS_SB_OFFSET`]).
@@ -118,11 +110,7 @@ pub fn probe_btrfs(sb: &[u8]) -> Option<FsInfo> {
     }
     let uuid = field::<16>(sb, 0x20)?;
     let name = field::<256>(sb, 0x12b)?;
-    Some(FsInfo {
-        fstype: "btrfs",
-        uuid: format_uuid(&uuid),
-        label: label(&name),
-    })
+    Some(FsInfo { fstype: "btrfs", uuid: format_uuid(&uuid), label: label(&name) })
 }
 
 /// The probes of a device's first [`HEAD_LEN`] bytes, in the order [`probe_node`] and
@@ -197,17 +185,9 @@ pub fn scan<S: Sys>(sys: &mut S, mknod: bool) -> Result<Vec<Device>, Errno> {
         let node = format!("/dev/{}", name.replace('!', "/"));
         let base = format!("{SYS_CLASS_BLOCK}/{name}");
         let size = read_file(sys, &format!("{base}/size"), 64).ok();
-        if size
-            .as_deref()
-            .map(|s| String::from_utf8_lossy(s).trim() == "0")
-            .unwrap_or(false)
-        {
+        if size.as_deref().map(|s| String::from_utf8_lossy(s).trim() == "0").unwrap_or(false) {
             // An unbound loop device, an empty card reader: nothing to read.
-            out.push(Device {
-                name,
-                node,
-                probe: Err(Errno::NOMEDIUM),
-            });
+            out.push(Device { name, node, probe: Err(Errno::NOMEDIUM) });
             continue;
         }
         if mknod {
@@ -279,7 +259,8 @@ pub fn find_partuuid<S: Sys>(
     for part in &names {
         let Some(n) = number(sys, part) else { continue };
         // The disk is the device whose sysfs directory holds the partition's.
-        let Some(disk) = names.iter().find(|d| *d != part && sys.exists(&format!("{SYS_CLASS_BLOCK}/{d}/{part}"))) else {
+        let Some(disk) = names.iter().find(|d| *d != part && sys.exists(&format!("{SYS_CLASS_BLOCK}/{d}/{part}")))
+        else {
             seen.insert(part.clone(), format!("{part} (partition {n} of an unknown disk)"));
             continue;
         };
@@ -305,7 +286,10 @@ pub fn find_partuuid<S: Sys>(
         };
         seen.insert(
             part.clone(),
-            format!("{part} (partition {n} of {disk}{})", uuid.as_ref().map(|u| format!(", PARTUUID={u}")).unwrap_or_default()),
+            format!(
+                "{part} (partition {n} of {disk}{})",
+                uuid.as_ref().map(|u| format!(", PARTUUID={u}")).unwrap_or_default()
+            ),
         );
         if uuid.is_some_and(|u| u.eq_ignore_ascii_case(want)) {
             let pnode = format!("/dev/{}", part.replace('!', "/"));
@@ -333,19 +317,15 @@ fn make_node<S: Sys>(sys: &mut S, name: &str, node: &str) {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) const UUID: [u8; 16] = [
-        0x0b, 0x6f, 0x5a, 0x6e, 0x2b, 0x6c, 0x4d, 0x43, 0x9c, 0x59, 0x2f, 0x1f, 0x5b, 0x0b, 0x8c,
-        0x11,
-    ];
+    pub(crate) const UUID: [u8; 16] =
+        [0x0b, 0x6f, 0x5a, 0x6e, 0x2b, 0x6c, 0x4d, 0x43, 0x9c, 0x59, 0x2f, 0x1f, 0x5b, 0x0b, 0x8c, 0x11];
 
     /// A synthetic 2 KiB ext4 image head: boot block + superblock with magic, UUID and label.
     pub(crate) fn ext4_image(uuid: &[u8; 16], label: &str) -> Vec<u8> {
         let mut img = vec![0u8; 2048];
-        img[EXT_SB + EXT_MAGIC_OFF..EXT_SB + EXT_MAGIC_OFF + 2]
-            .copy_from_slice(&EXT_MAGIC.to_le_bytes());
+        img[EXT_SB + EXT_MAGIC_OFF..EXT_SB + EXT_MAGIC_OFF + 2].copy_from_slice(&EXT_MAGIC.to_le_bytes());
         img[EXT_SB + EXT_UUID_OFF..EXT_SB + EXT_UUID_OFF + 16].copy_from_slice(uuid);
-        img[EXT_SB + EXT_LABEL_OFF..EXT_SB + EXT_LABEL_OFF + label.len()]
-            .copy_from_slice(label.as_bytes());
+        img[EXT_SB + EXT_LABEL_OFF..EXT_SB + EXT_LABEL_OFF + label.len()].copy_from_slice(label.as_bytes());
         img
     }
 
@@ -354,14 +334,10 @@ pub(crate) mod tests {
         let info = probe_ext(&ext4_image(&UUID, "dump")).unwrap();
         assert_eq!(info.uuid, "0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11");
         assert_eq!(info.label, "dump");
-        assert!(info.matches(&DeviceSpec::Uuid(
-            "0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11".into()
-        )));
+        assert!(info.matches(&DeviceSpec::Uuid("0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11".into())));
         assert!(info.matches(&DeviceSpec::Label("dump".into())));
         assert!(!info.matches(&DeviceSpec::Label("Dump".into())));
-        assert!(!info.matches(&DeviceSpec::Uuid(
-            "0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c12".into()
-        )));
+        assert!(!info.matches(&DeviceSpec::Uuid("0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c12".into())));
         // A full 16-byte label has no NUL terminator.
         let full = probe_ext(&ext4_image(&UUID, "0123456789abcdef")).unwrap();
         assert_eq!(full.label, "0123456789abcdef");
@@ -385,14 +361,7 @@ pub(crate) mod tests {
         x[..4].copy_from_slice(b"XFSB");
         x[32..48].copy_from_slice(&UUID);
         x[108..112].copy_from_slice(b"crsh");
-        assert_eq!(
-            probe_xfs(&x),
-            Some(FsInfo {
-                fstype: "xfs",
-                uuid: format_uuid(&UUID),
-                label: "crsh".into()
-            })
-        );
+        assert_eq!(probe_xfs(&x), Some(FsInfo { fstype: "xfs", uuid: format_uuid(&UUID), label: "crsh".into() }));
         let mut b = vec![0u8; 4096];
         b[0x40..0x48].copy_from_slice(b"_BHRfS_M");
         b[0x20..0x30].copy_from_slice(&UUID);

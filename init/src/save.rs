@@ -37,31 +37,15 @@ pub enum SaveError {
     #[error("cannot open {path}: {}", OsError(*.errno))]
     Open { path: String, errno: Errno },
     #[error("cannot read {path} at offset {offset}: {}", OsError(*.errno))]
-    Read {
-        path: String,
-        offset: u64,
-        errno: Errno,
-    },
+    Read { path: String, offset: u64, errno: Errno },
     #[error("{path} ended at offset {offset}, expected {expected} bytes")]
-    ShortSource {
-        path: String,
-        offset: u64,
-        expected: u64,
-    },
+    ShortSource { path: String, offset: u64, expected: u64 },
     #[error("cannot write {path} at offset {offset}: {}", OsError(*.errno))]
-    Write {
-        path: String,
-        offset: u64,
-        errno: Errno,
-    },
+    Write { path: String, offset: u64, errno: Errno },
     #[error("cannot fsync {path}: {}", OsError(*.errno))]
     Fsync { path: String, errno: Errno },
     #[error("cannot rename {from} to {to}: {}", OsError(*.errno))]
-    Rename {
-        from: String,
-        to: String,
-        errno: Errno,
-    },
+    Rename { from: String, to: String, errno: Errno },
     #[error("cannot extract {what}: {reason}")]
     Extract { what: String, reason: String },
 }
@@ -187,10 +171,8 @@ impl<S: Sys> SaveStep<S> for SaveVmcore {
         }
         let tmp = format!("{}/vmcore{INCOMPLETE}", dir.path);
         // Created here so the file has its 0600 mode before any byte of the dump is in it.
-        let f = init
-            .sys
-            .open(&tmp, Open::Create(0o600))
-            .map_err(|errno| SaveError::Open { path: tmp.clone(), errno })?;
+        let f =
+            init.sys.open(&tmp, Open::Create(0o600)).map_err(|errno| SaveError::Open { path: tmp.clone(), errno })?;
         drop(f);
         init.log(Level::Info, &format!("filtering {VMCORE} to {}/vmcore (collector {collector})", dir.on_target));
         let start = init.sys.monotonic();
@@ -206,7 +188,9 @@ impl<S: Sys> SaveStep<S> for SaveVmcore {
         if !matches!(collector, Collector::Filter { format: DumpFormat::Flattened, .. }) {
             return Err(SaveError::Extract {
                 what: format!("a dump for the raw device {device}"),
-                reason: format!("collector {collector} is not a flattened stream; rebuild the image with `rkdump build`"),
+                reason: format!(
+                    "collector {collector} is not a flattened stream; rebuild the image with `rkdump build`"
+                ),
             });
         }
         init.log(Level::Info, &format!("filtering {VMCORE} to the raw device {device} (collector {collector})"));
@@ -222,7 +206,12 @@ impl<S: Sys> SaveStep<S> for SaveVmcore {
 }
 
 /// Runs `writer` from [`VMCORE`] into `dst` (logging every 10%), then fsyncs `dst`.
-fn write_synced<S: Sys>(init: &mut Init<S>, writer: DumpWriter, dst: &str, collector: Collector) -> Result<String, SaveError> {
+fn write_synced<S: Sys>(
+    init: &mut Init<S>,
+    writer: DumpWriter,
+    dst: &str,
+    collector: Collector,
+) -> Result<String, SaveError> {
     let mut next = 10;
     let result = {
         let mut progress = |done: u64, total: u64| {
@@ -235,10 +224,7 @@ fn write_synced<S: Sys>(init: &mut Init<S>, writer: DumpWriter, dst: &str, colle
         writer(VMCORE, dst, collector, &mut progress)
     };
     let summary = result.map_err(|reason| SaveError::Extract { what: "the filtered vmcore".into(), reason })?;
-    let mut f = init
-        .sys
-        .open(dst, Open::Write)
-        .map_err(|errno| SaveError::Open { path: dst.to_string(), errno })?;
+    let mut f = init.sys.open(dst, Open::Write).map_err(|errno| SaveError::Open { path: dst.to_string(), errno })?;
     init.sys.fsync(&mut f).map_err(|errno| SaveError::Fsync { path: dst.to_string(), errno })?;
     Ok(summary)
 }
@@ -291,8 +277,8 @@ impl<S: Sys> SaveStep<S> for SaveDmesg {
     }
 
     fn run(&mut self, init: &mut Init<S>, dir: &DumpDir) -> Result<(), SaveError> {
-        let text = (self.extract)(VMCORE)
-            .map_err(|reason| SaveError::Extract { what: "the kernel log".into(), reason })?;
+        let text =
+            (self.extract)(VMCORE).map_err(|reason| SaveError::Extract { what: "the kernel log".into(), reason })?;
         write_small_file(&mut init.sys, &dir.path, "vmcore-dmesg.txt", &text)?;
         init.log(Level::Info, &format!("saved {}/vmcore-dmesg.txt ({} bytes)", dir.on_target, text.len()));
         Ok(())
@@ -304,43 +290,21 @@ impl<S: Sys> SaveStep<S> for SaveDmesg {
 pub fn commit<S: Sys>(sys: &mut S, dir: &str, name: &str) -> Result<(), SaveError> {
     let from = format!("{dir}/{name}{INCOMPLETE}");
     let to = format!("{dir}/{name}");
-    sys.rename(&from, &to)
-        .map_err(|errno| SaveError::Rename { from, to, errno })?;
-    let mut d = sys
-        .open(dir, Open::Directory)
-        .map_err(|errno| SaveError::Open {
-            path: dir.into(),
-            errno,
-        })?;
-    sys.fsync(&mut d).map_err(|errno| SaveError::Fsync {
-        path: dir.into(),
-        errno,
-    })
+    sys.rename(&from, &to).map_err(|errno| SaveError::Rename { from, to, errno })?;
+    let mut d = sys.open(dir, Open::Directory).map_err(|errno| SaveError::Open { path: dir.into(), errno })?;
+    sys.fsync(&mut d).map_err(|errno| SaveError::Fsync { path: dir.into(), errno })
 }
 
 /// Writes a small file completely: `<name>-incomplete` (0600), fsync, rename, fsync dir.
-pub fn write_small_file<S: Sys>(
-    sys: &mut S,
-    dir: &str,
-    name: &str,
-    data: &[u8],
-) -> Result<(), SaveError> {
+pub fn write_small_file<S: Sys>(sys: &mut S, dir: &str, name: &str, data: &[u8]) -> Result<(), SaveError> {
     let tmp = format!("{dir}/{name}{INCOMPLETE}");
-    let mut f = sys
-        .open(&tmp, Open::Create(0o600))
-        .map_err(|errno| SaveError::Open {
-            path: tmp.clone(),
-            errno,
-        })?;
+    let mut f = sys.open(&tmp, Open::Create(0o600)).map_err(|errno| SaveError::Open { path: tmp.clone(), errno })?;
     write_all(sys, &mut f, data).map_err(|(done, errno)| SaveError::Write {
         path: tmp.clone(),
         offset: done as u64,
         errno,
     })?;
-    sys.fsync(&mut f).map_err(|errno| SaveError::Fsync {
-        path: tmp.clone(),
-        errno,
-    })?;
+    sys.fsync(&mut f).map_err(|errno| SaveError::Fsync { path: tmp.clone(), errno })?;
     drop(f);
     commit(sys, dir, name)
 }
@@ -350,12 +314,7 @@ pub fn dump_dir_name(host: &str, unix_secs: u64) -> String {
     let days = unix_secs / 86_400;
     let rem = unix_secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{host}-{y:04}-{m:02}-{d:02}-{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{host}-{y:04}-{m:02}-{d:02}-{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian calendar
@@ -399,11 +358,7 @@ pub struct CopyVmcore {
 
 impl Default for CopyVmcore {
     fn default() -> Self {
-        CopyVmcore {
-            source: VMCORE.into(),
-            window: MMAP_WINDOW,
-            buffer: READ_BUFFER,
-        }
+        CopyVmcore { source: VMCORE.into(), window: MMAP_WINDOW, buffer: READ_BUFFER }
     }
 }
 
@@ -415,30 +370,13 @@ impl<S: Sys> SaveStep<S> for CopyVmcore {
     fn run(&mut self, init: &mut Init<S>, dir: &DumpDir) -> Result<(), SaveError> {
         let src_path = self.source.clone();
         let tmp = format!("{}/vmcore{INCOMPLETE}", dir.path);
-        let mut src = init
-            .sys
-            .open(&src_path, Open::Read)
-            .map_err(|errno| SaveError::Open {
-                path: src_path.clone(),
-                errno,
-            })?;
+        let mut src =
+            init.sys.open(&src_path, Open::Read).map_err(|errno| SaveError::Open { path: src_path.clone(), errno })?;
         // /proc/vmcore reports its size; 0 means unknown: copy until end of file.
         let total = init.sys.size(&mut src).unwrap_or(0);
         let mut dst =
-            init.sys
-                .open(&tmp, Open::Create(0o600))
-                .map_err(|errno| SaveError::Open {
-                    path: tmp.clone(),
-                    errno,
-                })?;
-        init.log(
-            Level::Info,
-            &format!(
-                "saving {} MiB of {src_path} to {}/vmcore",
-                total >> 20,
-                dir.on_target
-            ),
-        );
+            init.sys.open(&tmp, Open::Create(0o600)).map_err(|errno| SaveError::Open { path: tmp.clone(), errno })?;
+        init.log(Level::Info, &format!("saving {} MiB of {src_path} to {}/vmcore", total >> 20, dir.on_target));
         let start = init.sys.monotonic();
         let mut use_mmap = total > 0 && self.window > 0;
         let mut buf: Vec<u8> = Vec::new();
@@ -448,28 +386,26 @@ impl<S: Sys> SaveStep<S> for CopyVmcore {
             if total > 0 && offset >= total {
                 break;
             }
-            let want = if total > 0 {
-                (total - offset).min(self.window.max(self.buffer) as u64)
-            } else {
-                self.buffer as u64
-            };
+            let want =
+                if total > 0 { (total - offset).min(self.window.max(self.buffer) as u64) } else { self.buffer as u64 };
             let n = if use_mmap {
                 let len = usize::try_from(want.min(self.window as u64)).unwrap_or(self.window);
                 match init.sys.mmap(&src, offset, len) {
                     Ok(map) => {
-                        write_all(&mut init.sys, &mut dst, &map).map_err(|(done, errno)| {
-                            SaveError::Write {
-                                path: tmp.clone(),
-                                offset: offset.saturating_add(done as u64),
-                                errno,
-                            }
+                        write_all(&mut init.sys, &mut dst, &map).map_err(|(done, errno)| SaveError::Write {
+                            path: tmp.clone(),
+                            offset: offset.saturating_add(done as u64),
+                            errno,
                         })?;
                         map.len()
                     }
                     Err(e) => {
                         init.log(
                             Level::Warning,
-                            &format!("mmap of {src_path} at offset {offset} failed ({}); falling back to read()", OsError(e)),
+                            &format!(
+                                "mmap of {src_path} at offset {offset} failed ({}); falling back to read()",
+                                OsError(e)
+                            ),
                         );
                         use_mmap = false;
                         continue;
@@ -480,29 +416,18 @@ impl<S: Sys> SaveStep<S> for CopyVmcore {
                     buf = vec![0u8; self.buffer.max(4096)];
                 }
                 let len = usize::try_from(want).unwrap_or(buf.len()).min(buf.len());
-                let n = read_full_at(&mut init.sys, &mut src, offset, &mut buf[..len]).map_err(
-                    |errno| SaveError::Read {
-                        path: src_path.clone(),
-                        offset,
-                        errno,
-                    },
-                )?;
+                let n = read_full_at(&mut init.sys, &mut src, offset, &mut buf[..len])
+                    .map_err(|errno| SaveError::Read { path: src_path.clone(), offset, errno })?;
                 if n == 0 {
                     if total > 0 {
-                        return Err(SaveError::ShortSource {
-                            path: src_path,
-                            offset,
-                            expected: total,
-                        });
+                        return Err(SaveError::ShortSource { path: src_path, offset, expected: total });
                     }
                     break;
                 }
-                write_all(&mut init.sys, &mut dst, &buf[..n]).map_err(|(done, errno)| {
-                    SaveError::Write {
-                        path: tmp.clone(),
-                        offset: offset.saturating_add(done as u64),
-                        errno,
-                    }
+                write_all(&mut init.sys, &mut dst, &buf[..n]).map_err(|(done, errno)| SaveError::Write {
+                    path: tmp.clone(),
+                    offset: offset.saturating_add(done as u64),
+                    errno,
                 })?;
                 n
             };
@@ -524,10 +449,7 @@ impl<S: Sys> SaveStep<S> for CopyVmcore {
                 }
             }
         }
-        init.sys.fsync(&mut dst).map_err(|errno| SaveError::Fsync {
-            path: tmp.clone(),
-            errno,
-        })?;
+        init.sys.fsync(&mut dst).map_err(|errno| SaveError::Fsync { path: tmp.clone(), errno })?;
         drop(dst);
         drop(src);
         commit(&mut init.sys, &dir.path, "vmcore")?;
@@ -553,25 +475,13 @@ mod tests {
 
     #[test]
     fn directory_name_format() {
-        assert_eq!(
-            dump_dir_name("127.0.0.1", 0),
-            "127.0.0.1-1970-01-01-00:00:00"
-        );
+        assert_eq!(dump_dir_name("127.0.0.1", 0), "127.0.0.1-1970-01-01-00:00:00");
         // 2024-02-29 23:59:59 UTC (leap day).
-        assert_eq!(
-            dump_dir_name("127.0.0.1", 1_709_251_199),
-            "127.0.0.1-2024-02-29-23:59:59"
-        );
+        assert_eq!(dump_dir_name("127.0.0.1", 1_709_251_199), "127.0.0.1-2024-02-29-23:59:59");
         // 2025-06-01 08:05:03 UTC.
-        assert_eq!(
-            dump_dir_name("127.0.0.1", 1_748_765_103),
-            "127.0.0.1-2025-06-01-08:05:03"
-        );
+        assert_eq!(dump_dir_name("127.0.0.1", 1_748_765_103), "127.0.0.1-2025-06-01-08:05:03");
         // 2000-03-01 00:00:00 UTC (century leap year boundary).
-        assert_eq!(
-            dump_dir_name("127.0.0.1", 951_868_800),
-            "127.0.0.1-2000-03-01-00:00:00"
-        );
+        assert_eq!(dump_dir_name("127.0.0.1", 951_868_800), "127.0.0.1-2000-03-01-00:00:00");
     }
 
     fn setup(vmcore: Vec<u8>) -> Init<FakeSys> {
@@ -586,21 +496,14 @@ mod tests {
     }
 
     fn dir() -> DumpDir {
-        DumpDir {
-            path: "/d".into(),
-            on_target: "/var/crash/x".into(),
-        }
+        DumpDir { path: "/d".into(), on_target: "/var/crash/x".into() }
     }
 
     #[test]
     fn copy_through_mmap_windows_with_progress() {
         let data = pattern(10 * 4096 + 123);
         let mut init = setup(data.clone());
-        let mut step = CopyVmcore {
-            window: 8192,
-            buffer: 8192,
-            ..Default::default()
-        };
+        let mut step = CopyVmcore { window: 8192, buffer: 8192, ..Default::default() };
         step.run(&mut init, &dir()).unwrap();
         assert_eq!(init.sys.file("/d/vmcore").unwrap(), &data[..]);
         assert!(init.sys.file("/d/vmcore-incomplete").is_none());
@@ -610,23 +513,11 @@ mod tests {
         let maps = init.sys.calls_matching(&["mmap"]);
         assert_eq!(maps.len(), 6, "{maps:?}");
         assert!(init.sys.console.contains("falling back to read()"));
-        let progress = init
-            .sys
-            .console
-            .lines()
-            .filter(|l| l.contains("vmcore: ") && l.contains('%'))
-            .count();
+        let progress = init.sys.console.lines().filter(|l| l.contains("vmcore: ") && l.contains('%')).count();
         assert!((5..=10).contains(&progress), "{}", init.sys.console);
         assert!(init.sys.console.contains("vmcore: 100%"));
         let tail = init.sys.calls_matching(&["fsync", "rename"]);
-        assert_eq!(
-            tail,
-            vec![
-                "fsync /d/vmcore-incomplete",
-                "rename /d/vmcore-incomplete /d/vmcore",
-                "fsync /d"
-            ]
-        );
+        assert_eq!(tail, vec!["fsync /d/vmcore-incomplete", "rename /d/vmcore-incomplete /d/vmcore", "fsync /d"]);
     }
 
     #[test]
@@ -634,18 +525,10 @@ mod tests {
         let data = pattern(3 * 4096);
         let mut init = setup(data.clone());
         init.sys.fail("mmap /proc/vmcore", Errno::NODEV);
-        let mut step = CopyVmcore {
-            window: 4096,
-            buffer: 5000,
-            ..Default::default()
-        };
+        let mut step = CopyVmcore { window: 4096, buffer: 5000, ..Default::default() };
         step.run(&mut init, &dir()).unwrap();
         assert_eq!(init.sys.file("/d/vmcore").unwrap(), &data[..]);
-        assert_eq!(
-            init.sys.calls_matching(&["mmap"]).len(),
-            1,
-            "mmap is not retried"
-        );
+        assert_eq!(init.sys.calls_matching(&["mmap"]).len(), 1, "mmap is not retried");
     }
 
     #[test]
@@ -653,25 +536,11 @@ mod tests {
         let data = pattern(6 * 4096);
         let mut init = setup(data.clone());
         init.sys.quota = Some(("/d/".into(), 10_000));
-        let mut step = CopyVmcore {
-            window: 4096,
-            buffer: 4096,
-            ..Default::default()
-        };
+        let mut step = CopyVmcore { window: 4096, buffer: 4096, ..Default::default() };
         let err = step.run(&mut init, &dir()).unwrap_err();
-        assert_eq!(
-            err,
-            SaveError::Write {
-                path: "/d/vmcore-incomplete".into(),
-                offset: 10_000,
-                errno: Errno::NOSPC
-            }
-        );
+        assert_eq!(err, SaveError::Write { path: "/d/vmcore-incomplete".into(), offset: 10_000, errno: Errno::NOSPC });
         assert!(err.to_string().contains("No space left on device"), "{err}");
-        assert_eq!(
-            init.sys.file("/d/vmcore-incomplete").unwrap(),
-            &data[..10_000]
-        );
+        assert_eq!(init.sys.file("/d/vmcore-incomplete").unwrap(), &data[..10_000]);
         assert!(init.sys.file("/d/vmcore").is_none());
         assert!(init.sys.calls_matching(&["rename"]).is_empty());
     }

@@ -18,67 +18,37 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn blkid_value(out: &str, key: &str) -> Option<String> {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+    out.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
 
 #[test]
 fn probe_matches_blkid_on_a_real_ext4_image() {
-    let (Ok(_), Ok(_)) = (
-        Command::new("mkfs.ext4").arg("-V").output(),
-        Command::new("blkid").arg("-V").output(),
-    ) else {
+    let (Ok(_), Ok(_)) = (Command::new("mkfs.ext4").arg("-V").output(), Command::new("blkid").arg("-V").output())
+    else {
         eprintln!("SKIPPED: mkfs.ext4 or blkid not installed (e2fsprogs, util-linux)");
         return;
     };
     let dir = scratch("probe");
     let img = dir.join("fs.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(8 << 20)
-        .unwrap();
+    std::fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
     let st = Command::new("mkfs.ext4")
-        .args([
-            "-q",
-            "-F",
-            "-U",
-            "6f1e0c3a-93d4-4a5b-8e2f-0123456789ab",
-            "-L",
-            "rkdump-test",
-        ])
+        .args(["-q", "-F", "-U", "6f1e0c3a-93d4-4a5b-8e2f-0123456789ab", "-L", "rkdump-test"])
         .arg(&img)
         .status()
         .unwrap();
     assert!(st.success(), "mkfs.ext4 failed");
-    let out = Command::new("blkid")
-        .args(["-p", "-o", "export"])
-        .arg(&img)
-        .output()
-        .unwrap();
+    let out = Command::new("blkid").args(["-p", "-o", "export"]).arg(&img).output().unwrap();
     let out = String::from_utf8_lossy(&out.stdout).into_owned();
 
-    let info = probe_node(&mut RealSys::new(), img.to_str().unwrap())
-        .unwrap()
-        .expect("ext4 recognized");
-    assert_eq!(
-        Some(info.uuid.clone()),
-        blkid_value(&out, "UUID"),
-        "blkid said:\n{out}"
-    );
-    assert_eq!(
-        Some(info.label.clone()),
-        blkid_value(&out, "LABEL"),
-        "blkid said:\n{out}"
-    );
+    let info = probe_node(&mut RealSys::new(), img.to_str().unwrap()).unwrap().expect("ext4 recognized");
+    assert_eq!(Some(info.uuid.clone()), blkid_value(&out, "UUID"), "blkid said:\n{out}");
+    assert_eq!(Some(info.label.clone()), blkid_value(&out, "LABEL"), "blkid said:\n{out}");
     assert_eq!(info.uuid, "6f1e0c3a-93d4-4a5b-8e2f-0123456789ab");
 
     // A file of zeros is not a filesystem.
     let zero = dir.join("zero.img");
     std::fs::write(&zero, vec![0u8; 128 << 10]).unwrap();
-    assert_eq!(
-        probe_node(&mut RealSys::new(), zero.to_str().unwrap()).unwrap(),
-        None
-    );
+    assert_eq!(probe_node(&mut RealSys::new(), zero.to_str().unwrap()).unwrap(), None);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -87,36 +57,19 @@ fn copy_through_real_mmap_windows() {
     let dir = scratch("copy");
     let src = dir.join("vmcore-src");
     // 3 windows of 1 MiB plus a partial page at the end.
-    let data: Vec<u8> = (0..(3 << 20) + 1000)
-        .map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let data: Vec<u8> = (0..(3 << 20) + 1000).map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&src, &data).unwrap();
     let out = dir.join("dump");
     std::fs::create_dir(&out).unwrap();
     let mut init = Init::new(RealSys::new());
-    let mut step = CopyVmcore {
-        source: src.to_str().unwrap().into(),
-        window: 1 << 20,
-        buffer: 1 << 20,
-    };
-    let dd = DumpDir {
-        path: out.to_str().unwrap().into(),
-        on_target: "/var/crash/test".into(),
-    };
+    let mut step = CopyVmcore { source: src.to_str().unwrap().into(), window: 1 << 20, buffer: 1 << 20 };
+    let dd = DumpDir { path: out.to_str().unwrap().into(), on_target: "/var/crash/test".into() };
     step.run(&mut init, &dd).unwrap();
     let copied = std::fs::read(out.join("vmcore")).unwrap();
     assert!(copied == data, "copy differs");
     assert!(!out.join("vmcore-incomplete").exists());
-    let mode = std::fs::metadata(out.join("vmcore"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(
-        mode & 0o077,
-        0,
-        "vmcore must not be group/other readable: {mode:o}"
-    );
+    let mode = std::fs::metadata(out.join("vmcore")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "vmcore must not be group/other readable: {mode:o}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

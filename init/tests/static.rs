@@ -13,9 +13,8 @@ fn workspace_root() -> PathBuf {
 }
 
 fn binary() -> PathBuf {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
     target_dir.join(TARGET).join("release").join("rkdump-init")
 }
 
@@ -25,59 +24,22 @@ fn musl_release_binary_has_no_interpreter() {
     if !bin.exists() {
         eprintln!("{} missing: building it", bin.display());
         let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                TARGET,
-                "-p",
-                "rkdump-init",
-            ])
+            .args(["build", "--release", "--target", TARGET, "-p", "rkdump-init"])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build --release --target {TARGET} -p rkdump-init failed"
-        );
+        assert!(status.success(), "cargo build --release --target {TARGET} -p rkdump-init failed");
     }
-    assert!(
-        bin.exists(),
-        "{} still missing after the build",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} still missing after the build", bin.display());
 
-    let out = Command::new("readelf")
-        .arg("-lW")
-        .arg(&bin)
-        .output()
-        .expect("run readelf (binutils)");
-    assert!(
-        out.status.success(),
-        "readelf -l failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("readelf").arg("-lW").arg(&bin).output().expect("run readelf (binutils)");
+    assert!(out.status.success(), "readelf -l failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("Program Headers:") && text.contains("LOAD"),
-        "unexpected readelf output:\n{text}"
-    );
-    assert!(
-        !text.contains("INTERP"),
-        "{} has a program interpreter (dynamically linked):\n{text}",
-        bin.display()
-    );
+    assert!(text.contains("Program Headers:") && text.contains("LOAD"), "unexpected readelf output:\n{text}");
+    assert!(!text.contains("INTERP"), "{} has a program interpreter (dynamically linked):\n{text}", bin.display());
 
     // No shared-library dependencies either.
-    let out = Command::new("readelf")
-        .arg("-dW")
-        .arg(&bin)
-        .output()
-        .expect("run readelf -d");
+    let out = Command::new("readelf").arg("-dW").arg(&bin).output().expect("run readelf -d");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("(NEEDED)"),
-        "{} needs shared libraries:\n{text}",
-        bin.display()
-    );
+    assert!(!text.contains("(NEEDED)"), "{} needs shared libraries:\n{text}", bin.display());
 }

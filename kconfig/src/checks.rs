@@ -43,15 +43,7 @@ const OPTIONS: &[(&str, &str, Need)] = &[
 
 /// The kdump options of `k`, each with its verdict.
 pub fn kdump_options(k: &Kconfig) -> Vec<OptionCheck> {
-    OPTIONS
-        .iter()
-        .map(|&(name, why, need)| OptionCheck {
-            name,
-            why,
-            need,
-            ok: k.is_builtin(name),
-        })
-        .collect()
+    OPTIONS.iter().map(|&(name, why, need)| OptionCheck { name, why, need, ok: k.is_builtin(name) }).collect()
 }
 
 #[cfg(test)]
@@ -70,10 +62,7 @@ mod tests {
         assert!(ok("CONFIG_KEXEC_FILE") && ok("CONFIG_CRASH_DUMP"));
         assert!(!ok("CONFIG_PROC_VMCORE"), "a module is not enough");
         assert!(!ok("CONFIG_RELOCATABLE") && !ok("CONFIG_DEVTMPFS"));
-        assert_eq!(
-            v.iter().find(|c| c.name == "CONFIG_MAGIC_SYSRQ").unwrap().need,
-            Need::Recommended
-        );
+        assert_eq!(v.iter().find(|c| c.name == "CONFIG_MAGIC_SYSRQ").unwrap().need, Need::Recommended);
     }
 
     /// Debian's kernel, when installed, has everything.

@@ -66,9 +66,7 @@ pub enum EstimateError {
 /// `init_size` of a bzImage (its first 0x264 bytes suffice): the memory the kernel needs from
 /// its load address.
 pub fn bzimage_init_size(image: &[u8]) -> Result<u64, EstimateError> {
-    let field = image
-        .get(INIT_SIZE_OFF..INIT_SIZE_OFF + 4)
-        .ok_or(EstimateError::Truncated(image.len()))?;
+    let field = image.get(INIT_SIZE_OFF..INIT_SIZE_OFF + 4).ok_or(EstimateError::Truncated(image.len()))?;
     if image.get(HDRS_OFF..HDRS_OFF + 4) != Some(b"HdrS") {
         return Err(EstimateError::NotBzImage);
     }
@@ -148,45 +146,20 @@ pub fn estimate(inputs: &Inputs) -> Estimate {
     let bitmap = inputs.dumped_memory.div_ceil(4096).div_ceil(8).min(BITMAP_MAX);
     let threads = inputs.capture_cpus.clamp(1, MAX_THREADS);
     let mut parts = vec![
-        Part {
-            what: "kernel (bzImage init_size)",
-            bytes: inputs.kernel_init_size,
-        },
-        Part {
-            what: "capture image file",
-            bytes: inputs.image_file,
-        },
-        Part {
-            what: "capture image unpacked",
-            bytes: inputs.image_unpacked,
-        },
-        Part {
-            what: "kernel modules loaded",
-            bytes: inputs.modules,
-        },
-        Part {
-            what: "kernel runtime",
-            bytes: KERNEL_RUNTIME,
-        },
-        Part {
-            what: "rkdump at capture",
-            bytes: CAPTURE_USERSPACE + (threads - 1) * PER_THREAD + bitmap,
-        },
+        Part { what: "kernel (bzImage init_size)", bytes: inputs.kernel_init_size },
+        Part { what: "capture image file", bytes: inputs.image_file },
+        Part { what: "capture image unpacked", bytes: inputs.image_unpacked },
+        Part { what: "kernel modules loaded", bytes: inputs.modules },
+        Part { what: "kernel runtime", bytes: KERNEL_RUNTIME },
+        Part { what: "rkdump at capture", bytes: CAPTURE_USERSPACE + (threads - 1) * PER_THREAD + bitmap },
     ];
     let sum: u64 = parts.iter().map(|p| p.bytes).fold(0, u64::saturating_add);
     // The reservation's own struct pages (64 bytes per 4 KiB page): 1/64 of the total.
     let memmap = sum.div_ceil(63);
-    parts.push(Part {
-        what: "memory map of the reservation",
-        bytes: memmap,
-    });
+    parts.push(Part { what: "memory map of the reservation", bytes: memmap });
     let total = sum.saturating_add(memmap);
     let recommended = total.div_ceil(ROUND).saturating_mul(ROUND);
-    Estimate {
-        parts,
-        total,
-        recommended,
-    }
+    Estimate { parts, total, recommended }
 }
 
 #[cfg(test)]
@@ -204,10 +177,7 @@ mod tests {
     #[test]
     fn init_size_from_the_setup_header() {
         assert_eq!(bzimage_init_size(&header(0x020f, 0x3f98000)), Ok(0x3f98000));
-        assert_eq!(
-            bzimage_init_size(&header(0x0209, 1)),
-            Err(EstimateError::OldProtocol(2, 9))
-        );
+        assert_eq!(bzimage_init_size(&header(0x0209, 1)), Err(EstimateError::OldProtocol(2, 9)));
         let mut h = header(0x020f, 1);
         h[HDRS_OFF] = b'X';
         assert_eq!(bzimage_init_size(&h), Err(EstimateError::NotBzImage));
@@ -275,12 +245,7 @@ mod tests {
     /// More capture CPUs, more compression threads, up to 4.
     #[test]
     fn capture_cpus_add_threads_up_to_four() {
-        let at = |cpus: u64| {
-            userspace(Inputs {
-                capture_cpus: cpus,
-                ..Inputs::default()
-            })
-        };
+        let at = |cpus: u64| userspace(Inputs { capture_cpus: cpus, ..Inputs::default() });
         assert_eq!(at(0), CAPTURE_USERSPACE);
         assert_eq!(at(1), CAPTURE_USERSPACE);
         assert_eq!(at(2), CAPTURE_USERSPACE + PER_THREAD);
@@ -291,21 +256,13 @@ mod tests {
     /// Bitmap 2 grows with the dumped machine up to 8 MiB, then stops.
     #[test]
     fn dumped_memory_counts_up_to_the_bitmap_limit() {
-        let at = |mem: u64| {
-            userspace(Inputs {
-                dumped_memory: mem,
-                ..Inputs::default()
-            })
-        };
+        let at = |mem: u64| userspace(Inputs { dumped_memory: mem, ..Inputs::default() });
         assert_eq!(at(0), CAPTURE_USERSPACE);
         assert_eq!(at(64 << 30), CAPTURE_USERSPACE + 2 * MIB);
         assert_eq!(at(256 << 30), CAPTURE_USERSPACE + 8 * MIB);
         assert_eq!(at(4 << 40), CAPTURE_USERSPACE + 8 * MIB);
         assert_eq!(at(u64::MAX), CAPTURE_USERSPACE + 8 * MIB);
-        let huge = estimate(&Inputs {
-            kernel_init_size: u64::MAX,
-            ..Inputs::default()
-        });
+        let huge = estimate(&Inputs { kernel_init_size: u64::MAX, ..Inputs::default() });
         assert!(huge.total == u64::MAX || huge.recommended >= huge.total);
     }
 }

@@ -105,10 +105,7 @@ fn unquote(v: &str) -> String {
 impl Kconfig {
     /// Reads and parses a `.config` file.
     pub fn load(path: &Path) -> Result<Self, KconfigError> {
-        let text = std::fs::read(path).map_err(|source| KconfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read(path).map_err(|source| KconfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse_named(&String::from_utf8_lossy(&text), &path.display().to_string())
     }
 
@@ -125,20 +122,12 @@ impl Kconfig {
                 continue;
             }
             if let Some(comment) = line.strip_prefix('#') {
-                if let Some(name) = comment
-                    .trim()
-                    .strip_suffix(" is not set")
-                    .filter(|n| n.starts_with("CONFIG_"))
-                {
+                if let Some(name) = comment.trim().strip_suffix(" is not set").filter(|n| n.starts_with("CONFIG_")) {
                     values.insert(name.trim().to_string(), Value::NotSet);
                 }
                 continue;
             }
-            let bad = || KconfigError::BadLine {
-                origin: origin.to_string(),
-                line: i + 1,
-                text: raw.to_string(),
-            };
+            let bad = || KconfigError::BadLine { origin: origin.to_string(), line: i + 1, text: raw.to_string() };
             let (name, value) = line.split_once('=').ok_or_else(bad)?;
             if !name.starts_with("CONFIG_") || name.len() == "CONFIG_".len() {
                 return Err(bad());
@@ -225,10 +214,7 @@ mod tests {
         assert!(k.is_enabled("CONFIG_EXT4_FS"));
         assert!(k.is_module("CONFIG_EXT4_FS"));
         assert!(!k.is_builtin("CONFIG_EXT4_FS"));
-        assert_eq!(
-            k.value("CONFIG_CC_VERSION_TEXT").unwrap(),
-            "gcc (Debian 12.2.0-14) 12.2.0 \"x\""
-        );
+        assert_eq!(k.value("CONFIG_CC_VERSION_TEXT").unwrap(), "gcc (Debian 12.2.0-14) 12.2.0 \"x\"");
         assert_eq!(k.number("CONFIG_PHYSICAL_START"), Some(0x100_0000));
         assert_eq!(k.number("CONFIG_NR_CPUS"), Some(512));
         assert_eq!(k.value("CONFIG_RD_ZSTD"), None);
@@ -238,10 +224,7 @@ mod tests {
     #[test]
     fn bad_line_names_line_number() {
         let err = Kconfig::parse("CONFIG_A=y\nhello\n").unwrap_err();
-        assert!(
-            matches!(err, KconfigError::BadLine { line: 2, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, KconfigError::BadLine { line: 2, .. }), "{err}");
         assert!(err.to_string().contains("line 2"));
         assert!(Kconfig::parse("FOO=y\n").is_err());
     }

@@ -67,12 +67,7 @@ impl Compression {
     }
 
     /// All variants, best first.
-    pub const ALL: [Compression; 4] = [
-        Compression::Zstd,
-        Compression::Xz,
-        Compression::Gzip,
-        Compression::None,
-    ];
+    pub const ALL: [Compression; 4] = [Compression::Zstd, Compression::Xz, Compression::Gzip, Compression::None];
 }
 
 impl fmt::Display for Compression {
@@ -125,9 +120,7 @@ pub enum CompressError {
         algo: Compression,
     },
     /// Magic of a format the kernel knows but we do not read.
-    #[error(
-        "image compressed with {0}, which `rkdump build --list` does not read (not yet supported)"
-    )]
+    #[error("image compressed with {0}, which `rkdump build --list` does not read (not yet supported)")]
     Unsupported(&'static str),
     /// A level outside the algorithm's range.
     #[error("{algo} level {level} out of range ({min}..={max})")]
@@ -162,21 +155,12 @@ pub fn level_range(c: Compression) -> (i32, i32) {
 }
 
 /// Compresses `data` at `level` (`None`: [`ZSTD_LEVEL`], [`XZ_LEVEL`], [`GZIP_LEVEL`]).
-pub fn compress_level(
-    data: &[u8],
-    c: Compression,
-    level: Option<i32>,
-) -> Result<Vec<u8>, CompressError> {
+pub fn compress_level(data: &[u8], c: Compression, level: Option<i32>) -> Result<Vec<u8>, CompressError> {
     let enc = |source| CompressError::Encode { algo: c, source };
     let (min, max) = level_range(c);
     if let Some(l) = level {
         if c != Compression::None && !(min..=max).contains(&l) {
-            return Err(CompressError::BadLevel {
-                algo: c,
-                level: l,
-                min,
-                max,
-            });
+            return Err(CompressError::BadLevel { algo: c, level: l, min, max });
         }
     }
     match c {
@@ -185,8 +169,7 @@ pub fn compress_level(
             let lvl = level.unwrap_or(ZSTD_LEVEL);
             let mut e = zstd::stream::Encoder::new(Vec::new(), lvl).map_err(enc)?;
             e.include_checksum(true).map_err(enc)?;
-            e.set_pledged_src_size(Some(data.len() as u64))
-                .map_err(enc)?;
+            e.set_pledged_src_size(Some(data.len() as u64)).map_err(enc)?;
             e.write_all(data).map_err(enc)?;
             e.finish().map_err(enc)
         }
@@ -195,24 +178,19 @@ pub fn compress_level(
             let preset = level.map_or(XZ_LEVEL, |l| l.unsigned_abs());
             let mut opts = xz2::stream::LzmaOptions::new_preset(preset).map_err(to_io)?;
             // Dictionary: the next power of two >= the input, between 64 KiB and 32 MiB.
-            let dict = (data.len().max(1) as u64)
-                .next_power_of_two()
-                .clamp(1 << 16, 1 << 25);
+            let dict = (data.len().max(1) as u64).next_power_of_two().clamp(1 << 16, 1 << 25);
             opts.dict_size(dict as u32);
             let mut filters = xz2::stream::Filters::new();
             filters.lzma2(&opts);
-            let stream =
-                xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::Crc32)
-                    .map_err(to_io)?;
+            let stream = xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::Crc32).map_err(to_io)?;
             let mut e = xz2::write::XzEncoder::new_stream(Vec::new(), stream);
             e.write_all(data).map_err(enc)?;
             e.finish().map_err(enc)
         }
         Compression::Gzip => {
-            let mut e = flate2::GzBuilder::new().mtime(0).write(
-                Vec::new(),
-                flate2::Compression::new(level.map_or(GZIP_LEVEL, |l| l.unsigned_abs())),
-            );
+            let mut e = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(Vec::new(), flate2::Compression::new(level.map_or(GZIP_LEVEL, |l| l.unsigned_abs())));
             e.write_all(data).map_err(enc)?;
             e.finish().map_err(enc)
         }
@@ -249,17 +227,13 @@ pub fn detect(data: &[u8]) -> Result<Format, CompressError> {
     } else if data.starts_with(&[0x5d, 0, 0]) {
         Err(CompressError::Unsupported("lzma"))
     } else {
-        Err(CompressError::Unrecognised(
-            data.iter().take(8).copied().collect(),
-        ))
+        Err(CompressError::Unrecognised(data.iter().take(8).copied().collect()))
     }
 }
 
 fn read_bounded(r: impl Read, algo: Compression) -> Result<Vec<u8>, CompressError> {
     let mut out = Vec::new();
-    r.take(MAX_UNPACKED + 1)
-        .read_to_end(&mut out)
-        .map_err(|source| CompressError::Decode { algo, source })?;
+    r.take(MAX_UNPACKED + 1).read_to_end(&mut out).map_err(|source| CompressError::Decode { algo, source })?;
     if out.len() as u64 > MAX_UNPACKED {
         return Err(CompressError::TooLarge { algo });
     }
@@ -273,10 +247,9 @@ pub fn decompress(data: &[u8], c: Compression) -> Result<Vec<u8>, CompressError>
         Compression::None => Ok(data.to_vec()),
         Compression::Zstd => read_bounded(zstd::stream::Decoder::new(data).map_err(dec)?, c),
         // Bounded decoder memory (see the init's `xz_reader`).
-        Compression::Xz => read_bounded(
-            rkdump_init::modules::xz_reader(data).map_err(|e| dec(std::io::Error::other(e)))?,
-            c,
-        ),
+        Compression::Xz => {
+            read_bounded(rkdump_init::modules::xz_reader(data).map_err(|e| dec(std::io::Error::other(e)))?, c)
+        }
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), c),
     }
 }
@@ -315,40 +288,20 @@ mod tests {
             assert_eq!(c.as_str().parse::<Compression>().unwrap(), c);
         }
         assert_eq!(detect(b"070701...").unwrap(), Format::Cpio);
-        assert!(matches!(
-            detect(b"BZh91AY"),
-            Err(CompressError::Unsupported("bzip2"))
-        ));
-        assert!(matches!(
-            detect(b"hello"),
-            Err(CompressError::Unrecognised(_))
-        ));
+        assert!(matches!(detect(b"BZh91AY"), Err(CompressError::Unsupported("bzip2"))));
+        assert!(matches!(detect(b"hello"), Err(CompressError::Unrecognised(_))));
         assert!("lzo".parse::<Compression>().is_err());
         assert!(decompress(b"\x28\xb5\x2f\xfdgarbage", Compression::Zstd).is_err());
-        for (c, l) in [
-            (Compression::Zstd, 3),
-            (Compression::Xz, 1),
-            (Compression::Gzip, 1),
-        ] {
+        for (c, l) in [(Compression::Zstd, 3), (Compression::Xz, 1), (Compression::Gzip, 1)] {
             let z = compress_level(&data, c, Some(l)).unwrap();
             assert_eq!(decompress(&z, c).unwrap(), data, "{c} level {l}");
         }
-        assert!(matches!(
-            compress_level(&data, Compression::Zstd, Some(23)),
-            Err(CompressError::BadLevel { .. })
-        ));
-        assert!(matches!(
-            compress_level(&data, Compression::Gzip, Some(0)),
-            Err(CompressError::BadLevel { .. })
-        ));
+        assert!(matches!(compress_level(&data, Compression::Zstd, Some(23)), Err(CompressError::BadLevel { .. })));
+        assert!(matches!(compress_level(&data, Compression::Gzip, Some(0)), Err(CompressError::BadLevel { .. })));
     }
 
     fn tool(name: &str) -> bool {
-        Command::new(name)
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+        Command::new(name).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
     }
 
     #[test]
@@ -362,11 +315,7 @@ mod tests {
         std::fs::write(&p, compress(&payload(), Compression::Xz).unwrap()).unwrap();
         let t = Command::new("xz").arg("-t").arg(&p).output().unwrap();
         assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-        let l = Command::new("xz")
-            .args(["-l", "--robot"])
-            .arg(&p)
-            .output()
-            .unwrap();
+        let l = Command::new("xz").args(["-l", "--robot"]).arg(&p).output().unwrap();
         let text = String::from_utf8_lossy(&l.stdout);
         let file_line = text.lines().find(|l| l.starts_with("file\t")).unwrap();
         assert!(file_line.contains("\tCRC32\t"), "{file_line}");
@@ -384,11 +333,7 @@ mod tests {
             let p = dir.path().join(format!("a.{t}"));
             std::fs::write(&p, compress(&payload(), c).unwrap()).unwrap();
             let o = Command::new(t).args(["-t", "-q"]).arg(&p).output().unwrap();
-            assert!(
-                o.status.success(),
-                "{t}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            assert!(o.status.success(), "{t}: {}", String::from_utf8_lossy(&o.stderr));
             let o = Command::new(t).args(["-d", "-c"]).arg(&p).output().unwrap();
             assert_eq!(o.stdout, payload(), "{t}");
         }

@@ -28,17 +28,8 @@ use rkdump_init::plan::{Action, Codec, Collector, DeviceSpec, DumpFormat, Plan, 
 pub const FILESYSTEMS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs"];
 
 /// Keywords of kdump-utils that rkdump recognises but cannot honour yet.
-pub const NOT_YET_SUPPORTED: &[&str] = &[
-    "nfs",
-    "nfs4",
-    "ssh",
-    "sshkey",
-    "fence_kdump_args",
-    "fence_kdump_nodes",
-    "virtiofs",
-    "squashfs",
-    "minix",
-];
+pub const NOT_YET_SUPPORTED: &[&str] =
+    &["nfs", "nfs4", "ssh", "sshkey", "fence_kdump_args", "fence_kdump_nodes", "virtiofs", "squashfs", "minix"];
 
 /// Why a `kdump.conf` is rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -160,16 +151,13 @@ impl CoreCollector {
             return Ok(c);
         }
         let num = |w: Option<&str>, flag: &str| -> Result<u32, String> {
-            w.and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("a number after {flag}"))
+            w.and_then(|v| v.parse().ok()).ok_or_else(|| format!("a number after {flag}"))
         };
         while let Some(w) = words.next() {
             // `-d31` as well as `-d 31`; `--message-level=7` as well as `--message-level 7`.
             match w {
                 "-d" => c.dump_level = Some(dump_level(num(words.next(), "-d")?)?),
-                _ if w.starts_with("-d") && w.len() > 2 => {
-                    c.dump_level = Some(dump_level(num(Some(&w[2..]), "-d")?)?)
-                }
+                _ if w.starts_with("-d") && w.len() > 2 => c.dump_level = Some(dump_level(num(Some(&w[2..]), "-d")?)?),
                 "--message-level" => c.message_level = Some(num(words.next(), w)?),
                 "--num-threads" => c.num_threads = Some(num(words.next(), w)?),
                 _ if w.starts_with("--message-level=") => {
@@ -213,10 +201,15 @@ impl CoreCollector {
         match program {
             "cp" | "cat" => {
                 if !self.other.is_empty() {
-                    notes.push(format!("core_collector {program}: options `{}` ignored; the vmcore is copied as is", self.other.join(" ")));
+                    notes.push(format!(
+                        "core_collector {program}: options `{}` ignored; the vmcore is copied as is",
+                        self.other.join(" ")
+                    ));
                 }
                 if raw {
-                    return Err(format!("core_collector {program} cannot write to a raw target: use makedumpfile -F with its flags"));
+                    return Err(format!(
+                        "core_collector {program} cannot write to a raw target: use makedumpfile -F with its flags"
+                    ));
                 }
                 return Ok((Collector::Copy, notes));
             }
@@ -235,7 +228,10 @@ impl CoreCollector {
             return Err("a raw target takes a flattened kdump-compressed stream, not -E".into());
         }
         if !self.other.is_empty() {
-            notes.push(format!("core_collector: makedumpfile options `{}` are ignored by the rkdump capture", self.other.join(" ")));
+            notes.push(format!(
+                "core_collector: makedumpfile options `{}` are ignored by the rkdump capture",
+                self.other.join(" ")
+            ));
         }
         if let Some(n) = self.num_threads {
             notes.push(format!(
@@ -305,7 +301,10 @@ fn dracut_args(value: &str) -> Result<(Vec<String>, Vec<String>), String> {
             Some((o, v)) if o.starts_with("--") => (o, Some(v.to_string())),
             _ => (w, None),
         };
-        let takes_value = matches!(opt, "--add-drivers" | "--force-drivers" | "--omit-drivers" | "--omit" | "-o" | "--compress" | "--filesystems");
+        let takes_value = matches!(
+            opt,
+            "--add-drivers" | "--force-drivers" | "--omit-drivers" | "--omit" | "-o" | "--compress" | "--filesystems"
+        );
         let value = match (&inline, takes_value) {
             (Some(v), _) => Some(v.clone()),
             (None, true) => {
@@ -331,10 +330,7 @@ fn program_path(p: &str) -> bool {
 }
 
 fn dump_level(n: u32) -> Result<u8, String> {
-    u8::try_from(n)
-        .ok()
-        .filter(|&d| d <= 31)
-        .ok_or_else(|| "a dump level 0..31 after -d".into())
+    u8::try_from(n).ok().filter(|&d| d <= 31).ok_or_else(|| "a dump level 0..31 after -d".into())
 }
 
 /// What `failure_action shell` and `dump_to_rootfs` ask for before the final action.
@@ -382,10 +378,8 @@ pub struct KdumpConfig {
 impl KdumpConfig {
     /// Reads and parses a file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
         Self::parse(&text)
     }
 
@@ -458,7 +452,11 @@ impl KdumpConfig {
                     }
                     let device = match DeviceSpec::parse(value) {
                         Ok(d @ DeviceSpec::Path(_)) => d,
-                        _ => return Err(bad("a device path such as /dev/sdb1 (a raw device has no filesystem UUID or label)")),
+                        _ => {
+                            return Err(bad(
+                                "a device path such as /dev/sdb1 (a raw device has no filesystem UUID or label)",
+                            ))
+                        }
                     };
                     target = Some((line, Target { fstype: RAW.to_string(), device }));
                 }
@@ -468,24 +466,17 @@ impl KdumpConfig {
                     }
                     let device = DeviceSpec::parse(value)
                         .map_err(|_| bad("a device path, UUID=<uuid>, LABEL=<label> or PARTUUID=<partuuid>"))?;
-                    target = Some((
-                        line,
-                        Target {
-                            fstype: fs.to_string(),
-                            device,
-                        },
-                    ));
+                    target = Some((line, Target { fstype: fs.to_string(), device }));
                 }
                 "path" => {
-                    if !value.starts_with('/') || value.contains(char::is_whitespace) || !rkdump_init::plan::plan_safe(value) {
+                    if !value.starts_with('/')
+                        || value.contains(char::is_whitespace)
+                        || !rkdump_init::plan::plan_safe(value)
+                    {
                         return Err(bad("an absolute directory without spaces or control characters"));
                     }
                     let p = value.trim_end_matches('/');
-                    path = Some(if p.is_empty() {
-                        "/".to_string()
-                    } else {
-                        p.to_string()
-                    });
+                    path = Some(if p.is_empty() { "/".to_string() } else { p.to_string() });
                 }
                 "kdump_pre" | "kdump_post" => {
                     if !program_path(value) {
@@ -541,7 +532,11 @@ impl KdumpConfig {
                         on_failure = Some(step);
                         continue;
                     }
-                    let expected = if keyword == "final_action" { "reboot, halt or poweroff" } else { "reboot, halt, poweroff, shell or dump_to_rootfs" };
+                    let expected = if keyword == "final_action" {
+                        "reboot, halt or poweroff"
+                    } else {
+                        "reboot, halt, poweroff, shell or dump_to_rootfs"
+                    };
                     let action = Action::parse(value).ok_or_else(|| bad(expected))?;
                     if keyword == "final_action" {
                         final_action = action;
@@ -573,9 +568,8 @@ impl KdumpConfig {
                         .ok_or_else(|| bad("seconds, 1..3600"))?;
                 }
                 // auto_reset_crashkernel, override_resettable: kdumpctl policies.
-                _ => warnings.push(format!(
-                    "kdump.conf line {line}: `{keyword}` is a kdumpctl setting; rkdump ignores it"
-                )),
+                _ => warnings
+                    .push(format!("kdump.conf line {line}: `{keyword}` is a kdumpctl setting; rkdump ignores it")),
             }
         }
         let raw = target.as_ref().is_some_and(|(_, t)| t.is_raw());
@@ -662,10 +656,7 @@ auto_reset_crashkernel yes
     fn full_config() {
         let c = KdumpConfig::parse(FULL).unwrap();
         assert_eq!(c.target.as_ref().unwrap().fstype, "ext4");
-        assert_eq!(
-            c.target.as_ref().unwrap().device,
-            DeviceSpec::Uuid("0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11".into())
-        );
+        assert_eq!(c.target.as_ref().unwrap().device, DeviceSpec::Uuid("0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11".into()));
         assert_eq!(c.path, "/var/crash");
         assert_eq!(c.extra_modules, ["virtio_blk", "virtio-pci", "nvme"]);
         let cc = c.core_collector.as_ref().unwrap();
@@ -680,14 +671,9 @@ auto_reset_crashkernel yes
         assert_eq!(c.device_timeout_secs, 45);
         // core_collector is honoured now: only the kdumpctl setting is warned about.
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-        assert!(
-            c.warnings[0].contains("line 12") && c.warnings[0].contains("auto_reset_crashkernel")
-        );
+        assert!(c.warnings[0].contains("line 12") && c.warnings[0].contains("auto_reset_crashkernel"));
         let plan = plan_of(&c);
-        assert_eq!(
-            plan.collector,
-            Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Lzo }
-        );
+        assert_eq!(plan.collector, Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Lzo });
         assert_eq!(plan.path, "/var/crash");
         assert_eq!(plan.device_timeout_secs, 45);
         assert_eq!(plan.failure_action, Action::Halt);
@@ -699,24 +685,14 @@ auto_reset_crashkernel yes
     fn defaults_and_other_targets() {
         let c = KdumpConfig::parse("xfs LABEL=dump\n").unwrap();
         assert_eq!(c.target.as_ref().unwrap().device, DeviceSpec::Label("dump".into()));
-        assert_eq!(
-            (c.path.as_str(), c.final_action, c.failure_action),
-            ("/var/crash", Action::Reboot, Action::Reboot)
-        );
+        assert_eq!((c.path.as_str(), c.final_action, c.failure_action), ("/var/crash", Action::Reboot, Action::Reboot));
         assert_eq!(c.device_timeout_secs, 30);
         assert!(c.warnings.is_empty() && c.core_collector.is_none());
         let c = KdumpConfig::parse("btrfs /dev/vdb1\ndefault poweroff\n").unwrap();
         assert_eq!(c.target.as_ref().unwrap().device, DeviceSpec::Path("/dev/vdb1".into()));
         assert_eq!(c.failure_action, Action::Poweroff);
         for fs in ["ext2", "ext3"] {
-            assert_eq!(
-                KdumpConfig::parse(&format!("{fs} /dev/sda1"))
-                    .unwrap()
-                    .target
-                    .unwrap()
-                    .fstype,
-                fs
-            );
+            assert_eq!(KdumpConfig::parse(&format!("{fs} /dev/sda1")).unwrap().target.unwrap().fstype, fs);
         }
     }
 
@@ -743,7 +719,11 @@ auto_reset_crashkernel yes
         )
         .unwrap();
         assert_eq!(c.extra_modules, ["nvme", "ixgbe", "mpt3sas"]);
-        assert!(c.warnings.iter().any(|w| w.contains("line 3") && w.contains("--omit-drivers snd cfg80211 -H")), "{:?}", c.warnings);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("line 3") && w.contains("--omit-drivers snd cfg80211 -H")),
+            "{:?}",
+            c.warnings
+        );
         for (bad, why) in [
             ("dracut_args --mount \"/dev/vdb /mnt ext4 defaults\"", "`--mount` is not one"),
             ("dracut_args --add-drivers", "a value after --add-drivers"),
@@ -757,25 +737,13 @@ auto_reset_crashkernel yes
 
     #[test]
     fn not_yet_supported_keywords_name_line() {
-        for kw in [
-            "nfs host:/x",
-            "ssh user@host",
-            "sshkey /root/.ssh/k",
-            "fence_kdump_args -p 7410",
-            "fence_kdump_nodes n1",
-        ] {
+        for kw in
+            ["nfs host:/x", "ssh user@host", "sshkey /root/.ssh/k", "fence_kdump_args -p 7410", "fence_kdump_nodes n1"]
+        {
             let err = KdumpConfig::parse(&format!("ext4 /dev/vda\n\n{kw}\n")).unwrap_err();
             let k = kw.split(' ').next().unwrap();
-            assert_eq!(
-                err,
-                ConfigError::NotYetSupported {
-                    line: 3,
-                    keyword: k.into()
-                }
-            );
-            assert!(
-                err.to_string().contains("line 3") && err.to_string().contains("not yet supported")
-            );
+            assert_eq!(err, ConfigError::NotYetSupported { line: 3, keyword: k.into() });
+            assert!(err.to_string().contains("line 3") && err.to_string().contains("not yet supported"));
         }
     }
 
@@ -796,34 +764,13 @@ auto_reset_crashkernel yes
     #[test]
     fn errors_name_lines() {
         let e = KdumpConfig::parse("ext4 /dev/vda\nfrobnicate 1\n").unwrap_err();
-        assert_eq!(
-            e,
-            ConfigError::Unknown {
-                line: 2,
-                keyword: "frobnicate".into()
-            }
-        );
+        assert_eq!(e, ConfigError::Unknown { line: 2, keyword: "frobnicate".into() });
         assert!(e.to_string().contains("line 2"));
         let e = KdumpConfig::parse("ext4 /dev/vda\npath\n").unwrap_err();
-        assert_eq!(
-            e,
-            ConfigError::MissingValue {
-                line: 2,
-                keyword: "path".into()
-            }
-        );
-        assert!(matches!(
-            KdumpConfig::parse("ext4 /dev/vda\npath rel\n"),
-            Err(ConfigError::BadValue { line: 2, .. })
-        ));
-        assert!(matches!(
-            KdumpConfig::parse("ext4 vda\n"),
-            Err(ConfigError::BadValue { line: 1, .. })
-        ));
-        assert!(matches!(
-            KdumpConfig::parse("ext4 UUID=\n"),
-            Err(ConfigError::BadValue { line: 1, .. })
-        ));
+        assert_eq!(e, ConfigError::MissingValue { line: 2, keyword: "path".into() });
+        assert!(matches!(KdumpConfig::parse("ext4 /dev/vda\npath rel\n"), Err(ConfigError::BadValue { line: 2, .. })));
+        assert!(matches!(KdumpConfig::parse("ext4 vda\n"), Err(ConfigError::BadValue { line: 1, .. })));
+        assert!(matches!(KdumpConfig::parse("ext4 UUID=\n"), Err(ConfigError::BadValue { line: 1, .. })));
         assert_eq!(
             KdumpConfig::parse("ext4 /dev/a\nxfs /dev/b\n").unwrap_err(),
             ConfigError::TwoTargets { line: 2, first: 1 }
@@ -855,9 +802,7 @@ auto_reset_crashkernel yes
 
     #[test]
     fn core_collector_becomes_the_plan_collector() {
-        let plan = |line: &str| {
-            KdumpConfig::parse(&format!("ext4 /dev/vdb\n{line}\n")).map(|c| plan_of(&c).collector)
-        };
+        let plan = |line: &str| KdumpConfig::parse(&format!("ext4 /dev/vdb\n{line}\n")).map(|c| plan_of(&c).collector);
         assert_eq!(plan("").unwrap(), Collector::default());
         assert_eq!(plan("core_collector cp").unwrap(), Collector::Copy);
         assert_eq!(
@@ -899,7 +844,8 @@ auto_reset_crashkernel yes
             let e = KdumpConfig::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
-        let c = KdumpConfig::parse("ext4 /dev/vdb\ncore_collector makedumpfile -l -d 31 --cyclic-buffer 100\n").unwrap();
+        let c =
+            KdumpConfig::parse("ext4 /dev/vdb\ncore_collector makedumpfile -l -d 31 --cyclic-buffer 100\n").unwrap();
         assert!(c.warnings.iter().any(|w| w.contains("--cyclic-buffer") && w.contains("ignored")), "{:?}", c.warnings);
         let c = KdumpConfig::parse("ext4 /dev/vdb\ncore_collector makedumpfile -l -d 31 --num-threads 4\n").unwrap();
         assert!(c.warnings.iter().any(|w| w.contains("--num-threads 4") && w.contains("ignored")), "{:?}", c.warnings);
@@ -907,27 +853,16 @@ auto_reset_crashkernel yes
 
     #[test]
     fn core_collector_variants() {
-        let c = CoreCollector::parse("makedumpfile -F -c -d31 --num-threads=4 --message-level=1")
-            .unwrap();
-        assert_eq!(
-            (c.dump_level, c.compression, c.flattened),
-            (Some(31), Some(CollectorCompression::Zlib), true)
-        );
+        let c = CoreCollector::parse("makedumpfile -F -c -d31 --num-threads=4 --message-level=1").unwrap();
+        assert_eq!((c.dump_level, c.compression, c.flattened), (Some(31), Some(CollectorCompression::Zlib), true));
         assert_eq!((c.num_threads, c.message_level), (Some(4), Some(1)));
-        let c =
-            CoreCollector::parse("/usr/sbin/makedumpfile -zE -d 1 --cyclic-buffer 100").unwrap();
-        assert_eq!(
-            (c.compression, c.elf, c.dump_level),
-            (Some(CollectorCompression::Zstd), true, Some(1))
-        );
+        let c = CoreCollector::parse("/usr/sbin/makedumpfile -zE -d 1 --cyclic-buffer 100").unwrap();
+        assert_eq!((c.compression, c.elf, c.dump_level), (Some(CollectorCompression::Zstd), true, Some(1)));
         assert_eq!(c.other, ["--cyclic-buffer", "100"]);
         let c = CoreCollector::parse("makedumpfile -p -d 0").unwrap();
         assert_eq!(c.compression, Some(CollectorCompression::Snappy));
         let c = CoreCollector::parse("cp --sparse=always").unwrap();
-        assert_eq!(
-            (c.program.as_str(), c.other.len(), c.dump_level),
-            ("cp", 1, None)
-        );
+        assert_eq!((c.program.as_str(), c.other.len(), c.dump_level), ("cp", 1, None));
         assert!(CoreCollector::parse("makedumpfile -d").is_err());
     }
 }

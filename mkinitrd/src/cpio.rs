@@ -183,15 +183,7 @@ impl std::fmt::Display for Entry {
             }
             _ => self.size.to_string(),
         };
-        write!(
-            f,
-            "{} {:>4} {:>4} {:>10} /{}",
-            self.mode_string(),
-            self.uid,
-            self.gid,
-            size,
-            self.path
-        )?;
+        write!(f, "{} {:>4} {:>4} {:>10} /{}", self.mode_string(), self.uid, self.gid, size, self.path)?;
         if let Some(t) = &self.link_target {
             write!(f, " -> {t}")?;
         }
@@ -246,11 +238,7 @@ fn normalize(path: &str) -> Result<String, CpioError> {
 impl<W: Write> CpioWriter<W> {
     /// A writer with mtime 0 for every entry.
     pub fn new(out: W) -> Self {
-        CpioWriter {
-            out,
-            mtime: 0,
-            entries: BTreeMap::new(),
-        }
+        CpioWriter { out, mtime: 0, entries: BTreeMap::new() }
     }
 
     /// Sets the mtime written for every entry (e.g. `SOURCE_DATE_EPOCH`).
@@ -295,18 +283,8 @@ impl<W: Write> CpioWriter<W> {
     }
 
     /// Adds a character device node.
-    pub fn add_char_device(
-        &mut self,
-        path: &str,
-        mode: u32,
-        major: u32,
-        minor: u32,
-    ) -> Result<(), CpioError> {
-        self.insert(
-            path,
-            S_IFCHR | (mode & 0o7777),
-            Node::CharDevice(major, minor),
-        )
+    pub fn add_char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> Result<(), CpioError> {
+        self.insert(path, S_IFCHR | (mode & 0o7777), Node::CharDevice(major, minor))
     }
 
     /// Sum of the file and symlink data added so far.
@@ -331,20 +309,11 @@ impl<W: Write> CpioWriter<W> {
                 let parent = &path[..end + pos];
                 match self.entries.get(parent) {
                     Some(p) if p.node != Node::Dir => {
-                        return Err(CpioError::ParentNotDir {
-                            path: path.clone(),
-                            parent: parent.to_string(),
-                        })
+                        return Err(CpioError::ParentNotDir { path: path.clone(), parent: parent.to_string() })
                     }
                     Some(_) => {}
                     None => {
-                        self.entries.insert(
-                            parent.to_string(),
-                            Pending {
-                                mode: S_IFDIR | 0o755,
-                                node: Node::Dir,
-                            },
-                        );
+                        self.entries.insert(parent.to_string(), Pending { mode: S_IFDIR | 0o755, node: Node::Dir });
                     }
                 }
                 end += pos + 1;
@@ -383,8 +352,7 @@ impl<W: Write> CpioWriter<W> {
         rdev: (u32, u32),
     ) -> Result<usize, CpioError> {
         let size = u32::try_from(data.len()).map_err(|_| CpioError::TooLarge(name.to_string()))?;
-        let namesize =
-            u32::try_from(name.len() + 1).map_err(|_| CpioError::BadPath(name.to_string()))?;
+        let namesize = u32::try_from(name.len() + 1).map_err(|_| CpioError::BadPath(name.to_string()))?;
         let header = format!(
             "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
             ino, mode, 0, 0, nlink, self.mtime, size, 0, 0, rdev.0, rdev.1, namesize, 0
@@ -406,12 +374,8 @@ impl<W: Write> CpioWriter<W> {
 
 fn hex_field(data: &[u8], at: usize, offset: usize) -> Result<u32, CpioError> {
     let malformed = |what: String| CpioError::Malformed { offset, what };
-    let end = at
-        .checked_add(8)
-        .ok_or_else(|| malformed("header overflow".into()))?;
-    let s = data
-        .get(at..end)
-        .ok_or_else(|| malformed("truncated header".into()))?;
+    let end = at.checked_add(8).ok_or_else(|| malformed("header overflow".into()))?;
+    let s = data.get(at..end).ok_or_else(|| malformed("truncated header".into()))?;
     let s = std::str::from_utf8(s).map_err(|_| malformed("non-ASCII header field".into()))?;
     u32::from_str_radix(s, 16).map_err(|_| malformed(format!("bad hex field {s:?}")))
 }
@@ -429,13 +393,8 @@ pub fn parse_archive(data: &[u8]) -> Result<(ParsedEntries, usize), CpioError> {
     let mut out = Vec::new();
     let mut off = 0usize;
     loop {
-        let malformed = |what: &str| CpioError::Malformed {
-            offset: off,
-            what: what.to_string(),
-        };
-        let magic = data
-            .get(off..off + 6)
-            .ok_or_else(|| malformed("truncated (no trailer)"))?;
+        let malformed = |what: &str| CpioError::Malformed { offset: off, what: what.to_string() };
+        let magic = data.get(off..off + 6).ok_or_else(|| malformed("truncated (no trailer)"))?;
         if magic != NEWC_MAGIC && magic != CRC_MAGIC {
             return Err(malformed("bad magic (not newc 070701/070702)"));
         }
@@ -451,23 +410,13 @@ pub fn parse_archive(data: &[u8]) -> Result<(ParsedEntries, usize), CpioError> {
         if namesize == 0 {
             return Err(malformed("zero name size"));
         }
-        let name_start = off
-            .checked_add(HEADER_LEN)
-            .ok_or_else(|| malformed("offset overflow"))?;
-        let name_end = name_start
-            .checked_add(namesize)
-            .ok_or_else(|| malformed("offset overflow"))?;
-        let name_bytes = data
-            .get(name_start..name_end)
-            .ok_or_else(|| malformed("truncated name"))?;
-        let name_bytes = name_bytes
-            .strip_suffix(&[0])
-            .ok_or_else(|| malformed("name not NUL-terminated"))?;
+        let name_start = off.checked_add(HEADER_LEN).ok_or_else(|| malformed("offset overflow"))?;
+        let name_end = name_start.checked_add(namesize).ok_or_else(|| malformed("offset overflow"))?;
+        let name_bytes = data.get(name_start..name_end).ok_or_else(|| malformed("truncated name"))?;
+        let name_bytes = name_bytes.strip_suffix(&[0]).ok_or_else(|| malformed("name not NUL-terminated"))?;
         let name = String::from_utf8_lossy(name_bytes).into_owned();
         let data_start = align4(name_end).ok_or_else(|| malformed("offset overflow"))?;
-        let data_end = data_start
-            .checked_add(size)
-            .ok_or_else(|| malformed("offset overflow"))?;
+        let data_end = data_start.checked_add(size).ok_or_else(|| malformed("offset overflow"))?;
         if data_end > data.len() {
             return Err(malformed("truncated data"));
         }
@@ -476,21 +425,10 @@ pub fn parse_archive(data: &[u8]) -> Result<(ParsedEntries, usize), CpioError> {
             return Ok((out, next.min(data.len())));
         }
         let kind = EntryKind::from_mode(mode);
-        let link_target = (kind == EntryKind::Symlink)
-            .then(|| String::from_utf8_lossy(&data[data_start..data_end]).into_owned());
+        let link_target =
+            (kind == EntryKind::Symlink).then(|| String::from_utf8_lossy(&data[data_start..data_end]).into_owned());
         out.push((
-            Entry {
-                path: name,
-                mode,
-                kind,
-                size: size as u64,
-                uid,
-                gid,
-                mtime,
-                ino,
-                rdev,
-                link_target,
-            },
+            Entry { path: name, mode, kind, size: size as u64, uid, gid, mtime, ino, rdev, link_target },
             data_start..data_end,
         ));
         off = next;
@@ -507,11 +445,9 @@ mod tests {
         w.add_file("/init", 0o755, b"#!/bin/sh\necho hi\n").unwrap();
         w.add_dir("/dev", 0o755).unwrap();
         w.add_char_device("/dev/console", 0o600, 5, 1).unwrap();
-        w.add_file("/lib/modules/6.1/kernel/a.ko", 0o644, &[1, 2, 3, 4, 5])
-            .unwrap();
+        w.add_file("/lib/modules/6.1/kernel/a.ko", 0o644, &[1, 2, 3, 4, 5]).unwrap();
         w.add_symlink("/bin", "usr/bin").unwrap();
-        w.add_file("/etc/rkdump/plan", 0o644, b"rkdump-plan 1\n")
-            .unwrap();
+        w.add_file("/etc/rkdump/plan", 0o644, b"rkdump-plan 1\n").unwrap();
         w.add_file("/empty", 0o644, b"").unwrap();
         w.finish().unwrap()
     }
@@ -552,25 +488,16 @@ mod tests {
                 "dev/console" => {
                     assert_eq!(e.kind, EntryKind::CharDevice);
                     assert_eq!((e.rdev, e.perm()), ((5, 1), 0o600));
-                    assert_eq!(
-                        e.to_string(),
-                        "crw-------    0    0       5, 1 /dev/console"
-                    );
+                    assert_eq!(e.to_string(), "crw-------    0    0       5, 1 /dev/console");
                 }
                 "bin" => {
                     assert_eq!(e.link_target.as_deref(), Some("usr/bin"));
-                    assert!(
-                        e.to_string().starts_with("lrwxrwxrwx")
-                            && e.to_string().ends_with("/bin -> usr/bin")
-                    );
+                    assert!(e.to_string().starts_with("lrwxrwxrwx") && e.to_string().ends_with("/bin -> usr/bin"));
                 }
                 "lib/modules/6.1/kernel/a.ko" => assert_eq!(&a[r.clone()], &[1, 2, 3, 4, 5]),
                 "lib" => {
                     assert_eq!(e.mode, 0o040_755);
-                    assert_eq!(
-                        e.to_string(),
-                        format!("drwxr-xr-x    0    0          0 /lib")
-                    );
+                    assert_eq!(e.to_string(), format!("drwxr-xr-x    0    0          0 /lib"));
                 }
                 _ => {}
             }
@@ -585,10 +512,7 @@ mod tests {
         assert!(w.add_file("/", 0o644, b"").is_err());
         assert!(w.add_file("TRAILER!!!", 0o644, b"").is_err());
         w.add_file("a", 0o644, b"x").unwrap();
-        assert!(matches!(
-            w.add_file("/a", 0o644, b"y"),
-            Err(CpioError::Duplicate(_))
-        ));
+        assert!(matches!(w.add_file("/a", 0o644, b"y"), Err(CpioError::Duplicate(_))));
         w.add_file("a/b", 0o644, b"y").unwrap();
         assert!(matches!(w.finish(), Err(CpioError::ParentNotDir { .. })));
     }
@@ -618,75 +542,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("a.cpio");
         std::fs::write(&img, &a).unwrap();
-        let out = Command::new("cpio")
-            .args(["-t", "--quiet", "-F"])
-            .arg(&img)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(&img).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let listed = String::from_utf8(out.stdout).unwrap();
-        let ours: Vec<String> = parse_archive(&a)
-            .unwrap()
-            .0
-            .into_iter()
-            .map(|(e, _)| e.path)
-            .collect();
+        let ours: Vec<String> = parse_archive(&a).unwrap().0.into_iter().map(|(e, _)| e.path).collect();
         assert_eq!(listed.lines().collect::<Vec<_>>(), ours);
         // Extract (device nodes need root: exclude them from extraction).
         let x = dir.path().join("x");
         std::fs::create_dir(&x).unwrap();
         let out = Command::new("cpio")
-            .args([
-                "-i",
-                "-d",
-                "--quiet",
-                "--no-absolute-filenames",
-                "-f",
-                "dev/console",
-            ])
+            .args(["-i", "-d", "--quiet", "--no-absolute-filenames", "-f", "dev/console"])
             .stdin(std::fs::File::open(&img).unwrap())
             .current_dir(&x)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            std::fs::read(x.join("init")).unwrap(),
-            b"#!/bin/sh\necho hi\n"
-        );
-        assert_eq!(
-            std::fs::read(x.join("lib/modules/6.1/kernel/a.ko")).unwrap(),
-            [1, 2, 3, 4, 5]
-        );
-        assert_eq!(
-            std::fs::read_link(x.join("bin")).unwrap().to_str(),
-            Some("usr/bin")
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(x.join("init")).unwrap(), b"#!/bin/sh\necho hi\n");
+        assert_eq!(std::fs::read(x.join("lib/modules/6.1/kernel/a.ko")).unwrap(), [1, 2, 3, 4, 5]);
+        assert_eq!(std::fs::read_link(x.join("bin")).unwrap().to_str(), Some("usr/bin"));
         use std::os::unix::fs::PermissionsExt;
-        let m = std::fs::metadata(x.join("init"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let m = std::fs::metadata(x.join("init")).unwrap().permissions().mode();
         assert_eq!(m & 0o777, 0o755);
         // Verbose listing shows the device node with its numbers.
-        let out = Command::new("cpio")
-            .args(["-tv", "--quiet", "-F"])
-            .arg(&img)
-            .output()
-            .unwrap();
+        let out = Command::new("cpio").args(["-tv", "--quiet", "-F"]).arg(&img).output().unwrap();
         let v = String::from_utf8_lossy(&out.stdout);
         let console = v.lines().find(|l| l.ends_with("dev/console")).unwrap();
         assert!(console.starts_with("crw-------"), "{console}");
-        assert!(
-            console.contains("5,") && console.contains(" 1 "),
-            "{console}"
-        );
+        assert!(console.contains("5,") && console.contains(" 1 "), "{console}");
     }
 }

@@ -190,9 +190,7 @@ pub enum BuildError {
 
 /// The running kernel's release.
 pub fn running_release() -> Result<String, BuildError> {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .map_err(BuildError::Release)
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).map_err(BuildError::Release)
 }
 
 fn source_date_epoch(opts: &BuildOptions) -> Result<u32, BuildError> {
@@ -206,17 +204,9 @@ fn source_date_epoch(opts: &BuildOptions) -> Result<u32, BuildError> {
 }
 
 /// Checks that the kernel config (when available) lets the kernel unpack `c`.
-fn check_compression(
-    opts: &BuildOptions,
-    release: &str,
-    warnings: &mut Vec<String>,
-) -> Result<(), BuildError> {
+fn check_compression(opts: &BuildOptions, release: &str, warnings: &mut Vec<String>) -> Result<(), BuildError> {
     let path = opts.kernel_config.clone().unwrap_or_else(|| {
-        opts.root
-            .as_deref()
-            .unwrap_or(Path::new("/"))
-            .join("boot")
-            .join(format!("config-{release}"))
+        opts.root.as_deref().unwrap_or(Path::new("/")).join("boot").join(format!("config-{release}"))
     });
     if !path.exists() {
         warnings.push(format!(
@@ -257,21 +247,24 @@ fn init_binary_warnings(data: &[u8], path: &Path, warnings: &mut Vec<String>) {
                 ));
             }
         }
-        Err(_) => warnings.push(format!(
-            "init binary {} is not an ELF executable",
-            path.display()
-        )),
+        Err(_) => warnings.push(format!("init binary {} is not an ELF executable", path.display())),
     }
 }
 
 /// Where an image lists the files it was built from (one absolute path per line).
 pub const SOURCES_PATH: &str = "/etc/rkdump/sources";
-const SOURCES_HEADER: &str = "# files this image was built from: rkdump status and check compare their times with the image's\n";
+const SOURCES_HEADER: &str =
+    "# files this image was built from: rkdump status and check compare their times with the image's\n";
 
 /// The files an image depends on: kdump.conf, the capture init, the kernel's module index
 /// (rewritten by every kernel or module update; the module files themselves without one),
 /// and every program copied in. Absolute, sorted, each once.
-fn build_sources(opts: &BuildOptions, modules_dir: &Path, mods: &[ModuleFile], programs: &[programs::ProgramFile]) -> Vec<PathBuf> {
+fn build_sources(
+    opts: &BuildOptions,
+    modules_dir: &Path,
+    mods: &[ModuleFile],
+    programs: &[programs::ProgramFile],
+) -> Vec<PathBuf> {
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut out = vec![abs(&opts.config), abs(&opts.init_binary)];
     let dep = modules_dir.join("modules.dep");
@@ -316,11 +309,8 @@ pub fn freshness(image: &Path) -> Result<Freshness, ListError> {
     let want = SOURCES_PATH.trim_start_matches('/');
     walk_image(&data, &mut |e, bytes| {
         if e.path == want {
-            out.sources = String::from_utf8_lossy(bytes)
-                .lines()
-                .filter(|l| l.starts_with('/'))
-                .map(PathBuf::from)
-                .collect();
+            out.sources =
+                String::from_utf8_lossy(bytes).lines().filter(|l| l.starts_with('/')).map(PathBuf::from).collect();
         }
         Ok(())
     })
@@ -415,7 +405,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         Some(config::FailureStep::DumpToRootfs) => {
             let found = mounts::resolve("/", &mountinfo, &probe)?;
             warnings.extend(found.warnings.iter().map(|w| format!("dump_to_rootfs: {w}")));
-            device_roots(&probe, &mut index, &found.device, "dump_to_rootfs: the root filesystem", &mut roots, &mut warnings)?;
+            device_roots(
+                &probe,
+                &mut index,
+                &found.device,
+                "dump_to_rootfs: the root filesystem",
+                &mut roots,
+                &mut warnings,
+            )?;
             roots.push(fs_root(&mut index, &found.target.fstype)?);
             let rpath = mounts::join_abs(&found.path, &cfg.path);
             Some(rkdump_init::plan::OnFailure::DumpToRootfs { target: found.target, path: rpath })
@@ -425,23 +422,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     };
     let target_device = probe.find(&target.device, &mut notes);
     match &target_device {
-        Some(dev) => device_roots(&probe, &mut index, dev, &format!("target {}", target.device), &mut roots, &mut warnings)?,
+        Some(dev) => {
+            device_roots(&probe, &mut index, dev, &format!("target {}", target.device), &mut roots, &mut warnings)?
+        }
         None => {
             let storage = cfg
                 .extra_modules
                 .iter()
                 .filter_map(|m| index.file(m).or_else(|| index.builtin_file(m)))
                 .any(|f| f.is_storage_driver());
-            let notes_text = if notes.is_empty() {
-                String::new()
-            } else {
-                format!(" (probe notes: {})", notes.join("; "))
-            };
+            let notes_text =
+                if notes.is_empty() { String::new() } else { format!(" (probe notes: {})", notes.join("; ")) };
             if !storage {
-                return Err(BuildError::TargetAbsent {
-                    target: target.device.to_string(),
-                    notes: notes_text,
-                });
+                return Err(BuildError::TargetAbsent { target: target.device.to_string(), notes: notes_text });
             }
             warnings.push(format!(
                 "target {} is not present on this machine; relying on extra_modules ({}) for its storage driver{notes_text}",
@@ -466,10 +459,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let image_mod_dir = format!("/lib/modules/{release}");
     let mut plan = cfg.to_plan(target.clone(), path);
     plan.on_failure = rootfs;
-    plan.modules = mods
-        .iter()
-        .map(|m| format!("{image_mod_dir}/{}", m.rel_path))
-        .collect();
+    plan.modules = mods.iter().map(|m| format!("{image_mod_dir}/{}", m.rel_path)).collect();
     // Hooks in kdump-utils' order, and every program with what it needs.
     let root = opts.root.as_deref();
     plan.pre = cfg.kdump_pre.iter().cloned().chain(programs::hook_dir(root, "pre")).collect();
@@ -551,19 +541,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BuildError> {
     use std::io::Write;
-    let io = |what, source| BuildError::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |what, source| BuildError::Io { what, path: path.to_path_buf(), source };
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = parent.join(format!(".{name}.rkdump-tmp-{}", std::process::id()));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -693,10 +676,7 @@ pub fn sizes(image: &Path) -> Result<ImageSizes, ListError> {
 }
 
 fn read_image(image: &Path) -> Result<Vec<u8>, ListError> {
-    std::fs::read(image).map_err(|source| ListError::Read {
-        path: image.to_path_buf(),
-        source,
-    })
+    std::fs::read(image).map_err(|source| ListError::Read { path: image.to_path_buf(), source })
 }
 
 /// `Err(Ok(_))` compression errors, `Err(Err(_))` archive errors.
@@ -707,22 +687,13 @@ type EntryFn<'a> = dyn FnMut(&Entry, &[u8]) -> Result<(), WalkError> + 'a;
 
 fn list_error(image: &Path, e: WalkError) -> ListError {
     match e {
-        Ok(source) => ListError::Compress {
-            path: image.to_path_buf(),
-            source,
-        },
-        Err(source) => ListError::Cpio {
-            path: image.to_path_buf(),
-            source,
-        },
+        Ok(source) => ListError::Compress { path: image.to_path_buf(), source },
+        Err(source) => ListError::Cpio { path: image.to_path_buf(), source },
     }
 }
 
 /// Calls `each` with every entry of an image and its data, in order.
-fn walk_image(
-    data: &[u8],
-    each: &mut EntryFn<'_>,
-) -> Result<(), WalkError> {
+fn walk_image(data: &[u8], each: &mut EntryFn<'_>) -> Result<(), WalkError> {
     let mut rest = data;
     // The kernel accepts a concatenation of (compressed) archives, e.g. early microcode first.
     loop {

@@ -44,10 +44,7 @@ pub enum ModinfoError {
 
 /// The compression of a module file, from its name.
 pub fn module_compression(path: &Path) -> Compression {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     if name.ends_with(".ko.xz") {
         Compression::Xz
     } else if name.ends_with(".ko.zst") {
@@ -61,23 +58,14 @@ pub fn module_compression(path: &Path) -> Compression {
 
 /// Reads the `key=value` pairs of a module's `.modinfo`, in order.
 pub fn read_modinfo(path: &Path) -> Result<Vec<(String, String)>, ModinfoError> {
-    let raw = std::fs::read(path).map_err(|source| ModinfoError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let raw = std::fs::read(path).map_err(|source| ModinfoError::Read { path: path.to_path_buf(), source })?;
     let data = match module_compression(path) {
         Compression::None => raw,
-        c => decompress(&raw, c).map_err(|source| ModinfoError::Decompress {
-            path: path.to_path_buf(),
-            source,
-        })?,
+        c => decompress(&raw, c).map_err(|source| ModinfoError::Decompress { path: path.to_path_buf(), source })?,
     };
     parse_modinfo_elf(&data).map_err(|e| match e {
         None => ModinfoError::NoModinfo(path.to_path_buf()),
-        Some(message) => ModinfoError::Elf {
-            path: path.to_path_buf(),
-            message,
-        },
+        Some(message) => ModinfoError::Elf { path: path.to_path_buf(), message },
     })
 }
 
@@ -97,16 +85,9 @@ fn parse_modinfo_elf(data: &[u8]) -> Result<Vec<(String, String)>, Option<String
             goblin::container::Endian::Little
         },
     );
-    let shdrs = goblin::elf::SectionHeader::parse(
-        data,
-        header.e_shoff as usize,
-        header.e_shnum as usize,
-        ctx,
-    )
-    .map_err(|e| Some(e.to_string()))?;
-    let strtab_hdr = shdrs
-        .get(header.e_shstrndx as usize)
-        .ok_or_else(|| Some("bad e_shstrndx".to_string()))?;
+    let shdrs = goblin::elf::SectionHeader::parse(data, header.e_shoff as usize, header.e_shnum as usize, ctx)
+        .map_err(|e| Some(e.to_string()))?;
+    let strtab_hdr = shdrs.get(header.e_shstrndx as usize).ok_or_else(|| Some("bad e_shstrndx".to_string()))?;
     let strtab = section_bytes(data, strtab_hdr)?;
     for sh in &shdrs {
         let start = sh.sh_name;
@@ -121,17 +102,11 @@ fn parse_modinfo_elf(data: &[u8]) -> Result<Vec<(String, String)>, Option<String
     Err(None)
 }
 
-fn section_bytes<'a>(
-    data: &'a [u8],
-    sh: &goblin::elf::SectionHeader,
-) -> Result<&'a [u8], Option<String>> {
+fn section_bytes<'a>(data: &'a [u8], sh: &goblin::elf::SectionHeader) -> Result<&'a [u8], Option<String>> {
     let start = usize::try_from(sh.sh_offset).map_err(|_| Some("section offset".to_string()))?;
     let size = usize::try_from(sh.sh_size).map_err(|_| Some("section size".to_string()))?;
-    let end = start
-        .checked_add(size)
-        .ok_or_else(|| Some("section overflow".to_string()))?;
-    data.get(start..end)
-        .ok_or_else(|| Some("section outside the file".to_string()))
+    let end = start.checked_add(size).ok_or_else(|| Some("section overflow".to_string()))?;
+    data.get(start..end).ok_or_else(|| Some("section outside the file".to_string()))
 }
 
 /// Splits NUL-separated `key=value` strings.
@@ -140,8 +115,7 @@ pub fn split_modinfo(sec: &[u8]) -> Vec<(String, String)> {
         .filter(|s| !s.is_empty())
         .filter_map(|s| {
             let s = String::from_utf8_lossy(s);
-            s.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+            s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect()
 }
@@ -199,12 +173,7 @@ mod tests {
 
     #[test]
     fn tiny_module_round_trip_plain_and_compressed() {
-        let m = tiny_module(&[
-            "license=GPL",
-            "depends=a,b-c",
-            "softdep=pre: crc32c post: x",
-            "name=m",
-        ]);
+        let m = tiny_module(&["license=GPL", "depends=a,b-c", "softdep=pre: crc32c post: x", "name=m"]);
         let dir = tempfile::tempdir().unwrap();
         for (ext, c) in [
             ("ko", Compression::None),
@@ -216,11 +185,7 @@ mod tests {
             std::fs::write(&p, compress(&m, c).unwrap()).unwrap();
             assert_eq!(module_compression(&p), c);
             let info = read_modinfo(&p).unwrap();
-            assert_eq!(
-                info[1],
-                ("depends".to_string(), "a,b-c".to_string()),
-                "{ext}"
-            );
+            assert_eq!(info[1], ("depends".to_string(), "a,b-c".to_string()), "{ext}");
             assert_eq!(info.len(), 4);
         }
     }
@@ -236,10 +201,7 @@ mod tests {
         m.truncate(n - 10);
         std::fs::write(&p, &m).unwrap();
         assert!(read_modinfo(&p).is_err());
-        assert!(matches!(
-            read_modinfo(&dir.path().join("none.ko")),
-            Err(ModinfoError::Read { .. })
-        ));
+        assert!(matches!(read_modinfo(&dir.path().join("none.ko")), Err(ModinfoError::Read { .. })));
     }
 
     #[test]
@@ -252,10 +214,7 @@ mod tests {
             if p.exists() {
                 let info = read_modinfo(&p).unwrap();
                 let deps = info.iter().find(|(k, _)| k == "depends").unwrap();
-                assert!(
-                    deps.1.contains("jbd2") && deps.1.contains("mbcache"),
-                    "{deps:?}"
-                );
+                assert!(deps.1.contains("jbd2") && deps.1.contains("mbcache"), "{deps:?}");
                 assert!(info.iter().any(|(k, v)| k == "alias" && v == "fs-ext4"));
                 return;
             }

@@ -78,9 +78,7 @@ pub fn normalize_name(name: &str) -> String {
 /// Module name of a module file path (`kernel/x/virtio-blk.ko.xz` -> `virtio_blk`).
 pub fn name_from_path(path: &str) -> Option<String> {
     let base = path.rsplit('/').next()?;
-    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
-        .iter()
-        .find_map(|ext| base.strip_suffix(ext))?;
+    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().find_map(|ext| base.strip_suffix(ext))?;
     (!stem.is_empty()).then(|| normalize_name(stem))
 }
 
@@ -246,10 +244,7 @@ fn read_opt(path: &Path) -> Result<Option<String>, ModuleError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ModuleError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(ModuleError::Read { path: path.to_path_buf(), source }),
     }
 }
 
@@ -270,18 +265,13 @@ impl ModuleIndex {
     /// `<root>/lib/modules/R`, then `<root>/usr/lib/modules/R`.
     pub fn find_dir(root: Option<&Path>, release: &str) -> Result<PathBuf, ModuleError> {
         let root = root.unwrap_or(Path::new("/"));
-        let looked: Vec<PathBuf> = ["lib/modules", "usr/lib/modules"]
-            .iter()
-            .map(|d| root.join(d).join(release))
-            .collect();
+        let looked: Vec<PathBuf> =
+            ["lib/modules", "usr/lib/modules"].iter().map(|d| root.join(d).join(release)).collect();
         looked
             .iter()
             .find(|p| p.is_dir())
             .cloned()
-            .ok_or_else(|| ModuleError::NoModulesDir {
-                release: release.to_string(),
-                looked,
-            })
+            .ok_or_else(|| ModuleError::NoModulesDir { release: release.to_string(), looked })
     }
 
     /// Loads the index files of a modules directory.
@@ -307,8 +297,7 @@ impl ModuleIndex {
                 let Some(name) = name_from_path(m) else {
                     continue;
                 };
-                let deps: Vec<String> =
-                    rest.split_whitespace().filter_map(name_from_path).collect();
+                let deps: Vec<String> = rest.split_whitespace().filter_map(name_from_path).collect();
                 idx.files.insert(name.clone(), m.to_string());
                 idx.deps.insert(name, deps);
             }
@@ -326,10 +315,8 @@ impl ModuleIndex {
             }
         }
         if let Some(text) = read_opt(&dir.join("modules.builtin"))? {
-            idx.builtin = text
-                .lines()
-                .filter_map(|l| name_from_path(l.trim()).map(|n| (n, l.trim().to_string())))
-                .collect();
+            idx.builtin =
+                text.lines().filter_map(|l| name_from_path(l.trim()).map(|n| (n, l.trim().to_string()))).collect();
         }
         if let Some(text) = read_opt(&dir.join("modules.alias"))? {
             idx.aliases = Some(parse_aliases(&text));
@@ -340,10 +327,7 @@ impl ModuleIndex {
     fn scan_tree(&mut self) -> Result<(), ModuleError> {
         let mut stack = vec![self.dir.clone()];
         while let Some(d) = stack.pop() {
-            let rd = std::fs::read_dir(&d).map_err(|source| ModuleError::Read {
-                path: d.clone(),
-                source,
-            })?;
+            let rd = std::fs::read_dir(&d).map_err(|source| ModuleError::Read { path: d.clone(), source })?;
             for e in rd.flatten() {
                 let p = e.path();
                 let Ok(ft) = e.file_type() else { continue };
@@ -378,9 +362,7 @@ impl ModuleIndex {
         let mut sd = Softdep::default();
         for (k, v) in info {
             match k.as_str() {
-                "depends" => {
-                    deps.extend(v.split(',').filter(|s| !s.is_empty()).map(normalize_name))
-                }
+                "depends" => deps.extend(v.split(',').filter(|s| !s.is_empty()).map(normalize_name)),
                 "softdep" => parse_softdep_words(v.split_whitespace(), &mut sd),
                 _ => {}
             }
@@ -397,11 +379,7 @@ impl ModuleIndex {
             return Ok(());
         }
         let mut all = Vec::new();
-        let files: Vec<(String, String)> = self
-            .files
-            .iter()
-            .map(|(a, b)| (a.clone(), b.clone()))
-            .collect();
+        let files: Vec<(String, String)> = self.files.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
         for (name, rel) in files {
             for (k, v) in read_modinfo(&self.dir.join(rel))? {
                 if k == "alias" {
@@ -426,10 +404,7 @@ impl ModuleIndex {
     /// The file of a loadable module.
     pub fn file(&self, name: &str) -> Option<ModuleFile> {
         let name = normalize_name(name);
-        self.files.get(&name).map(|rel| ModuleFile {
-            name,
-            rel_path: rel.clone(),
-        })
+        self.files.get(&name).map(|rel| ModuleFile { name, rel_path: rel.clone() })
     }
 
     /// `true` when `name` is built into the kernel.
@@ -440,10 +415,7 @@ impl ModuleIndex {
     /// A built-in module, with the path `modules.builtin` gives it (nothing to load).
     pub fn builtin_file(&self, name: &str) -> Option<ModuleFile> {
         let name = normalize_name(name);
-        self.builtin.get(&name).map(|rel| ModuleFile {
-            name,
-            rel_path: rel.clone(),
-        })
+        self.builtin.get(&name).map(|rel| ModuleFile { name, rel_path: rel.clone() })
     }
 
     /// Modules whose alias pattern matches `text` (e.g. a device's `modalias`).
@@ -473,10 +445,7 @@ impl ModuleIndex {
             return Ok(Resolution::NotFound);
         }
         let builtin = matches.iter().any(|m| self.builtin.contains_key(m));
-        let loadable: Vec<String> = matches
-            .into_iter()
-            .filter(|m| self.files.contains_key(m))
-            .collect();
+        let loadable: Vec<String> = matches.into_iter().filter(|m| self.files.contains_key(m)).collect();
         if loadable.is_empty() && builtin {
             return Ok(Resolution::Builtin);
         }
@@ -486,10 +455,7 @@ impl ModuleIndex {
     /// Computes the load order of `roots` (name or alias, and why it is needed) and their
     /// dependencies. A root that resolves to nothing is an error; a softdep that resolves to
     /// nothing is a warning (modprobe ignores it too).
-    pub fn closure(
-        &mut self,
-        roots: &[(String, String)],
-    ) -> Result<(Vec<ModuleFile>, Vec<String>), ModuleError> {
+    pub fn closure(&mut self, roots: &[(String, String)]) -> Result<(Vec<ModuleFile>, Vec<String>), ModuleError> {
         let mut order = Vec::new();
         let mut seen = BTreeSet::new();
         let mut warnings = Vec::new();
@@ -514,12 +480,7 @@ impl ModuleIndex {
         }
         let files = order
             .into_iter()
-            .filter_map(|n: String| {
-                self.files.get(&n).map(|r| ModuleFile {
-                    name: n,
-                    rel_path: r.clone(),
-                })
-            })
+            .filter_map(|n: String| self.files.get(&n).map(|r| ModuleFile { name: n, rel_path: r.clone() }))
             .collect();
         Ok((files, warnings))
     }
@@ -543,9 +504,7 @@ impl ModuleIndex {
                 Ok(())
             }
             Resolution::NotFound => {
-                warnings.push(format!(
-                    "softdep {name:?} of module {of} not found; skipped"
-                ));
+                warnings.push(format!("softdep {name:?} of module {of} not found; skipped"));
                 Ok(())
             }
         }
@@ -603,32 +562,18 @@ pub(crate) mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match(
-            "pci:v00001AF4d*sv*sd*bc*sc*i*",
-            "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"
-        ));
-        assert!(!glob_match(
-            "pci:v00001AF4d*sv*sd*bc*sc*i*",
-            "pci:v00008086d00001001sv00001AF4sd00000002bc01sc00i00"
-        ));
-        assert!(glob_match(
-            "virtio:d00000002v*",
-            "virtio:d00000002v00001AF4"
-        ));
+        assert!(glob_match("pci:v00001AF4d*sv*sd*bc*sc*i*", "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"));
+        assert!(!glob_match("pci:v00001AF4d*sv*sd*bc*sc*i*", "pci:v00008086d00001001sv00001AF4sd00000002bc01sc00i00"));
+        assert!(glob_match("virtio:d00000002v*", "virtio:d00000002v00001AF4"));
         assert!(glob_match("a?c", "abc") && !glob_match("a?c", "ac"));
         assert!(glob_match("x[0-9]y", "x5y") && !glob_match("x[0-9]y", "xay"));
         assert!(glob_match("x[!0-9]y", "xay") && !glob_match("x[^0-9]y", "x1y"));
         assert!(glob_match("[]a]", "]"));
         assert!(!glob_match("x[0-9", "x5"));
-        assert!(
-            glob_match("*", "") && glob_match("a*b*c", "axxbyyc") && !glob_match("a*b*c", "axxbyy")
-        );
+        assert!(glob_match("*", "") && glob_match("a*b*c", "axxbyyc") && !glob_match("a*b*c", "axxbyy"));
         assert_eq!(normalize_alias("fs-ext4"), "fs_ext4");
         assert_eq!(normalize_alias("x[a-c]-y"), "x[a-c]_y");
-        assert_eq!(
-            name_from_path("kernel/a/virtio-blk.ko.xz").as_deref(),
-            Some("virtio_blk")
-        );
+        assert_eq!(name_from_path("kernel/a/virtio-blk.ko.xz").as_deref(), Some("virtio_blk"));
         assert_eq!(name_from_path("kernel/a/readme.txt"), None);
     }
 
@@ -636,44 +581,23 @@ pub(crate) mod tests {
     pub(crate) fn synthetic_tree(dir: &Path, with_index: bool) {
         let mods: &[(&str, &[&str])] = &[
             ("kernel/drivers/virtio/virtio.ko", &["depends="]),
-            (
-                "kernel/drivers/virtio/virtio_ring.ko.xz",
-                &["depends=virtio"],
-            ),
+            ("kernel/drivers/virtio/virtio_ring.ko.xz", &["depends=virtio"]),
             (
                 "kernel/drivers/virtio/virtio_pci.ko.zst",
-                &[
-                    "depends=virtio,virtio_ring",
-                    "alias=pci:v00001AF4d*sv*sd*bc*sc*i*",
-                ],
+                &["depends=virtio,virtio_ring", "alias=pci:v00001AF4d*sv*sd*bc*sc*i*"],
             ),
-            (
-                "kernel/drivers/block/virtio_blk.ko",
-                &["depends=virtio,virtio_ring", "alias=virtio:d00000002v*"],
-            ),
+            ("kernel/drivers/block/virtio_blk.ko", &["depends=virtio,virtio_ring", "alias=virtio:d00000002v*"]),
             ("kernel/drivers/nvme/host/nvme-core.ko", &["depends="]),
-            (
-                "kernel/drivers/nvme/host/nvme.ko",
-                &["depends=nvme-core", "alias=pci:v*d*sv*sd*bc01sc08i02*"],
-            ),
+            ("kernel/drivers/nvme/host/nvme.ko", &["depends=nvme-core", "alias=pci:v*d*sv*sd*bc01sc08i02*"]),
             ("kernel/drivers/scsi/scsi_mod.ko", &["depends="]),
-            (
-                "kernel/drivers/scsi/sd_mod.ko",
-                &["depends=scsi_mod", "alias=scsi:t-0x00*"],
-            ),
+            ("kernel/drivers/scsi/sd_mod.ko", &["depends=scsi_mod", "alias=scsi:t-0x00*"]),
             ("kernel/drivers/ata/libata.ko", &["depends=scsi_mod"]),
             ("kernel/drivers/ata/libahci.ko", &["depends=libata"]),
-            (
-                "kernel/drivers/ata/ahci.ko",
-                &["depends=libahci,libata", "alias=pci:v*d*sv*sd*bc01sc06i01*"],
-            ),
+            ("kernel/drivers/ata/ahci.ko", &["depends=libahci,libata", "alias=pci:v*d*sv*sd*bc01sc06i01*"]),
             ("kernel/drivers/md/dm-mod.ko", &["depends="]),
             ("kernel/drivers/md/dm-crypt.ko", &["depends=dm-mod"]),
             ("kernel/fs/mbcache.ko", &["depends="]),
-            (
-                "kernel/fs/jbd2/jbd2.ko",
-                &["depends=", "softdep=pre: crc32c"],
-            ),
+            ("kernel/fs/jbd2/jbd2.ko", &["depends=", "softdep=pre: crc32c"]),
             ("kernel/lib/crc16.ko", &["depends="]),
             (
                 "kernel/fs/ext4/ext4.ko.gz",
@@ -685,10 +609,7 @@ pub(crate) mod tests {
                 ],
             ),
             ("kernel/fs/ext4_post.ko", &["depends="]),
-            (
-                "kernel/crypto/crc32c_generic.ko",
-                &["depends=", "alias=crypto-crc32c", "alias=crc32c"],
-            ),
+            ("kernel/crypto/crc32c_generic.ko", &["depends=", "alias=crypto-crc32c", "alias=crc32c"]),
             ("kernel/fs/xfs/xfs.ko", &["depends=libcrc32c"]),
             ("kernel/lib/libcrc32c.ko", &["depends="]),
         ];
@@ -725,10 +646,7 @@ pub(crate) mod tests {
             let paths: Vec<&str> = deps
                 .iter()
                 .map(|d| {
-                    mods.iter()
-                        .find(|(r, _)| name_from_path(r).as_deref() == Some(d))
-                        .map(|x| x.0)
-                        .unwrap_or("MISSING")
+                    mods.iter().find(|(r, _)| name_from_path(r).as_deref() == Some(d)).map(|x| x.0).unwrap_or("MISSING")
                 })
                 .collect();
             dep += &format!("{rel}: {}\n", paths.join(" "));
@@ -738,11 +656,8 @@ pub(crate) mod tests {
         std::fs::write(dir.join("modules.softdep"), softdep).unwrap();
         // crc16 is a loadable module above; libcrc32c also listed as builtin in a second
         // scenario. Here: a builtin that xfs depends on would be skipped.
-        std::fs::write(
-            dir.join("modules.builtin"),
-            "kernel/lib/crc32c-builtin-thing.ko\nkernel/fs/fat/vfat.ko\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join("modules.builtin"), "kernel/lib/crc32c-builtin-thing.ko\nkernel/fs/fat/vfat.ko\n")
+            .unwrap();
     }
 
     fn names(v: &[ModuleFile]) -> Vec<&str> {
@@ -777,18 +692,10 @@ pub(crate) mod tests {
         assert!(warns.is_empty(), "{warns:?}");
         let pos = |x: &str| n.iter().position(|m| *m == x).unwrap();
         assert!(pos("crc32c_generic") < pos("ext4") && pos("ext4") < pos("ext4_post"));
-        assert!(mods
-            .iter()
-            .any(|m| m.rel_path == "kernel/fs/ext4/ext4.ko.gz"));
-        assert!(mods
-            .iter()
-            .any(|m| m.rel_path == "kernel/drivers/virtio/virtio_ring.ko.xz"));
-        assert!(mods
-            .iter()
-            .any(|m| m.name == "virtio_blk" && m.is_storage_driver()));
-        assert!(!mods
-            .iter()
-            .any(|m| m.name == "virtio_pci" && m.is_storage_driver()));
+        assert!(mods.iter().any(|m| m.rel_path == "kernel/fs/ext4/ext4.ko.gz"));
+        assert!(mods.iter().any(|m| m.rel_path == "kernel/drivers/virtio/virtio_ring.ko.xz"));
+        assert!(mods.iter().any(|m| m.name == "virtio_blk" && m.is_storage_driver()));
+        assert!(!mods.iter().any(|m| m.name == "virtio_pci" && m.is_storage_driver()));
     }
 
     #[test]
@@ -798,36 +705,19 @@ pub(crate) mod tests {
         let mut idx = ModuleIndex::load(dir.path(), "test").unwrap();
         check_ext4_virtio(&mut idx);
         assert!(idx.is_builtin("vfat"));
-        assert_eq!(
-            idx.resolve("fs-ext2").unwrap(),
-            Resolution::Alias(vec!["ext4".into()], false)
-        );
+        assert_eq!(idx.resolve("fs-ext2").unwrap(), Resolution::Alias(vec!["ext4".into()], false));
         assert_eq!(idx.resolve("vfat").unwrap(), Resolution::Builtin);
-        assert_eq!(
-            idx.match_alias("virtio:d00000002v00001AF4").unwrap(),
-            ["virtio_blk"]
-        );
-        let err = idx
-            .closure(&[("nosuch".into(), "extra_modules".into())])
-            .unwrap_err();
+        assert_eq!(idx.match_alias("virtio:d00000002v00001AF4").unwrap(), ["virtio_blk"]);
+        let err = idx.closure(&[("nosuch".into(), "extra_modules".into())]).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("\"nosuch\"")
-                && msg.contains("extra_modules")
-                && msg.contains("modules.dep"),
-            "{msg}"
-        );
+        assert!(msg.contains("\"nosuch\"") && msg.contains("extra_modules") && msg.contains("modules.dep"), "{msg}");
     }
 
     #[test]
     fn closure_from_modinfo_without_index() {
         let dir = tempfile::tempdir().unwrap();
         synthetic_tree(dir.path(), false);
-        std::fs::write(
-            dir.path().join("modules.builtin"),
-            "kernel/fs/fat/vfat.ko\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("modules.builtin"), "kernel/fs/fat/vfat.ko\n").unwrap();
         let mut idx = ModuleIndex::load(dir.path(), "test").unwrap();
         check_ext4_virtio(&mut idx);
     }
@@ -836,19 +726,12 @@ pub(crate) mod tests {
     fn builtin_dependency_skipped_and_missing_dependency_named() {
         let dir = tempfile::tempdir().unwrap();
         synthetic_tree(dir.path(), true);
-        std::fs::write(
-            dir.path().join("modules.builtin"),
-            "kernel/lib/libcrc32c.ko\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("modules.builtin"), "kernel/lib/libcrc32c.ko\n").unwrap();
         // xfs depends on libcrc32c, which is now also built in: modules.dep still names the file
         // here, so make it vanish from modules.dep to model a builtin dependency.
         let dep = std::fs::read_to_string(dir.path().join("modules.dep")).unwrap();
-        let dep: String = dep
-            .lines()
-            .filter(|l| !l.starts_with("kernel/lib/libcrc32c.ko:"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let dep: String =
+            dep.lines().filter(|l| !l.starts_with("kernel/lib/libcrc32c.ko:")).map(|l| format!("{l}\n")).collect();
         std::fs::write(dir.path().join("modules.dep"), &dep).unwrap();
         let mut idx = ModuleIndex::load(dir.path(), "test").unwrap();
         let (mods, _) = idx.closure(&[("xfs".into(), "filesystem".into())]).unwrap();
@@ -856,14 +739,8 @@ pub(crate) mod tests {
         // Without the builtin entry the dependency is missing: a clear error.
         std::fs::write(dir.path().join("modules.builtin"), "").unwrap();
         let mut idx = ModuleIndex::load(dir.path(), "test").unwrap();
-        let err = idx
-            .closure(&[("xfs".into(), "filesystem".into())])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("libcrc32c") && err.contains("dependency of xfs"),
-            "{err}"
-        );
+        let err = idx.closure(&[("xfs".into(), "filesystem".into())]).unwrap_err().to_string();
+        assert!(err.contains("libcrc32c") && err.contains("dependency of xfs"), "{err}");
     }
 
     #[test]
@@ -894,11 +771,7 @@ pub(crate) mod tests {
     fn missing_softdep_is_a_warning() {
         let dir = tempfile::tempdir().unwrap();
         synthetic_tree(dir.path(), true);
-        std::fs::write(
-            dir.path().join("modules.softdep"),
-            "softdep crc16 pre: nosuch_mod\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("modules.softdep"), "softdep crc16 pre: nosuch_mod\n").unwrap();
         let mut idx = ModuleIndex::load(dir.path(), "test").unwrap();
         let (mods, warns) = idx.closure(&[("crc16".into(), "x".into())]).unwrap();
         assert_eq!(names(&mods), ["crc16"]);
@@ -910,22 +783,11 @@ pub(crate) mod tests {
     fn find_dir_under_root() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("usr/lib/modules/9.9")).unwrap();
-        assert_eq!(
-            ModuleIndex::find_dir(Some(root.path()), "9.9").unwrap(),
-            root.path().join("usr/lib/modules/9.9")
-        );
+        assert_eq!(ModuleIndex::find_dir(Some(root.path()), "9.9").unwrap(), root.path().join("usr/lib/modules/9.9"));
         std::fs::create_dir_all(root.path().join("lib/modules/9.9")).unwrap();
-        assert_eq!(
-            ModuleIndex::find_dir(Some(root.path()), "9.9").unwrap(),
-            root.path().join("lib/modules/9.9")
-        );
-        let e = ModuleIndex::find_dir(Some(root.path()), "1.0")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("lib/modules/1.0") && e.contains("usr/lib/modules/1.0"),
-            "{e}"
-        );
+        assert_eq!(ModuleIndex::find_dir(Some(root.path()), "9.9").unwrap(), root.path().join("lib/modules/9.9"));
+        let e = ModuleIndex::find_dir(Some(root.path()), "1.0").unwrap_err().to_string();
+        assert!(e.contains("lib/modules/1.0") && e.contains("usr/lib/modules/1.0"), "{e}");
         let _ = Compression::None;
     }
 }

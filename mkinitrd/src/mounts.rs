@@ -155,7 +155,9 @@ pub enum PathTargetError {
         source: std::io::Error,
     },
     /// No mount covers the path (an empty or foreign mount table).
-    #[error("no mounted filesystem holds {0} (mount table without `/`?); add a target line such as `ext4 UUID=<uuid>`")]
+    #[error(
+        "no mounted filesystem holds {0} (mount table without `/`?); add a target line such as `ext4 UUID=<uuid>`"
+    )]
     NoMount(String),
     /// The filesystem is not one rkdump can dump to.
     #[error("{path} is on a {fstype} filesystem ({mount_source} at {mount_point}); rkdump dumps to ext2/3/4, xfs or btrfs: set `path` to a directory on one of those, or add a target line naming the device")]
@@ -203,10 +205,8 @@ pub enum PathTargetError {
 /// Finds the dump target for `path` (absolute) on this machine: `mountinfo` is
 /// `/proc/self/mountinfo` or a test's copy, `probe` the sysfs and /dev trees.
 pub fn resolve(path: &str, mountinfo: &Path, probe: &Probe) -> Result<PathTarget, PathTargetError> {
-    let canon = std::fs::canonicalize(path).map_err(|source| PathTargetError::NoPath {
-        path: path.to_string(),
-        source,
-    })?;
+    let canon =
+        std::fs::canonicalize(path).map_err(|source| PathTargetError::NoPath { path: path.to_string(), source })?;
     if !canon.is_dir() {
         return Err(PathTargetError::NoPath {
             path: path.to_string(),
@@ -214,10 +214,8 @@ pub fn resolve(path: &str, mountinfo: &Path, probe: &Probe) -> Result<PathTarget
         });
     }
     let canon = canon.to_string_lossy().into_owned();
-    let text = std::fs::read_to_string(mountinfo).map_err(|source| PathTargetError::Mountinfo {
-        file: mountinfo.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(mountinfo)
+        .map_err(|source| PathTargetError::Mountinfo { file: mountinfo.to_path_buf(), source })?;
     let mounts = parse_mountinfo(&text);
     let (m, rel) = mount_of(&mounts, &canon).ok_or_else(|| PathTargetError::NoMount(canon.clone()))?;
     if !FILESYSTEMS.contains(&m.fstype.as_str()) {
@@ -246,10 +244,7 @@ pub fn resolve(path: &str, mountinfo: &Path, probe: &Probe) -> Result<PathTarget
         (major, minor) => probe.by_devnum(major, minor),
     }
     .or_else(|| {
-        m.source
-            .starts_with("/dev/")
-            .then(|| probe.find(&DeviceSpec::Path(m.source.clone()), &mut notes))
-            .flatten()
+        m.source.starts_with("/dev/").then(|| probe.find(&DeviceSpec::Path(m.source.clone()), &mut notes)).flatten()
     })
     .ok_or_else(|| PathTargetError::NoDevice {
         mount_point: m.mount_point.clone(),
@@ -276,10 +271,7 @@ pub fn resolve(path: &str, mountinfo: &Path, probe: &Probe) -> Result<PathTarget
         }
     };
     Ok(PathTarget {
-        target: Target {
-            fstype: m.fstype.clone(),
-            device: spec,
-        },
+        target: Target { fstype: m.fstype.clone(), device: spec },
         path: fs_path,
         device,
         mount_point: m.mount_point.clone(),
@@ -367,12 +359,7 @@ bad line
         let mnt = std::fs::canonicalize(t.path().join("root")).unwrap();
         let mountinfo = t.path().join("mountinfo");
         std::fs::write(&mountinfo, table(mnt.to_str().unwrap())).unwrap();
-        Sys {
-            probe: Probe::new(Some(&f.sys)),
-            crash: crash.to_string_lossy().into_owned(),
-            mountinfo,
-            _t: t,
-        }
+        Sys { probe: Probe::new(Some(&f.sys)), crash: crash.to_string_lossy().into_owned(), mountinfo, _t: t }
     }
 
     #[test]
@@ -388,7 +375,9 @@ bad line
         assert_eq!(r2, r);
 
         // A bind mount of a subdirectory: the path inside the filesystem includes its root.
-        let s = sys(|mnt| format!("2 1 252:1 /srv / rw - ext4 /dev/vda1 rw\n3 1 252:1 /data {mnt} rw - ext4 /dev/vda1 rw\n"));
+        let s = sys(|mnt| {
+            format!("2 1 252:1 /srv / rw - ext4 /dev/vda1 rw\n3 1 252:1 /data {mnt} rw - ext4 /dev/vda1 rw\n")
+        });
         let r = resolve(&s.crash, &s.mountinfo, &s.probe).unwrap();
         assert_eq!(r.path, "/data/var/crash");
 

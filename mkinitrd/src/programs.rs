@@ -25,14 +25,8 @@ pub use rkdump_init::plan::HOOK_PATH;
 
 /// Library directories searched after the ones an executable or `ld.so.conf` names (the
 /// loader's built-in ones on x86_64 Debian/Fedora-style systems).
-const DEFAULT_LIB_DIRS: &[&str] = &[
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib64",
-    "/lib",
-    "/usr/lib",
-];
+const DEFAULT_LIB_DIRS: &[&str] =
+    &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
 
 /// Directories the capture init mounts over (API filesystems, tmpfs, the target): a file
 /// there in the image would be hidden when the hooks run.
@@ -164,7 +158,13 @@ fn ld_so_conf_dirs(root: &Root, file: &str, depth: usize, out: &mut Vec<String>)
                     .map(|rd| {
                         rd.flatten()
                             .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .filter(|n| if name.contains('*') { n.starts_with(pre) && n.ends_with(post) && n.len() >= pre.len() + post.len() } else { n == name })
+                            .filter(|n| {
+                                if name.contains('*') {
+                                    n.starts_with(pre) && n.ends_with(post) && n.len() >= pre.len() + post.len()
+                                } else {
+                                    n == name
+                                }
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -206,8 +206,12 @@ impl Closure<'_> {
         if self.files.contains_key(path) {
             return Ok(());
         }
-        if let Some(m) = MOUNTED_OVER.iter().find(|m| path.strip_prefix(*m).is_some_and(|r| r.is_empty() || r.starts_with('/'))) {
-            return Err(not(format!("is under {m}, which the capture mounts over: move it elsewhere (e.g. /usr/local/sbin)")));
+        if let Some(m) =
+            MOUNTED_OVER.iter().find(|m| path.strip_prefix(*m).is_some_and(|r| r.is_empty() || r.starts_with('/')))
+        {
+            return Err(not(format!(
+                "is under {m}, which the capture mounts over: move it elsewhere (e.g. /usr/local/sbin)"
+            )));
         }
         if depth > MAX_DEPTH {
             return Err(not(format!("is more than {MAX_DEPTH} interpreters deep")));
@@ -229,12 +233,12 @@ impl Closure<'_> {
             let of = format!("interpreter of {path}");
             self.add_program(&interp, &of, false, depth + 1)?;
             if interp.rsplit('/').next() == Some("env") {
-                let name = words.find(|w| !w.starts_with('-')).ok_or_else(|| not("runs `env` without a program".into()))?;
-                let found = HOOK_PATH
-                    .split(':')
-                    .map(|d| format!("{d}/{name}"))
-                    .find(|p| self.root.exists(p))
-                    .ok_or_else(|| not(format!("runs `{name}` through env, and {name} is in none of {HOOK_PATH}")))?;
+                let name =
+                    words.find(|w| !w.starts_with('-')).ok_or_else(|| not("runs `env` without a program".into()))?;
+                let found =
+                    HOOK_PATH.split(':').map(|d| format!("{d}/{name}")).find(|p| self.root.exists(p)).ok_or_else(
+                        || not(format!("runs `{name}` through env, and {name} is in none of {HOOK_PATH}")),
+                    )?;
                 self.add_program(&found, &of, false, depth + 1)?;
             }
             Ok(())
@@ -280,15 +284,25 @@ impl Closure<'_> {
                     .resolve(c)
                     .ok()
                     .and_then(|h| std::fs::read(h).ok())
-                    .and_then(|d| Elf::parse(&d).ok().map(|e| e.is_64 && e.header.e_machine == goblin::elf::header::EM_X86_64))
+                    .and_then(|d| {
+                        Elf::parse(&d).ok().map(|e| e.is_64 && e.header.e_machine == goblin::elf::header::EM_X86_64)
+                    })
                     .unwrap_or(false)
             });
             let Some(lib) = found else {
-                return Err(ProgramError::Library { why: why.to_string(), name, by: path.to_string(), dirs: dirs.join(":") });
+                return Err(ProgramError::Library {
+                    why: why.to_string(),
+                    name,
+                    by: path.to_string(),
+                    dirs: dirs.join(":"),
+                });
             };
             if !self.files.contains_key(&lib) {
                 let (host, data) = self.read(&lib, why)?;
-                self.files.insert(lib.clone(), ProgramFile { path: lib.clone(), source: host, why: format!("library of {path}") });
+                self.files.insert(
+                    lib.clone(),
+                    ProgramFile { path: lib.clone(), source: host, why: format!("library of {path}") },
+                );
                 self.add_elf(&lib, &data, why, depth + 1)?;
             }
         }
@@ -393,7 +407,15 @@ mod tests {
         write_exec(&r.join("hooks/a"), b"#!/bin/ash -e\necho a\n");
         write_exec(&r.join("hooks/b"), b"#!/usr/bin/env -S ash\necho b\n");
         write_exec(&r.join("hooks/c"), b"#!/hooks/a\n");
-        let files = closure(Some(r), &[("/hooks/a".into(), "kdump_pre".into()), ("/hooks/b".into(), "kdump_post".into()), ("/hooks/c".into(), "extra_bins".into())]).unwrap();
+        let files = closure(
+            Some(r),
+            &[
+                ("/hooks/a".into(), "kdump_pre".into()),
+                ("/hooks/b".into(), "kdump_post".into()),
+                ("/hooks/c".into(), "extra_bins".into()),
+            ],
+        )
+        .unwrap();
         assert_eq!(paths(&files), ["/bin/ash", "/hooks/a", "/hooks/b", "/hooks/c", "/usr/bin/env"]);
         let ash = files.iter().find(|f| f.path == "/bin/ash").unwrap();
         assert_eq!(ash.source, r.join("usr/bin/busybox"));

@@ -54,11 +54,11 @@ pub struct DeviceModules {
     pub stacked: bool,
 }
 
-/// Bytes of a device needed by [`probe_superblock`].
-pub use rkdump_init::probe::PROBE_LEN;
 /// Identifies an ext2/3/4, xfs or btrfs superblock at the start of a device (giving the init's
 /// `FsInfo`), with the same code the capture init uses to find the device again.
 pub use rkdump_init::probe::probe_bytes as probe_superblock;
+/// Bytes of a device needed by [`probe_superblock`].
+pub use rkdump_init::probe::PROBE_LEN;
 
 /// Where to look: a sysfs root and, when known, a /dev root.
 #[derive(Debug, Clone)]
@@ -70,10 +70,7 @@ pub struct Probe {
 }
 
 fn read_trim(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 fn basename(p: &Path) -> Option<String> {
@@ -101,16 +98,10 @@ impl Probe {
     /// `<root>/../dev` for a fake tree when that directory exists.
     pub fn new(sysfs: Option<&Path>) -> Self {
         match sysfs {
-            None => Probe {
-                sysfs: PathBuf::from("/sys"),
-                devfs: Some(PathBuf::from("/dev")),
-            },
+            None => Probe { sysfs: PathBuf::from("/sys"), devfs: Some(PathBuf::from("/dev")) },
             Some(s) => {
                 let dev = s.parent().map(|p| p.join("dev")).filter(|d| d.is_dir());
-                Probe {
-                    sysfs: s.to_path_buf(),
-                    devfs: dev,
-                }
+                Probe { sysfs: s.to_path_buf(), devfs: dev }
             }
         }
     }
@@ -150,10 +141,12 @@ impl Probe {
                 let c = std::fs::canonicalize(dev.join(rel)).ok()?;
                 basename(&c).filter(|n| self.exists_in_sysfs(n))
             }
-            DeviceSpec::Uuid(u) => via_link("by-uuid", &[u.clone(), u.to_ascii_uppercase()])
-                .or_else(|| self.probe_all(notes, spec)),
-            DeviceSpec::Label(l) => via_link("by-label", &[l.clone(), udev_escape(l)])
-                .or_else(|| self.probe_all(notes, spec)),
+            DeviceSpec::Uuid(u) => {
+                via_link("by-uuid", &[u.clone(), u.to_ascii_uppercase()]).or_else(|| self.probe_all(notes, spec))
+            }
+            DeviceSpec::Label(l) => {
+                via_link("by-label", &[l.clone(), udev_escape(l)]).or_else(|| self.probe_all(notes, spec))
+            }
             DeviceSpec::PartUuid(u) => via_link("by-partuuid", &[u.to_ascii_lowercase(), u.to_ascii_uppercase()])
                 .or_else(|| self.probe_partitions(notes, u)),
         }
@@ -166,7 +159,8 @@ impl Probe {
         let dev = self.devfs.as_ref()?;
         let names = self.block_names()?;
         for part in names {
-            let Some(n) = read_trim(&self.class_block().join(&part).join("partition")).and_then(|t| t.parse().ok()) else {
+            let Some(n) = read_trim(&self.class_block().join(&part).join("partition")).and_then(|t| t.parse().ok())
+            else {
                 continue;
             };
             // The disk's sysfs directory holds the partition's.
@@ -218,29 +212,22 @@ impl Probe {
         }
         let want = format!("{major}:{minor}");
         let names = self.block_names()?;
-        names
-            .into_iter()
-            .find(|n| read_trim(&self.class_block().join(n).join("dev")).as_deref() == Some(want.as_str()))
+        names.into_iter().find(|n| read_trim(&self.class_block().join(n).join("dev")).as_deref() == Some(want.as_str()))
     }
 
     /// The filesystem superblock of block device `name` (read through its /dev node).
     pub fn superblock(&self, name: &str) -> std::io::Result<Option<rkdump_init::probe::FsInfo>> {
         use std::io::Read;
-        let dev = self.devfs.as_ref().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no /dev tree beside the sysfs tree")
-        })?;
+        let dev = self
+            .devfs
+            .as_ref()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no /dev tree beside the sysfs tree"))?;
         let mut buf = Vec::new();
-        std::fs::File::open(dev.join(name))?
-            .take(PROBE_LEN as u64)
-            .read_to_end(&mut buf)?;
+        std::fs::File::open(dev.join(name))?.take(PROBE_LEN as u64).read_to_end(&mut buf)?;
         Ok(probe_superblock(&buf))
     }
 
-    fn probe_all(
-        &self,
-        notes: &mut Vec<String>,
-        spec: &DeviceSpec,
-    ) -> Option<String> {
+    fn probe_all(&self, notes: &mut Vec<String>, spec: &DeviceSpec) -> Option<String> {
         let dev = self.devfs.as_ref()?;
         let names = self.block_names()?;
         let mut hits = Vec::new();
@@ -261,26 +248,15 @@ impl Probe {
 
     fn holders(&self, name: &str) -> Vec<String> {
         std::fs::read_dir(self.class_block().join(name).join("holders"))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default()
     }
 
     /// Collects the modules the stack under block device `name` needs.
     pub fn device_modules(&self, name: &str) -> Result<DeviceModules, SysfsError> {
-        let devices_root = std::fs::canonicalize(self.sysfs.join("devices")).map_err(|source| {
-            SysfsError::Read {
-                path: self.sysfs.join("devices"),
-                source,
-            }
-        })?;
-        let mut out = DeviceModules {
-            device: name.to_string(),
-            ..Default::default()
-        };
+        let devices_root = std::fs::canonicalize(self.sysfs.join("devices"))
+            .map_err(|source| SysfsError::Read { path: self.sysfs.join("devices"), source })?;
+        let mut out = DeviceModules { device: name.to_string(), ..Default::default() };
         let mut seen_mods = BTreeSet::new();
         let mut seen_alias = BTreeSet::new();
         let mut seen_dev = BTreeSet::new();
@@ -294,10 +270,8 @@ impl Probe {
             }
             out.stack.push(dev.clone());
             let link = self.class_block().join(&dev);
-            let real = std::fs::canonicalize(&link).map_err(|source| SysfsError::Read {
-                path: link.clone(),
-                source,
-            })?;
+            let real =
+                std::fs::canonicalize(&link).map_err(|source| SysfsError::Read { path: link.clone(), source })?;
             let mut add = |m: &str, why: String, out: &mut DeviceModules| {
                 if seen_mods.insert(m.to_string()) {
                     out.modules.push((m.to_string(), why));
@@ -316,11 +290,7 @@ impl Probe {
                     None // LVM linear/striped and plain tables: dm_mod itself
                 };
                 if let Some(t) = target {
-                    add(
-                        t,
-                        format!("device-mapper target of {dev} (dm/uuid {uuid})"),
-                        &mut out,
-                    );
+                    add(t, format!("device-mapper target of {dev} (dm/uuid {uuid})"), &mut out);
                 }
             }
             if let Some(level) = read_trim(&real.join("md/level")) {
@@ -336,10 +306,8 @@ impl Probe {
                 }
             }
             if let Ok(rd) = std::fs::read_dir(real.join("slaves")) {
-                let mut slaves: Vec<String> = rd
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect();
+                let mut slaves: Vec<String> =
+                    rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
                 slaves.sort();
                 for s in slaves.into_iter().rev() {
                     queue.push((s, depth + 1));
@@ -349,24 +317,16 @@ impl Probe {
             let mut dir = real.clone();
             while dir.starts_with(&devices_root) && dir != devices_root {
                 if let Ok(drv) = std::fs::canonicalize(dir.join("driver")) {
-                    if let Some(m) = std::fs::canonicalize(drv.join("module"))
-                        .ok()
-                        .and_then(|p| basename(&p))
-                    {
+                    if let Some(m) = std::fs::canonicalize(drv.join("module")).ok().and_then(|p| basename(&p)) {
                         let drvname = basename(&drv).unwrap_or_default();
                         let at = basename(&dir).unwrap_or_default();
-                        add(
-                            &m,
-                            format!("driver {drvname} of {at} under {dev}"),
-                            &mut out,
-                        );
+                        add(&m, format!("driver {drvname} of {at} under {dev}"), &mut out);
                     }
                 }
                 if let Some(alias) = read_trim(&dir.join("modalias")) {
                     if seen_alias.insert(alias.clone()) {
                         let at = basename(&dir).unwrap_or_default();
-                        out.modaliases
-                            .push((alias, format!("modalias of {at} under {dev}")));
+                        out.modaliases.push((alias, format!("modalias of {at} under {dev}")));
                     }
                 }
                 if !dir.pop() {
@@ -400,12 +360,7 @@ pub(crate) mod tests {
         }
 
         /// A device directory with an optional driver (bus, driver name, module) and modalias.
-        pub(crate) fn device(
-            &self,
-            rel: &str,
-            driver: Option<(&str, &str, Option<&str>)>,
-            modalias: Option<&str>,
-        ) {
+        pub(crate) fn device(&self, rel: &str, driver: Option<(&str, &str, Option<&str>)>, modalias: Option<&str>) {
             let d = self.sys.join("devices").join(rel);
             std::fs::create_dir_all(&d).unwrap();
             if let Some((bus, drv, module)) = driver {
@@ -443,10 +398,8 @@ pub(crate) mod tests {
         v
     }
 
-    pub(crate) const UUID: [u8; 16] = [
-        0x0b, 0x6f, 0x5a, 0x6e, 0x2b, 0x6c, 0x4d, 0x43, 0x9c, 0x59, 0x2f, 0x1f, 0x5b, 0x0b, 0x8c,
-        0x11,
-    ];
+    pub(crate) const UUID: [u8; 16] =
+        [0x0b, 0x6f, 0x5a, 0x6e, 0x2b, 0x6c, 0x4d, 0x43, 0x9c, 0x59, 0x2f, 0x1f, 0x5b, 0x0b, 0x8c, 0x11];
     pub(crate) const UUID_STR: &str = "0b6f5a6e-2b6c-4d43-9c59-2f1f5b0b8c11";
 
     /// QEMU virtio-blk: pci0000:00/0000:00:04.0 (virtio-pci) / virtio1 (virtio_blk) / block/vda/vda1.
@@ -464,38 +417,26 @@ pub(crate) mod tests {
             Some("virtio:d00000002v00001AF4"),
         );
         f.block("pci0000:00/0000:00:04.0/virtio1/block/vda", &[0u8; 4096]);
-        f.block(
-            "pci0000:00/0000:00:04.0/virtio1/block/vda/vda1",
-            &ext4_image(UUID, "dump"),
-        );
+        f.block("pci0000:00/0000:00:04.0/virtio1/block/vda/vda1", &ext4_image(UUID, "dump"));
         f
     }
 
     #[test]
     fn superblocks() {
         let sb = probe_superblock(&ext4_image(UUID, "dump")).unwrap();
-        assert_eq!(
-            (sb.fstype, sb.uuid.as_str(), sb.label.as_str()),
-            ("ext4", UUID_STR, "dump")
-        );
+        assert_eq!((sb.fstype, sb.uuid.as_str(), sb.label.as_str()), ("ext4", UUID_STR, "dump"));
         let mut x = vec![0u8; 512];
         x[0..4].copy_from_slice(b"XFSB");
         x[32..48].copy_from_slice(&UUID);
         x[108..112].copy_from_slice(b"xlab");
         let sb = probe_superblock(&x).unwrap();
-        assert_eq!(
-            (sb.fstype, sb.uuid.as_str(), sb.label.as_str()),
-            ("xfs", UUID_STR, "xlab")
-        );
+        assert_eq!((sb.fstype, sb.uuid.as_str(), sb.label.as_str()), ("xfs", UUID_STR, "xlab"));
         let mut b = vec![0u8; PROBE_LEN];
         b[0x10040..0x10048].copy_from_slice(b"_BHRfS_M");
         b[0x10020..0x10030].copy_from_slice(&UUID);
         b[0x1012b..0x1012e].copy_from_slice(b"bfs");
         let sb = probe_superblock(&b).unwrap();
-        assert_eq!(
-            (sb.fstype, sb.uuid.as_str(), sb.label.as_str()),
-            ("btrfs", UUID_STR, "bfs")
-        );
+        assert_eq!((sb.fstype, sb.uuid.as_str(), sb.label.as_str()), ("btrfs", UUID_STR, "bfs"));
         assert!(probe_superblock(&[0u8; 100]).is_none());
         assert!(probe_superblock(&[]).is_none());
     }
@@ -508,33 +449,14 @@ pub(crate) mod tests {
         assert_eq!(p.devfs.as_deref(), Some(f.dev.as_path()));
         let mut notes = Vec::new();
         // Superblock probing (no by-uuid link yet).
-        assert_eq!(
-            p.find(&DeviceSpec::Uuid(UUID_STR.into()), &mut notes)
-                .as_deref(),
-            Some("vda1")
-        );
-        assert_eq!(
-            p.find(&DeviceSpec::Label("dump".into()), &mut notes)
-                .as_deref(),
-            Some("vda1")
-        );
+        assert_eq!(p.find(&DeviceSpec::Uuid(UUID_STR.into()), &mut notes).as_deref(), Some("vda1"));
+        assert_eq!(p.find(&DeviceSpec::Label("dump".into()), &mut notes).as_deref(), Some("vda1"));
         assert_eq!(p.find(&DeviceSpec::Uuid("1111".into()), &mut notes), None);
-        assert_eq!(
-            p.find(&DeviceSpec::Path("/dev/vda1".into()), &mut notes)
-                .as_deref(),
-            Some("vda1")
-        );
-        assert_eq!(
-            p.find(&DeviceSpec::Path("/dev/vdz".into()), &mut notes),
-            None
-        );
+        assert_eq!(p.find(&DeviceSpec::Path("/dev/vda1".into()), &mut notes).as_deref(), Some("vda1"));
+        assert_eq!(p.find(&DeviceSpec::Path("/dev/vdz".into()), &mut notes), None);
         // udev link wins.
         symlink("../../vda", f.dev.join("disk/by-uuid/abcd")).unwrap();
-        assert_eq!(
-            p.find(&DeviceSpec::Uuid("abcd".into()), &mut notes)
-                .as_deref(),
-            Some("vda")
-        );
+        assert_eq!(p.find(&DeviceSpec::Uuid("abcd".into()), &mut notes).as_deref(), Some("vda"));
         assert!(notes.is_empty(), "{notes:?}");
 
         let m = p.device_modules("vda1").unwrap();
@@ -542,13 +464,7 @@ pub(crate) mod tests {
         assert_eq!(mods, ["virtio_blk", "virtio_pci"]);
         assert!(m.modules[0].1.contains("virtio1"));
         let aliases: Vec<&str> = m.modaliases.iter().map(|x| x.0.as_str()).collect();
-        assert_eq!(
-            aliases,
-            [
-                "virtio:d00000002v00001AF4",
-                "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"
-            ]
-        );
+        assert_eq!(aliases, ["virtio:d00000002v00001AF4", "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"]);
         assert!(!m.stacked);
         assert_eq!(m.stack, ["vda1"]);
     }
@@ -588,20 +504,12 @@ pub(crate) mod tests {
         );
         f.device("pci0000:00/0000:00:05.0/nvme/nvme0", None, None);
         f.block("pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1", &[0u8; 16]);
-        f.block(
-            "pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1/nvme0n1p1",
-            &ext4_image(UUID, ""),
-        );
+        f.block("pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1/nvme0n1p1", &ext4_image(UUID, ""));
         let p = Probe::new(Some(&f.sys));
-        let dev = p
-            .find(&DeviceSpec::Uuid(UUID_STR.into()), &mut Vec::new())
-            .unwrap();
+        let dev = p.find(&DeviceSpec::Uuid(UUID_STR.into()), &mut Vec::new()).unwrap();
         assert_eq!(dev, "nvme0n1p1");
         let m = p.device_modules(&dev).unwrap();
-        assert_eq!(
-            m.modules.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
-            ["nvme"]
-        );
+        assert_eq!(m.modules.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["nvme"]);
         assert_eq!(m.modaliases.len(), 1);
     }
 
@@ -619,14 +527,8 @@ pub(crate) mod tests {
             Some(("scsi", "sd", Some("sd_mod"))),
             Some("scsi:t-0x00"),
         );
-        f.block(
-            "pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda",
-            &[0u8; 16],
-        );
-        f.block(
-            "pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2",
-            &[0u8; 4096],
-        );
+        f.block("pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda", &[0u8; 16]);
+        f.block("pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2", &[0u8; 4096]);
         f.block("virtual/block/dm-0", &ext4_image(UUID, "root"));
         let dm = f.sys.join("devices/virtual/block/dm-0");
         std::fs::create_dir_all(dm.join("dm")).unwrap();
@@ -634,15 +536,11 @@ pub(crate) mod tests {
         std::fs::write(dm.join("dm/name"), "vg-root\n").unwrap();
         std::fs::create_dir_all(dm.join("slaves")).unwrap();
         symlink(
-            f.sys.join(
-                "devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2",
-            ),
+            f.sys.join("devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2"),
             dm.join("slaves/sda2"),
         )
         .unwrap();
-        let sda2 = f
-            .sys
-            .join("devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2");
+        let sda2 = f.sys.join("devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2");
         std::fs::create_dir_all(sda2.join("holders")).unwrap();
         symlink(&dm, sda2.join("holders/dm-0")).unwrap();
         std::fs::create_dir_all(f.dev.join("mapper")).unwrap();
@@ -655,19 +553,8 @@ pub(crate) mod tests {
         let t = tempfile::tempdir().unwrap();
         let f = dm_on_scsi_tree(t.path());
         let p = Probe::new(Some(&f.sys));
-        assert_eq!(
-            p.find(
-                &DeviceSpec::Path("/dev/mapper/vg-root".into()),
-                &mut Vec::new()
-            )
-            .as_deref(),
-            Some("dm-0")
-        );
-        assert_eq!(
-            p.find(&DeviceSpec::Label("root".into()), &mut Vec::new())
-                .as_deref(),
-            Some("dm-0")
-        );
+        assert_eq!(p.find(&DeviceSpec::Path("/dev/mapper/vg-root".into()), &mut Vec::new()).as_deref(), Some("dm-0"));
+        assert_eq!(p.find(&DeviceSpec::Label("root".into()), &mut Vec::new()).as_deref(), Some("dm-0"));
         let m = p.device_modules("dm-0").unwrap();
         let mods: Vec<&str> = m.modules.iter().map(|x| x.0.as_str()).collect();
         assert_eq!(mods, ["dm_mod", "sd_mod", "ahci"]);
@@ -680,11 +567,7 @@ pub(crate) mod tests {
     fn md_and_crypt_stacks() {
         let t = tempfile::tempdir().unwrap();
         let f = FakeSys::new(t.path());
-        f.device(
-            "pci0000:00/0000:00:05.0",
-            Some(("pci", "nvme", Some("nvme"))),
-            None,
-        );
+        f.device("pci0000:00/0000:00:05.0", Some(("pci", "nvme", Some("nvme"))), None);
         f.block("pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1", &[0u8; 16]);
         f.block("virtual/block/md0", &[0u8; 16]);
         f.block("virtual/block/dm-1", &[0u8; 16]);
@@ -692,12 +575,7 @@ pub(crate) mod tests {
         std::fs::create_dir_all(md.join("md")).unwrap();
         std::fs::write(md.join("md/level"), "raid5\n").unwrap();
         std::fs::create_dir_all(md.join("slaves")).unwrap();
-        symlink(
-            f.sys
-                .join("devices/pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1"),
-            md.join("slaves/nvme0n1"),
-        )
-        .unwrap();
+        symlink(f.sys.join("devices/pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1"), md.join("slaves/nvme0n1")).unwrap();
         let dm = f.sys.join("devices/virtual/block/dm-1");
         std::fs::create_dir_all(dm.join("dm")).unwrap();
         std::fs::write(dm.join("dm/uuid"), "CRYPT-LUKS2-xyz\n").unwrap();
@@ -716,10 +594,7 @@ pub(crate) mod tests {
         std::fs::create_dir_all(t.path().join("sysonly/class/block")).unwrap();
         let p = Probe::new(Some(&t.path().join("sysonly")));
         assert!(p.devfs.is_none());
-        assert_eq!(
-            p.find(&DeviceSpec::Uuid(UUID_STR.into()), &mut Vec::new()),
-            None
-        );
+        assert_eq!(p.find(&DeviceSpec::Uuid(UUID_STR.into()), &mut Vec::new()), None);
         assert!(p.device_modules("vda").is_err());
     }
 }

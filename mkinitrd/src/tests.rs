@@ -42,11 +42,7 @@ fn fixture(conf: &str, with_virtio_sysfs: bool) -> Fixture {
         compression_level: None,
         source_date_epoch: Some(0),
     };
-    Fixture {
-        _dir: dir,
-        base,
-        opts,
-    }
+    Fixture { _dir: dir, base, opts }
 }
 
 fn paths(entries: &[Entry]) -> Vec<&str> {
@@ -76,10 +72,7 @@ fn build_with_target_present_in_fake_sysfs() {
         "{:?}",
         r.warnings
     );
-    assert_eq!(
-        r.plan.modules[0],
-        "/lib/modules/9.9-test/kernel/drivers/virtio/virtio.ko"
-    );
+    assert_eq!(r.plan.modules[0], "/lib/modules/9.9-test/kernel/drivers/virtio/virtio.ko");
     let entries = list(&f.opts.output).unwrap();
     let p = paths(&entries);
     for want in [
@@ -102,25 +95,16 @@ fn build_with_target_present_in_fake_sysfs() {
     let init = entries.iter().find(|e| e.path == "init").unwrap();
     assert_eq!((init.perm(), init.kind), (0o755, EntryKind::File));
     let console = entries.iter().find(|e| e.path == "dev/console").unwrap();
-    assert_eq!(
-        (console.kind, console.rdev, console.perm()),
-        (EntryKind::CharDevice, (5, 1), 0o600)
-    );
+    assert_eq!((console.kind, console.rdev, console.perm()), (EntryKind::CharDevice, (5, 1), 0o600));
     let tmp = entries.iter().find(|e| e.path == "tmp").unwrap();
     assert_eq!(tmp.perm(), 0o1777);
     assert!(tmp.to_string().starts_with("drwxrwxrwt"), "{tmp}");
-    assert_eq!(
-        r.image_size,
-        std::fs::metadata(&f.opts.output).unwrap().len()
-    );
+    assert_eq!(r.image_size, std::fs::metadata(&f.opts.output).unwrap().len());
     assert!(r.unpacked_size > r.image_size);
     // The plan in the image parses and lists the in-image module paths.
     let raw = decompress(&std::fs::read(&f.opts.output).unwrap(), Compression::Zstd).unwrap();
     let (ents, _) = cpio::parse_archive(&raw).unwrap();
-    let (_, range) = ents
-        .iter()
-        .find(|(e, _)| e.path == "etc/rkdump/plan")
-        .unwrap();
+    let (_, range) = ents.iter().find(|(e, _)| e.path == "etc/rkdump/plan").unwrap();
     let plan = Plan::parse(std::str::from_utf8(&raw[range.clone()]).unwrap()).unwrap();
     assert_eq!(plan, r.plan);
     for m in &plan.modules {
@@ -162,47 +146,23 @@ fn sizes_measure_the_image_and_its_modules_uncompressed() {
 
 #[test]
 fn target_absent_needs_a_storage_driver() {
-    let f = fixture(
-        &format!("ext4 UUID={UUID_STR}\nextra_modules virtio_pci\n"),
-        false,
-    );
+    let f = fixture(&format!("ext4 UUID={UUID_STR}\nextra_modules virtio_pci\n"), false);
     let err = build(&f.opts).unwrap_err().to_string();
-    assert!(
-        err.contains("not present on this machine") && err.contains("extra_modules virtio_blk"),
-        "{err}"
-    );
+    assert!(err.contains("not present on this machine") && err.contains("extra_modules virtio_blk"), "{err}");
 
-    let f = fixture(
-        &format!("ext4 UUID={UUID_STR}\nextra_modules virtio_blk virtio_pci\n"),
-        false,
-    );
+    let f = fixture(&format!("ext4 UUID={UUID_STR}\nextra_modules virtio_blk virtio_pci\n"), false);
     let r = build(&f.opts).unwrap();
     assert!(r.target_device.is_none());
-    assert!(
-        r.warnings
-            .iter()
-            .any(|w| w.contains("not present on this machine")),
-        "{:?}",
-        r.warnings
-    );
+    assert!(r.warnings.iter().any(|w| w.contains("not present on this machine")), "{:?}", r.warnings);
     let names: Vec<&str> = r.modules.iter().map(|m| m.name.as_str()).collect();
-    assert!(
-        names.contains(&"virtio_blk") && names.contains(&"virtio_pci") && names.contains(&"ext4")
-    );
+    assert!(names.contains(&"virtio_blk") && names.contains(&"virtio_pci") && names.contains(&"ext4"));
 }
 
 #[test]
 fn target_absent_with_builtin_storage_driver() {
-    let f = fixture(
-        &format!("ext4 UUID={UUID_STR}\nextra_modules nvme_builtin\n"),
-        false,
-    );
+    let f = fixture(&format!("ext4 UUID={UUID_STR}\nextra_modules nvme_builtin\n"), false);
     let mdir = f.opts.root.as_ref().unwrap().join("lib/modules/9.9-test");
-    std::fs::write(
-        mdir.join("modules.builtin"),
-        "kernel/drivers/nvme/host/nvme_builtin.ko\n",
-    )
-    .unwrap();
+    std::fs::write(mdir.join("modules.builtin"), "kernel/drivers/nvme/host/nvme_builtin.ko\n").unwrap();
     let r = build(&f.opts).unwrap();
     assert!(r.modules.iter().all(|m| m.name != "nvme_builtin"));
     assert!(r.modules.iter().any(|m| m.name == "ext4"));
@@ -210,39 +170,25 @@ fn target_absent_with_builtin_storage_driver() {
 
 #[test]
 fn missing_extra_module_is_named() {
-    let f = fixture(
-        "ext4 /dev/vda1\nextra_modules virtio_blk no_such_mod\n",
-        true,
-    );
+    let f = fixture("ext4 /dev/vda1\nextra_modules virtio_blk no_such_mod\n", true);
     let err = build(&f.opts).unwrap_err().to_string();
-    assert!(
-        err.contains("no_such_mod") && err.contains("9.9-test") && err.contains("extra_modules"),
-        "{err}"
-    );
+    assert!(err.contains("no_such_mod") && err.contains("9.9-test") && err.contains("extra_modules"), "{err}");
 }
 
 #[test]
 fn dm_on_scsi_build_warns_about_stack() {
     let f = fixture("ext4 LABEL=root\n", false);
     let fake = dm_on_scsi_tree(&f.base.join("dm"));
-    let opts = BuildOptions {
-        sysfs: Some(fake.sys),
-        ..f.opts.clone()
-    };
+    let opts = BuildOptions { sysfs: Some(fake.sys), ..f.opts.clone() };
     let r = build(&opts).unwrap();
     assert_eq!(r.target_device.as_deref(), Some("dm-0"));
     let names: Vec<&str> = r.modules.iter().map(|m| m.name.as_str()).collect();
-    for m in [
-        "dm_mod", "scsi_mod", "sd_mod", "libata", "libahci", "ahci", "ext4",
-    ] {
+    for m in ["dm_mod", "scsi_mod", "sd_mod", "libata", "libahci", "ahci", "ext4"] {
         assert!(names.contains(&m), "{m} missing: {names:?}");
     }
     let pos = |x: &str| names.iter().position(|m| *m == x).unwrap();
     assert!(pos("scsi_mod") < pos("sd_mod") && pos("libata") < pos("ahci"));
-    assert!(r
-        .warnings
-        .iter()
-        .any(|w| w.contains("device-mapper") && w.contains("not yet supported")));
+    assert!(r.warnings.iter().any(|w| w.contains("device-mapper") && w.contains("not yet supported")));
 }
 
 #[test]
@@ -251,39 +197,19 @@ fn builds_are_byte_identical_and_epoch_is_honoured() {
     build(&f.opts).unwrap();
     let a = std::fs::read(&f.opts.output).unwrap();
     let out2 = f.base.join("out2.img");
-    build(&BuildOptions {
-        output: out2.clone(),
-        ..f.opts.clone()
-    })
-    .unwrap();
+    build(&BuildOptions { output: out2.clone(), ..f.opts.clone() }).unwrap();
     assert_eq!(a, std::fs::read(&out2).unwrap());
     let out3 = f.base.join("out3.img");
-    build(&BuildOptions {
-        output: out3.clone(),
-        source_date_epoch: Some(1_700_000_000),
-        ..f.opts.clone()
-    })
-    .unwrap();
+    build(&BuildOptions { output: out3.clone(), source_date_epoch: Some(1_700_000_000), ..f.opts.clone() }).unwrap();
     assert_ne!(a, std::fs::read(&out3).unwrap());
-    assert!(list(&out3)
-        .unwrap()
-        .iter()
-        .all(|e| e.mtime == 1_700_000_000 && e.uid == 0 && e.gid == 0));
+    assert!(list(&out3).unwrap().iter().all(|e| e.mtime == 1_700_000_000 && e.uid == 0 && e.gid == 0));
     assert!(list(&f.opts.output).unwrap().iter().all(|e| e.mtime == 0));
     // From the environment (the only test that reads it: the others pass Some(_)).
     std::env::set_var("SOURCE_DATE_EPOCH", "1234567");
     let out4 = f.base.join("out4.img");
-    let r = build(&BuildOptions {
-        output: out4.clone(),
-        source_date_epoch: None,
-        ..f.opts.clone()
-    });
+    let r = build(&BuildOptions { output: out4.clone(), source_date_epoch: None, ..f.opts.clone() });
     std::env::set_var("SOURCE_DATE_EPOCH", "not-a-number");
-    let bad = build(&BuildOptions {
-        output: f.base.join("out5.img"),
-        source_date_epoch: None,
-        ..f.opts.clone()
-    });
+    let bad = build(&BuildOptions { output: f.base.join("out5.img"), source_date_epoch: None, ..f.opts.clone() });
     std::env::remove_var("SOURCE_DATE_EPOCH");
     r.unwrap();
     assert!(list(&out4).unwrap().iter().all(|e| e.mtime == 1_234_567));
@@ -296,12 +222,7 @@ fn every_compression_lists_and_peers_agree() {
     let mut reference: Option<Vec<Entry>> = None;
     for c in Compression::ALL {
         let out = f.base.join(format!("img.{c}"));
-        let r = build(&BuildOptions {
-            output: out.clone(),
-            compression: c,
-            ..f.opts.clone()
-        })
-        .unwrap();
+        let r = build(&BuildOptions { output: out.clone(), compression: c, ..f.opts.clone() }).unwrap();
         assert_eq!(r.compression, c);
         let entries = list(&out).unwrap();
         match &reference {
@@ -311,55 +232,26 @@ fn every_compression_lists_and_peers_agree() {
     }
     // Real peers: cpio -t on the bare archive, xz -t (CRC32) on the xz image.
     let ours: Vec<String> = reference.unwrap().into_iter().map(|e| e.path).collect();
-    if let Ok(o) = Command::new("cpio")
-        .args(["-t", "--quiet", "-F"])
-        .arg(f.base.join("img.none"))
-        .output()
-    {
+    if let Ok(o) = Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(f.base.join("img.none")).output() {
         assert!(o.status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .collect::<Vec<_>>(),
-            ours
-        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout).lines().collect::<Vec<_>>(), ours);
     } else {
         eprintln!("skipped cpio peer check: no cpio");
     }
-    if let Ok(o) = Command::new("xz")
-        .args(["-l", "--robot"])
-        .arg(f.base.join("img.xz"))
-        .output()
-    {
+    if let Ok(o) = Command::new("xz").args(["-l", "--robot"]).arg(f.base.join("img.xz")).output() {
         let t = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success() && t.contains("\tCRC32\t") && !t.contains("CRC64"),
-            "{t}"
-        );
-        assert!(Command::new("xz")
-            .arg("-t")
-            .arg(f.base.join("img.xz"))
-            .status()
-            .unwrap()
-            .success());
+        assert!(o.status.success() && t.contains("\tCRC32\t") && !t.contains("CRC64"), "{t}");
+        assert!(Command::new("xz").arg("-t").arg(f.base.join("img.xz")).status().unwrap().success());
     } else {
         eprintln!("skipped xz peer check: no xz");
     }
     if let Ok(o) = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "zstd -dc '{}' | cpio -t --quiet",
-            f.base.join("img.zstd").display()
-        ))
+        .arg(format!("zstd -dc '{}' | cpio -t --quiet", f.base.join("img.zstd").display()))
         .output()
     {
         if o.status.success() {
-            assert_eq!(
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .collect::<Vec<_>>(),
-                ours
-            );
+            assert_eq!(String::from_utf8_lossy(&o.stdout).lines().collect::<Vec<_>>(), ours);
         }
     }
 }
@@ -368,54 +260,23 @@ fn every_compression_lists_and_peers_agree() {
 fn kernel_config_refuses_compression_it_cannot_unpack() {
     let f = fixture(&format!("ext4 UUID={UUID_STR}\n"), true);
     let kc = f.base.join("config-9.9-test");
-    std::fs::write(
-        &kc,
-        "CONFIG_RD_GZIP=y\n# CONFIG_RD_ZSTD is not set\n# CONFIG_RD_XZ is not set\n",
-    )
-    .unwrap();
-    let opts = BuildOptions {
-        kernel_config: Some(kc.clone()),
-        ..f.opts.clone()
-    };
+    std::fs::write(&kc, "CONFIG_RD_GZIP=y\n# CONFIG_RD_ZSTD is not set\n# CONFIG_RD_XZ is not set\n").unwrap();
+    let opts = BuildOptions { kernel_config: Some(kc.clone()), ..f.opts.clone() };
     let err = build(&opts).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            BuildError::KernelCannotUnpack {
-                option: "CONFIG_RD_ZSTD",
-                ..
-            }
-        ),
-        "{msg}"
-    );
+    assert!(matches!(err, BuildError::KernelCannotUnpack { option: "CONFIG_RD_ZSTD", .. }), "{msg}");
     assert!(msg.contains("--compression gzip"), "{msg}");
-    build(&BuildOptions {
-        compression: Compression::Gzip,
-        ..opts.clone()
-    })
-    .unwrap();
-    build(&BuildOptions {
-        compression: Compression::None,
-        ..opts.clone()
-    })
-    .unwrap();
+    build(&BuildOptions { compression: Compression::Gzip, ..opts.clone() }).unwrap();
+    build(&BuildOptions { compression: Compression::None, ..opts.clone() }).unwrap();
     // Found under <root>/boot/config-R by default.
     let boot = f.opts.root.as_ref().unwrap().join("boot");
     std::fs::create_dir_all(&boot).unwrap();
     std::fs::copy(&kc, boot.join("config-9.9-test")).unwrap();
-    assert!(matches!(
-        build(&f.opts),
-        Err(BuildError::KernelCannotUnpack { .. })
-    ));
+    assert!(matches!(build(&f.opts), Err(BuildError::KernelCannotUnpack { .. })));
     // No config: a warning, not an error.
     std::fs::remove_file(boot.join("config-9.9-test")).unwrap();
     let r = build(&f.opts).unwrap();
-    assert!(
-        r.warnings.iter().any(|w| w.contains("kernel config")),
-        "{:?}",
-        r.warnings
-    );
+    assert!(r.warnings.iter().any(|w| w.contains("kernel config")), "{:?}", r.warnings);
 }
 
 #[test]
@@ -424,15 +285,10 @@ fn list_rejects_garbage_and_reads_concatenation() {
     let p = dir.path().join("x.img");
     std::fs::write(&p, b"hello world").unwrap();
     assert!(matches!(list(&p), Err(ListError::Compress { .. })));
-    assert!(matches!(
-        list(&dir.path().join("nope")),
-        Err(ListError::Read { .. })
-    ));
+    assert!(matches!(list(&dir.path().join("nope")), Err(ListError::Read { .. })));
     // Early (uncompressed) cpio + compressed main archive, as distributions ship microcode.
     let mut early = CpioWriter::new(Vec::new());
-    early
-        .add_file("kernel/x86/microcode/GenuineIntel.bin", 0o644, b"ucode")
-        .unwrap();
+    early.add_file("kernel/x86/microcode/GenuineIntel.bin", 0o644, b"ucode").unwrap();
     let mut main = CpioWriter::new(Vec::new());
     main.add_file("init", 0o755, b"x").unwrap();
     let mut img = early.finish().unwrap();
@@ -441,13 +297,7 @@ fn list_rejects_garbage_and_reads_concatenation() {
     let e = list(&p).unwrap();
     assert_eq!(
         paths(&e),
-        [
-            "kernel",
-            "kernel/x86",
-            "kernel/x86/microcode",
-            "kernel/x86/microcode/GenuineIntel.bin",
-            "init"
-        ]
+        ["kernel", "kernel/x86", "kernel/x86/microcode", "kernel/x86/microcode/GenuineIntel.bin", "init"]
     );
     // Truncated compressed image: an error, not a panic.
     let z = std::fs::read(&p).unwrap();
@@ -465,7 +315,11 @@ fn real_debian_kernel_build() {
     };
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("kdump.conf");
-    std::fs::write(&conf, "ext4 UUID=3f1c9a2e-7b4d-4e8a-9c61-5d2e8f0a1b7c\npath /var/crash\nextra_modules virtio_blk virtio_pci\n").unwrap();
+    std::fs::write(
+        &conf,
+        "ext4 UUID=3f1c9a2e-7b4d-4e8a-9c61-5d2e8f0a1b7c\npath /var/crash\nextra_modules virtio_blk virtio_pci\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("init"), vec![0x90u8; 600_000]).unwrap();
     std::fs::create_dir_all(dir.path().join("sys/class/block")).unwrap();
     std::fs::create_dir_all(dir.path().join("sys/devices")).unwrap();
@@ -497,39 +351,19 @@ fn real_debian_kernel_build() {
             eprintln!("  zstd level {level}: {n} bytes in {:?}", t.elapsed());
         }
     }
-    for m in [
-        "virtio_blk",
-        "virtio_pci",
-        "virtio",
-        "virtio_ring",
-        "ext4",
-        "jbd2",
-        "mbcache",
-        "crc16",
-        "crc32c_generic",
-    ] {
+    for m in ["virtio_blk", "virtio_pci", "virtio", "virtio_ring", "ext4", "jbd2", "mbcache", "crc16", "crc32c_generic"]
+    {
         assert!(names.contains(&m), "{m} missing: {names:?}");
     }
     let pos = |x: &str| names.iter().position(|m| *m == x).unwrap();
-    assert!(
-        pos("crc32c_generic") < pos("ext4")
-            && pos("jbd2") < pos("ext4")
-            && pos("virtio_ring") < pos("virtio_blk")
-    );
+    assert!(pos("crc32c_generic") < pos("ext4") && pos("jbd2") < pos("ext4") && pos("virtio_ring") < pos("virtio_blk"));
     assert!(r.image_size <= 3 << 20, "{}", r.image_size);
     let entries = list(&opts.output).unwrap();
-    assert!(entries
-        .iter()
-        .any(|e| e.path.ends_with("kernel/fs/ext4/ext4.ko")));
+    assert!(entries.iter().any(|e| e.path.ends_with("kernel/fs/ext4/ext4.ko")));
     // Debian's config enables every RD_ compression.
     for c in [Compression::Xz, Compression::Gzip] {
         let out = dir.path().join(format!("img.{c}"));
-        let r = build(&BuildOptions {
-            output: out,
-            compression: c,
-            ..opts.clone()
-        })
-        .unwrap();
+        let r = build(&BuildOptions { output: out, compression: c, ..opts.clone() }).unwrap();
         eprintln!("  {c}: {} bytes in {:?}", r.image_size, r.elapsed);
     }
 }
@@ -551,42 +385,23 @@ fn real_sysfs_root_device() {
         eprintln!("skipped: root is {src}, not a block device");
         return;
     };
-    if !Path::new("/sys/class/block").join(&name).exists()
-        || !crate::config::FILESYSTEMS.contains(&fstype.as_str())
-    {
+    if !Path::new("/sys/class/block").join(&name).exists() || !crate::config::FILESYSTEMS.contains(&fstype.as_str()) {
         eprintln!("skipped: root {src} ({fstype}) is not a supported block device target");
         return;
     }
     let probe = sysfs::Probe::new(None);
     let mut notes = Vec::new();
     let spec = rkdump_init::plan::DeviceSpec::Path(src.clone());
-    assert_eq!(
-        probe.find(&spec, &mut notes).as_deref(),
-        Some(name.as_str())
-    );
+    assert_eq!(probe.find(&spec, &mut notes).as_deref(), Some(name.as_str()));
     let stack = probe.device_modules(&name).unwrap();
-    eprintln!(
-        "root {src}: modules {:?} modaliases {:?}",
-        stack.modules, stack.modaliases
-    );
+    eprintln!("root {src}: modules {:?} modaliases {:?}", stack.modules, stack.modaliases);
     // Reading the superblock needs read access to the node (root).
     let mut buf = Vec::new();
     use std::io::Read;
-    if std::fs::File::open(&src)
-        .and_then(|f| f.take(sysfs::PROBE_LEN as u64).read_to_end(&mut buf))
-        .is_ok()
-    {
+    if std::fs::File::open(&src).and_then(|f| f.take(sysfs::PROBE_LEN as u64).read_to_end(&mut buf)).is_ok() {
         if let Some(sb) = sysfs::probe_superblock(&buf) {
-            let found = probe.find(
-                &rkdump_init::plan::DeviceSpec::Uuid(sb.uuid.clone()),
-                &mut notes,
-            );
-            assert_eq!(
-                found.as_deref(),
-                Some(name.as_str()),
-                "UUID={} notes {notes:?}",
-                sb.uuid
-            );
+            let found = probe.find(&rkdump_init::plan::DeviceSpec::Uuid(sb.uuid.clone()), &mut notes);
+            assert_eq!(found.as_deref(), Some(name.as_str()), "UUID={} notes {notes:?}", sb.uuid);
         }
     }
     // A whole build for the installed Debian kernel, drivers found from the real sysfs only.
@@ -608,11 +423,7 @@ fn real_sysfs_root_device() {
     let names: Vec<&str> = r.modules.iter().map(|m| m.name.as_str()).collect();
     eprintln!("real sysfs build: {names:?} warnings {:?}", r.warnings);
     assert_eq!(r.target_device.as_deref(), Some(name.as_str()));
-    if stack
-        .modaliases
-        .iter()
-        .any(|(a, _)| a.starts_with("virtio:d00000002v"))
-    {
+    if stack.modaliases.iter().any(|(a, _)| a.starts_with("virtio:d00000002v")) {
         assert!(names.contains(&"virtio_blk"), "{names:?}");
     }
 }
@@ -685,7 +496,10 @@ fn hooks_and_extra_bins_go_into_the_plan_and_the_image() {
         eprintln!("SKIP: no /bin/busybox (busybox-static)");
         return;
     };
-    let f = fixture(&format!("ext4 UUID={UUID_STR}\nkdump_pre /usr/sbin/pre\nkdump_post /usr/sbin/post\nextra_bins /bin/busybox\n"), true);
+    let f = fixture(
+        &format!("ext4 UUID={UUID_STR}\nkdump_pre /usr/sbin/pre\nkdump_post /usr/sbin/post\nextra_bins /bin/busybox\n"),
+        true,
+    );
     let root = f.opts.root.clone().unwrap();
     let exec = |rel: &str, data: &[u8]| {
         use std::os::unix::fs::PermissionsExt;
@@ -696,7 +510,8 @@ fn hooks_and_extra_bins_go_into_the_plan_and_the_image() {
     };
     exec("bin/busybox", &busybox);
     std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-    for h in ["usr/sbin/pre", "usr/sbin/post", "etc/kdump/pre.d/50-x", "etc/kdump/post.d/10-a", "etc/kdump/post.d/20-b"] {
+    for h in ["usr/sbin/pre", "usr/sbin/post", "etc/kdump/pre.d/50-x", "etc/kdump/post.d/10-a", "etc/kdump/post.d/20-b"]
+    {
         exec(h, b"#!/bin/sh\nexit 0\n");
     }
     let r = build(&f.opts).unwrap();
@@ -705,11 +520,22 @@ fn hooks_and_extra_bins_go_into_the_plan_and_the_image() {
     let files: Vec<&str> = r.programs.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(
         files,
-        ["/bin/busybox", "/bin/sh", "/etc/kdump/post.d/10-a", "/etc/kdump/post.d/20-b", "/etc/kdump/pre.d/50-x", "/usr/sbin/post", "/usr/sbin/pre"]
+        [
+            "/bin/busybox",
+            "/bin/sh",
+            "/etc/kdump/post.d/10-a",
+            "/etc/kdump/post.d/20-b",
+            "/etc/kdump/pre.d/50-x",
+            "/usr/sbin/post",
+            "/usr/sbin/pre"
+        ]
     );
     let listed = list(&f.opts.output).unwrap();
     for p in &files {
-        let e = listed.iter().find(|e| e.path == p.trim_start_matches('/')).unwrap_or_else(|| panic!("{p} not in the image"));
+        let e = listed
+            .iter()
+            .find(|e| e.path == p.trim_start_matches('/'))
+            .unwrap_or_else(|| panic!("{p} not in the image"));
         assert_eq!(e.mode & 0o777, 0o755, "{p}");
     }
     let sh = listed.iter().find(|e| e.path == "bin/sh").unwrap();
@@ -779,7 +605,10 @@ fn raw_target_needs_no_filesystem() {
 /// `failure_action shell` brings /bin/sh.
 #[test]
 fn failure_steps_in_the_plan_and_the_image() {
-    let f = fixture("ext4 LABEL=elsewhere\nextra_modules virtio_blk\nfinal_action poweroff\nfailure_action dump_to_rootfs\n", true);
+    let f = fixture(
+        "ext4 LABEL=elsewhere\nextra_modules virtio_blk\nfinal_action poweroff\nfailure_action dump_to_rootfs\n",
+        true,
+    );
     let sys = f.opts.sysfs.clone().unwrap();
     std::fs::write(sys.join("class/block/vda1/dev"), "252:1\n").unwrap();
     let mountinfo = f.base.join("mountinfo");
@@ -787,7 +616,10 @@ fn failure_steps_in_the_plan_and_the_image() {
     let opts = BuildOptions { mountinfo: Some(mountinfo), ..f.opts.clone() };
     let r = build(&opts).unwrap();
     let want = rkdump_init::plan::OnFailure::DumpToRootfs {
-        target: rkdump_init::plan::Target { fstype: "ext4".into(), device: rkdump_init::plan::DeviceSpec::Uuid(UUID_STR.into()) },
+        target: rkdump_init::plan::Target {
+            fstype: "ext4".into(),
+            device: rkdump_init::plan::DeviceSpec::Uuid(UUID_STR.into()),
+        },
         path: "/var/crash".into(),
     };
     assert_eq!(r.plan.on_failure, Some(want));

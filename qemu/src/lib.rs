@@ -72,8 +72,9 @@ pub fn find_kernel(release: Option<&str>) -> Result<Kernel, CrashTestError> {
         if !image.exists() {
             return Err(CrashTestError::NoKernel(format!("{} does not exist", image.display())));
         }
-        let modules = modules_of(r)
-            .ok_or_else(|| CrashTestError::NoKernel(format!("no modules for {r} in /lib/modules or /usr/lib/modules")))?;
+        let modules = modules_of(r).ok_or_else(|| {
+            CrashTestError::NoKernel(format!("no modules for {r} in /lib/modules or /usr/lib/modules"))
+        })?;
         return Ok(Kernel { release: r.to_string(), image, modules });
     }
     let mut found: Vec<Kernel> = fs::read_dir("/boot")
@@ -249,9 +250,7 @@ fn require_tool(tool: &str, hint: &str) -> Result<(), CrashTestError> {
     let found = if tool.starts_with('/') {
         Path::new(tool).exists()
     } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-            .unwrap_or(false)
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists())).unwrap_or(false)
     };
     if found {
         Ok(())
@@ -286,7 +285,10 @@ pub fn has_interp(path: &Path) -> Result<bool, CrashTestError> {
     let mut eh = [0u8; 64];
     f.read_exact(&mut eh).map_err(io_err(path))?;
     if &eh[..4] != b"\x7fELF" || eh[4] != 2 {
-        return Err(CrashTestError::Step { what: "check binary".into(), detail: format!("{} is not a 64-bit ELF file", path.display()) });
+        return Err(CrashTestError::Step {
+            what: "check binary".into(),
+            detail: format!("{} is not a 64-bit ELF file", path.display()),
+        });
     }
     let phoff = u64::from_le_bytes(eh[32..40].try_into().unwrap_or_default());
     let phentsize = u16::from_le_bytes([eh[54], eh[55]]) as u64;
@@ -375,7 +377,10 @@ poweroff -f
 fn build_stage1(opts: &CrashTestOptions, capture: &Path, dest: &Path) -> Result<(), CrashTestError> {
     use rkdump_mkinitrd::CpioWriter;
     let read = |p: &Path| fs::read(p).map_err(io_err(p));
-    let step = |e: rkdump_mkinitrd::cpio::CpioError| CrashTestError::Step { what: "first-stage initramfs".into(), detail: e.to_string() };
+    let step = |e: rkdump_mkinitrd::cpio::CpioError| CrashTestError::Step {
+        what: "first-stage initramfs".into(),
+        detail: e.to_string(),
+    };
     let file = fs::File::create(dest).map_err(io_err(dest))?;
     let mut w = CpioWriter::new(io::BufWriter::new(file));
     for d in ["/bin", "/dev", "/proc", "/sys", "/tmp", "/run"] {
@@ -475,7 +480,10 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
     }
     let cmdline_path = work.join("qemu.sh");
     fs::write(&cmdline_path, format!("{q}\n")).map_err(io_err(&cmdline_path))?;
-    progress(&format!("booting {} in QEMU (TCG, {} MiB, crashkernel={})", opts.kernel.release, opts.memory_mib, opts.crashkernel));
+    progress(&format!(
+        "booting {} in QEMU (TCG, {} MiB, crashkernel={})",
+        opts.kernel.release, opts.memory_mib, opts.crashkernel
+    ));
     let t = Instant::now();
     let run = run_guest(&mut q.command(), &console, opts.timeout, progress)?;
     let boot_to_crash = run.crash_at.map(|c| c.as_secs_f64());
@@ -487,10 +495,8 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
     }
     let log = fs::read(&console).map_err(io_err(&console))?;
     let log = String::from_utf8_lossy(&log);
-    let panic_line = log
-        .lines()
-        .find(|l| l.contains("Kernel panic - not syncing"))
-        .map(|l| l.trim_end_matches('\r').to_string());
+    let panic_line =
+        log.lines().find(|l| l.contains("Kernel panic - not syncing")).map(|l| l.trim_end_matches('\r').to_string());
     if !run.exited {
         return Err(CrashTestError::Timeout { secs: opts.timeout.as_secs(), console });
     }
@@ -604,7 +610,10 @@ fn run_guest(
             Ok(Some(status)) => {
                 if !status.success() {
                     let err = fs::read_to_string(&qerr).unwrap_or_default();
-                    return Err(CrashTestError::Step { what: "qemu".into(), detail: format!("{status}: {}", err.trim()) });
+                    return Err(CrashTestError::Step {
+                        what: "qemu".into(),
+                        detail: format!("{status}: {}", err.trim()),
+                    });
                 }
                 progress(&format!("[{:6.1}s] guest exited", start.elapsed().as_secs_f64()));
                 return Ok(GuestRun { exited: true, crash_at });

@@ -15,7 +15,15 @@ pub struct QemuCommand {
 impl QemuCommand {
     pub fn new(program: &str) -> Self {
         let args = [
-            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-machine", "q35", "-accel", "tcg,thread=multi",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg,thread=multi",
         ];
         QemuCommand { program: program.to_string(), args: args.iter().map(|s| s.to_string()).collect() }
     }

@@ -126,9 +126,7 @@ pub struct PageKeys {
 }
 
 fn bitnum(vi: &VmcoreInfo, name: &str) -> Option<u32> {
-    vi.number(name)
-        .filter(|v| (0..64).contains(v))
-        .map(|v| v as u32)
+    vi.number(name).filter(|v| (0..64).contains(v)).map(|v| v as u32)
 }
 
 impl PageKeys {
@@ -176,15 +174,11 @@ impl PageKeys {
             ("compound_head", off_compound_head),
         ] {
             if o.saturating_add(8) > size {
-                return Err(vec![format!(
-                    "OFFSET(page.{name}) = {o} outside SIZE(page) = {size}"
-                )]);
+                return Err(vec![format!("OFFSET(page.{name}) = {o} outside SIZE(page) = {size}")]);
             }
         }
         if off_mapcount.saturating_add(4) > size {
-            return Err(vec![format!(
-                "OFFSET(page._mapcount) = {off_mapcount} outside SIZE(page)"
-            )]);
+            return Err(vec![format!("OFFSET(page._mapcount) = {off_mapcount} outside SIZE(page)")]);
         }
         let order_off = vi
             .offset("folio._folio_order")
@@ -359,11 +353,7 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
     pub fn new(phys: &'m M, vi: Option<&VmcoreInfo>, opts: ClassifyOptions) -> Self {
         let page_shift = phys.page_shift();
         let ranges = phys.ranges();
-        let max_mapnr = ranges
-            .iter()
-            .map(|r| Pfn::from_phys_roundup(r.end, page_shift))
-            .max()
-            .unwrap_or(Pfn(0));
+        let max_mapnr = ranges.iter().map(|r| Pfn::from_phys_roundup(r.end, page_shift)).max().unwrap_or(Pfn(0));
         let mut kmem = None;
         let mode = match vi {
             None => Mode::Degraded(Degraded {
@@ -381,22 +371,14 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                 Ok(k) => {
                     let m = match PageKeys::from_vmcoreinfo(vi) {
                         Err(missing) => Mode::Degraded(Degraded {
-                            reason: format!(
-                                "struct page layout incomplete: {}",
-                                missing.join(", ")
-                            ),
+                            reason: format!("struct page layout incomplete: {}", missing.join(", ")),
                             missing_keys: missing,
                         }),
                         Ok(keys) => match MemMap::discover(&k, vi, max_mapnr) {
-                            Ok(memmap) => Mode::Full {
-                                memmap,
-                                keys: Box::new(keys),
-                            },
+                            Ok(memmap) => Mode::Full { memmap, keys: Box::new(keys) },
                             Err(e) => Mode::Degraded(Degraded {
                                 missing_keys: match &e {
-                                    crate::memmap::MemMapError::MissingKeys { keys } => {
-                                        keys.clone()
-                                    }
+                                    crate::memmap::MemMapError::MissingKeys { keys } => keys.clone(),
                                     _ => Vec::new(),
                                 },
                                 reason: error_chain(&e),
@@ -414,48 +396,26 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
         };
         let present = ranges
             .iter()
-            .map(|r| {
-                (
-                    Pfn::from_phys(r.start, page_shift).0,
-                    Pfn::from_phys_roundup(r.end, page_shift).0,
-                )
-            })
+            .map(|r| (Pfn::from_phys(r.start, page_shift).0, Pfn::from_phys_roundup(r.end, page_shift).0))
             .collect();
         let dumpable = ranges
             .iter()
-            .map(|r| {
-                (
-                    Pfn::from_phys(r.start, page_shift).0,
-                    Pfn::from_phys(r.end, page_shift).0,
-                )
-            })
+            .map(|r| (Pfn::from_phys(r.start, page_shift).0, Pfn::from_phys(r.end, page_shift).0))
             .collect();
         let nodata = ranges
             .iter()
             .zip(phys.data_ranges())
             .filter(|(r, d)| d.end < r.end)
-            .map(|(r, d)| {
-                (
-                    Pfn::from_phys(d.end, page_shift).0,
-                    Pfn::from_phys_roundup(r.end, page_shift).0,
-                )
-            })
+            .map(|(r, d)| (Pfn::from_phys(d.end, page_shift).0, Pfn::from_phys_roundup(r.end, page_shift).0))
             .collect();
         let in_segs = ranges
             .iter()
-            .map(|r| {
-                (
-                    Pfn::from_phys_roundup(r.start, page_shift).0,
-                    Pfn::from_phys_roundup(r.end, page_shift).0,
-                )
-            })
+            .map(|r| (Pfn::from_phys_roundup(r.start, page_shift).0, Pfn::from_phys_roundup(r.end, page_shift).0))
             .collect();
         let scan = match &mode {
             Mode::Full { keys, .. } => {
                 let dl = opts.dump_level;
-                dl & (2 | 4 | 8) != 0
-                    || (dl & 16 != 0 && keys.has_buddy())
-                    || keys.pg_hwpoison.is_some()
+                dl & (2 | 4 | 8) != 0 || (dl & 16 != 0 && keys.has_buddy()) || keys.pg_hwpoison.is_some()
             }
             Mode::Degraded(_) => false,
         };
@@ -522,11 +482,8 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
 
     /// makedumpfile's "Memory Hole" count: max_mapnr minus the per-range page counts.
     pub fn memhole_pages(&self) -> u64 {
-        let covered: u64 = self
-            .present
-            .iter()
-            .map(|&(s, e)| e.min(self.max_pfn.0).saturating_sub(s.min(self.max_pfn.0)))
-            .sum();
+        let covered: u64 =
+            self.present.iter().map(|&(s, e)| e.min(self.max_pfn.0).saturating_sub(s.min(self.max_pfn.0))).sum();
         self.max_pfn.0.saturating_sub(covered)
     }
 
@@ -534,20 +491,10 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
     /// detected here (see [`Classifier::mark_zero_pages`]). Calls in ascending contiguous order
     /// reproduce makedumpfile exactly; a call that does not start where the previous one ended
     /// forgets multi-page exclusions begun before `start`.
-    pub fn classify_range(
-        &mut self,
-        start: Pfn,
-        end: Pfn,
-        out: &mut [PageClass],
-    ) -> Result<(), ClassifyError> {
+    pub fn classify_range(&mut self, start: Pfn, end: Pfn, out: &mut [PageClass]) -> Result<(), ClassifyError> {
         let want = end.0.saturating_sub(start.0);
         if want != out.len() as u64 {
-            return Err(ClassifyError::BadWindow {
-                start,
-                end,
-                want,
-                got: out.len(),
-            });
+            return Err(ClassifyError::BadWindow { start, end, want, got: out.len() });
         }
         out.fill(PageClass::Hole);
         let lim = end.0.min(self.max_pfn.0);
@@ -621,14 +568,9 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                 pfn = ((pfn / PGMM_CACHED) + 1) * PGMM_CACHED;
                 continue;
             };
-            let batch_end = (((pfn / PGMM_CACHED) + 1) * PGMM_CACHED)
-                .min(seg.pfn_end.0)
-                .min(lim);
+            let batch_end = (((pfn / PGMM_CACHED) + 1) * PGMM_CACHED).min(seg.pfn_end.0).min(lim);
             let n = batch_end - pfn;
-            if !self.seg_mask[(pfn - start) as usize..(batch_end - start) as usize]
-                .iter()
-                .any(|&b| b)
-            {
+            if !self.seg_mask[(pfn - start) as usize..(batch_end - start) as usize].iter().any(|&b| b) {
                 // Nothing to examine here (a hole): do not read struct pages.
                 pfn = batch_end.max(skip);
                 continue;
@@ -637,11 +579,7 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
             let extra = u64::from(batch_end < seg.pfn_end.0);
             let nbytes = ((n + extra) * size) as usize;
             self.buf.resize(nbytes, 0);
-            let va = VirtAddr(
-                seg.mem_map
-                    .0
-                    .wrapping_add((pfn - seg.pfn_start.0).wrapping_mul(size)),
-            );
+            let va = VirtAddr(seg.mem_map.0.wrapping_add((pfn - seg.pfn_start.0).wrapping_mul(size)));
             let mut readable = vec![true; 0];
             if kmem.read_virt(va, &mut self.buf[..nbytes]).is_err() {
                 // Retry one struct page at a time so a bad vmemmap page hides only its pages.
@@ -649,10 +587,7 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                 for i in 0..n + extra {
                     let s = (i * size) as usize;
                     let v = VirtAddr(va.0.wrapping_add(i * size));
-                    if kmem
-                        .read_virt(v, &mut self.buf[s..s + size as usize])
-                        .is_ok()
-                    {
+                    if kmem.read_virt(v, &mut self.buf[s..s + size as usize]).is_ok() {
                         readable[i as usize] = true;
                     } else if i < n && self.seg_mask[(pfn + i - start) as usize] {
                         self.stats.unreadable_struct_pages += 1;
@@ -671,9 +606,7 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                 } else {
                     None
                 };
-                if let Some((class, nr)) =
-                    decide(keys, self.opts.dump_level, p, page, next, &mut self.stats)
-                {
+                if let Some((class, nr)) = decide(keys, self.opts.dump_level, p, page, next, &mut self.stats) {
                     let stop = p.saturating_add(nr);
                     Self::exclude(out, start, p, stop.min(lim), class);
                     if stop > end {
@@ -757,12 +690,10 @@ fn decide(
     if compound_head & 1 != 0 {
         return None;
     }
-    let slab = k.slab_value.is_some_and(|v| type_has(mapcount, v))
-        || k.pg_slab.is_some_and(|b| test_bit(b, flags));
+    let slab = k.slab_value.is_some_and(|v| type_has(mapcount, v)) || k.pg_slab.is_some_and(|b| test_bit(b, flags));
     let anon = !slab && mapping & 1 != 0;
     let cache = test_bit(k.pg_lru, flags)
-        || (test_bit(k.pg_swapcache, flags)
-            && k.pg_swapbacked.map_or(true, |b| test_bit(b, flags)));
+        || (test_bit(k.pg_swapcache, flags) && k.pg_swapbacked.map_or(true, |b| test_bit(b, flags)));
     let is_private = test_bit(k.pg_private, flags);
     let buddy = if let Some(v) = k.buddy_value {
         !slab && type_is(mapcount, v)
@@ -789,11 +720,7 @@ fn decide(
         return Some((PageClass::Cache, nr_pages));
     }
     if dl & 4 != 0 && cache && !anon {
-        let c = if is_private {
-            PageClass::CachePrivate
-        } else {
-            PageClass::Cache
-        };
+        let c = if is_private { PageClass::CachePrivate } else { PageClass::Cache };
         return Some((c, nr_pages));
     }
     if dl & 8 != 0 && (anon || hugetlb) {
@@ -802,9 +729,7 @@ fn decide(
     if k.pg_hwpoison.is_some_and(|b| test_bit(b, flags)) {
         return Some((PageClass::Hwpoison, nr_pages));
     }
-    if k.offline_value
-        .is_some_and(|v| !slab && type_is(mapcount, v))
-    {
+    if k.offline_value.is_some_and(|v| !slab && type_is(mapcount, v)) {
         return Some((PageClass::Offline, nr_pages));
     }
     None
@@ -840,13 +765,7 @@ impl ClassCounts {
     }
     /// "Excluded pages".
     pub fn excluded(&self) -> u64 {
-        self.zero
-            + self.cache
-            + self.cache_private
-            + self.user
-            + self.free
-            + self.hwpoison
-            + self.offline
+        self.zero + self.cache + self.cache_private + self.user + self.free + self.hwpoison + self.offline
     }
     /// "Remaining pages".
     pub fn remaining(&self) -> u64 {
@@ -880,11 +799,7 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
     /// `zero_pages`). Memory use is one window.
     pub fn count_all(&mut self, window: u64, zero_pages: bool) -> ClassCounts {
         let window = window.max(1);
-        let mut c = ClassCounts {
-            total: self.max_pfn.0,
-            memhole: self.memhole_pages(),
-            ..ClassCounts::default()
-        };
+        let mut c = ClassCounts { total: self.max_pfn.0, memhole: self.memhole_pages(), ..ClassCounts::default() };
         let mut out = Vec::new();
         let mut s = 0u64;
         while s < self.max_pfn.0 {
@@ -939,32 +854,17 @@ NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)=4143972352\n";
     fn linux_6_12_page_types() {
         let k = keys(V612);
         // Buddy: top byte 0xf0, low bits may be used.
-        assert_eq!(
-            run(&k, 0, &page(0, 0, 2, 0xf000_0012), None),
-            Some((PageClass::Free, 4))
-        );
+        assert_eq!(run(&k, 0, &page(0, 0, 2, 0xf000_0012), None), Some((PageClass::Free, 4)));
         // Slab with an odd mapping word: never user.
-        assert_eq!(
-            run(&k, 0, &page(0, 0xffff_8880_0000_1001, 0, 0xf500_0000), None),
-            None
-        );
+        assert_eq!(run(&k, 0, &page(0, 0xffff_8880_0000_1001, 0, 0xf500_0000), None), None);
         // Offline.
-        assert_eq!(
-            run(&k, 0, &page(0, 0, 0, 0xf100_0000), None),
-            Some((PageClass::Offline, 1))
-        );
+        assert_eq!(run(&k, 0, &page(0, 0, 0, 0xf100_0000), None), Some((PageClass::Offline, 1)));
         // Unaccepted memory: 2^(LENGTH(zone.free_area)-1) pages.
-        assert_eq!(
-            run(&k, 0, &page(0, 0, 0, 0xf700_0000), None),
-            Some((PageClass::Free, 1024))
-        );
+        assert_eq!(run(&k, 0, &page(0, 0, 0, 0xf700_0000), None), Some((PageClass::Free, 1024)));
         // Hugetlb folio: head _mapcount carries the type, order in page[1].flags low byte.
         let head = page(64, 0xffff_8880_1234_0000, 0, 0xf400_0000);
         let tail = page(9, 0, 0, u32::MAX);
-        assert_eq!(
-            run(&k, 512, &head, Some(&tail)),
-            Some((PageClass::User, 512))
-        );
+        assert_eq!(run(&k, 512, &head, Some(&tail)), Some((PageClass::User, 512)));
         // Misaligned order is treated as order 0.
         assert_eq!(run(&k, 513, &head, Some(&tail)), Some((PageClass::User, 1)));
         // A tail page is skipped.
@@ -973,20 +873,9 @@ NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)=4143972352\n";
         assert_eq!(run(&k, 1, &t, None), None);
         // Swap cache without swapbacked is not cache.
         assert_eq!(run(&k, 0, &page(1 << 11, 0x1000, 0, u32::MAX), None), None);
-        assert_eq!(
-            run(
-                &k,
-                0,
-                &page((1 << 11) | (1 << 20), 0x1000, 0, u32::MAX),
-                None
-            ),
-            Some((PageClass::Cache, 1))
-        );
+        assert_eq!(run(&k, 0, &page((1 << 11) | (1 << 20), 0x1000, 0, u32::MAX), None), Some((PageClass::Cache, 1)));
         // Hwpoison.
-        assert_eq!(
-            run(&k, 0, &page(1 << 24, 0, 0, u32::MAX), None),
-            Some((PageClass::Hwpoison, 1))
-        );
+        assert_eq!(run(&k, 0, &page(1 << 24, 0, 0, u32::MAX), None), Some((PageClass::Hwpoison, 1)));
     }
 
     #[test]
@@ -998,10 +887,7 @@ NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)=4143972352\n";
             .replace("4026531840", "-129")
             .replace("4043309056", "-257");
         let k = keys(&text);
-        assert_eq!(
-            run(&k, 0, &page(0, 0, 0, 0xffff_ff7f), None),
-            Some((PageClass::Free, 1))
-        );
+        assert_eq!(run(&k, 0, &page(0, 0, 0, 0xffff_ff7f), None), Some((PageClass::Free, 1)));
         assert_eq!(run(&k, 0, &page(0, 1, 0, 0xffff_efff), None), None, "slab");
         let head = page(64, 0, 0, 0xffff_f7ff);
         let tail = page(2, 0, 0, u32::MAX);
@@ -1014,27 +900,16 @@ NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)=4143972352\n";
         let cache_private = page((1 << 5) | (1 << 14), 0x1000, 0, u32::MAX);
         let mut st = ClassifyStats::default();
         assert_eq!(decide(&k, 2, 0, &cache_private, None, &mut st), None);
-        assert_eq!(
-            decide(&k, 4, 0, &cache_private, None, &mut st),
-            Some((PageClass::CachePrivate, 1))
-        );
+        assert_eq!(decide(&k, 4, 0, &cache_private, None, &mut st), Some((PageClass::CachePrivate, 1)));
         let buddy = page(0, 0, 12, 0xf000_0000);
-        assert_eq!(
-            decide(&k, 31, 0, &buddy, None, &mut st),
-            None,
-            "order >= LENGTH(zone.free_area)"
-        );
+        assert_eq!(decide(&k, 31, 0, &buddy, None, &mut st), None, "order >= LENGTH(zone.free_area)");
         assert_eq!(st.invalid_free_orders, 1);
-        assert_eq!(
-            decide(&k, 15, 0, &page(0, 0, 1, 0xf000_0000), None, &mut st),
-            None
-        );
+        assert_eq!(decide(&k, 15, 0, &page(0, 0, 1, 0xf000_0000), None, &mut st), None);
     }
 
     #[test]
     fn missing_keys_are_listed() {
-        let missing =
-            PageKeys::from_vmcoreinfo(&VmcoreInfo::parse(b"SIZE(page)=64\n").unwrap()).unwrap_err();
+        let missing = PageKeys::from_vmcoreinfo(&VmcoreInfo::parse(b"SIZE(page)=64\n").unwrap()).unwrap_err();
         assert!(missing.contains(&"OFFSET(page.flags)".to_string()));
         assert!(missing.contains(&"NUMBER(PG_lru)".to_string()));
         let bad = V612.replace("OFFSET(page.private)=40", "OFFSET(page.private)=60");

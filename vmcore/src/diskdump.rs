@@ -19,8 +19,7 @@ use crate::memory::{MemError, PhysMemory, PhysRange};
 use crate::vmcoreinfo::{VmcoreInfo, VmcoreInfoError};
 use crate::write::codec::{PageDecompressor, FLAG_INCOMPLETE};
 use crate::write::kdump::{
-    DiskDumpHeader, KdumpSubHeader, PageDesc, SIZEOF_DISK_DUMP_HEADER, SIZEOF_KDUMP_SUB_HEADER,
-    SIZEOF_PAGE_DESC,
+    DiskDumpHeader, KdumpSubHeader, PageDesc, SIZEOF_DISK_DUMP_HEADER, SIZEOF_KDUMP_SUB_HEADER, SIZEOF_PAGE_DESC,
 };
 use crate::write::DumpSource;
 
@@ -138,8 +137,7 @@ impl std::fmt::Debug for DiskDump {
 pub(crate) fn walk_notes(bytes: &[u8]) -> Vec<(Vec<u8>, u32, usize, usize)> {
     let mut v = Vec::new();
     let mut pos = 0usize;
-    let u32_at =
-        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
     while pos + 12 <= bytes.len() {
         let namesz = u32_at(pos) as usize;
         let descsz = u32_at(pos + 4) as usize;
@@ -170,15 +168,8 @@ impl DiskDump {
     /// Open `path` (a kdump-compressed file, or a flattened file holding one).
     pub fn open(path: impl AsRef<Path>) -> Result<DiskDump, DiskDumpError> {
         let path = path.as_ref().to_path_buf();
-        let io = |what: &str, source| DiskDumpError::Io {
-            what: what.to_string(),
-            path: path.clone(),
-            source,
-        };
-        let corrupt = |what: String| DiskDumpError::Corrupt {
-            path: path.clone(),
-            what,
-        };
+        let io = |what: &str, source| DiskDumpError::Io { what: what.to_string(), path: path.clone(), source };
+        let corrupt = |what: String| DiskDumpError::Corrupt { path: path.clone(), what };
         let file = File::open(&path).map_err(|e| io("open", e))?;
         let mut sig = [0u8; 16];
         let flen = file.metadata().map_err(|e| io("stat", e))?.len();
@@ -201,9 +192,7 @@ impl DiskDump {
                 )));
             }
             let mut b = vec![0u8; len as usize];
-            backing
-                .read_at(&mut b, off)
-                .map_err(|e| io(&format!("read of {what}"), e))?;
+            backing.read_at(&mut b, off).map_err(|e| io(&format!("read of {what}"), e))?;
             Ok(b)
         };
         let hb = read(0, SIZEOF_DISK_DUMP_HEADER as u64, "header")?;
@@ -218,9 +207,7 @@ impl DiskDump {
         let header = DiskDumpHeader::from_bytes(&ha);
         let bs = header.block_size;
         if !(512..=(1 << 20)).contains(&bs) || !(bs as u32).is_power_of_two() {
-            return Err(corrupt(format!(
-                "block size {bs} is not a power of two in 512..1M"
-            )));
+            return Err(corrupt(format!("block size {bs} is not a power of two in 512..1M")));
         }
         let bs = bs as u64;
         if header.header_version < 1 {
@@ -252,16 +239,9 @@ impl DiskDump {
             sub.size_vmcoreinfo = 0;
         }
         if v >= 2 && sub.split != 0 {
-            return Err(DiskDumpError::Unsupported {
-                path: path.clone(),
-                what: "a split dump (--split)".into(),
-            });
+            return Err(DiskDumpError::Unsupported { path: path.clone(), what: "a split dump (--split)".into() });
         }
-        let max_mapnr = if v >= 6 {
-            sub.max_mapnr_64
-        } else {
-            u64::from(header.max_mapnr)
-        };
+        let max_mapnr = if v >= 6 { sub.max_mapnr_64 } else { u64::from(header.max_mapnr) };
         let bitmap_off = (1 + header.sub_hdr_size as u64) * bs;
         let bitmap_len = u64::from(header.bitmap_blocks)
             .checked_mul(bs)
@@ -269,21 +249,13 @@ impl DiskDump {
             .ok_or_else(|| corrupt(format!("{} bitmap blocks", header.bitmap_blocks)))?;
         let half = max_mapnr.div_ceil(8).div_ceil(bs) * bs;
         if bitmap_len < half {
-            return Err(corrupt(format!(
-                "bitmap of {bitmap_len} bytes is too small for max_mapnr {max_mapnr}"
-            )));
+            return Err(corrupt(format!("bitmap of {bitmap_len} bytes is too small for max_mapnr {max_mapnr}")));
         }
         let bitmaps = read(bitmap_off, bitmap_len, "bitmaps")?;
         let (bitmap1, bitmap2) = if bitmap_len >= 2 * half {
-            (
-                bitmaps[..half as usize].to_vec(),
-                bitmaps[half as usize..2 * half as usize].to_vec(),
-            )
+            (bitmaps[..half as usize].to_vec(), bitmaps[half as usize..2 * half as usize].to_vec())
         } else {
-            (
-                bitmaps[..half as usize].to_vec(),
-                bitmaps[..half as usize].to_vec(),
-            )
+            (bitmaps[..half as usize].to_vec(), bitmaps[..half as usize].to_vec())
         };
         let desc_off = bitmap_off + bitmap_len;
 
@@ -292,28 +264,18 @@ impl DiskDump {
         let mut vi_bytes = None;
         if sub.offset_note > 0 && sub.size_note > 0 {
             notes = read(sub.offset_note as u64, sub.size_note, "notes")?;
-            if let Some((_, _, o, s)) = walk_notes(&notes)
-                .into_iter()
-                .find(|(n, _, _, _)| n == b"VMCOREINFO")
-            {
+            if let Some((_, _, o, s)) = walk_notes(&notes).into_iter().find(|(n, _, _, _)| n == b"VMCOREINFO") {
                 vmcoreinfo_desc = Some((o, s));
                 vi_bytes = Some(notes[o..o + s].to_vec());
             }
         }
         if vi_bytes.is_none() && sub.offset_vmcoreinfo > 0 && sub.size_vmcoreinfo > 0 {
-            vi_bytes = Some(read(
-                sub.offset_vmcoreinfo as u64,
-                sub.size_vmcoreinfo,
-                "VMCOREINFO",
-            )?);
+            vi_bytes = Some(read(sub.offset_vmcoreinfo as u64, sub.size_vmcoreinfo, "VMCOREINFO")?);
         }
         let vmcoreinfo = match vi_bytes {
-            Some(b) => Some(
-                VmcoreInfo::parse(&b).map_err(|source| DiskDumpError::VmcoreInfo {
-                    path: path.clone(),
-                    source,
-                })?,
-            ),
+            Some(b) => {
+                Some(VmcoreInfo::parse(&b).map_err(|source| DiskDumpError::VmcoreInfo { path: path.clone(), source })?)
+            }
             None => None,
         };
 
@@ -326,10 +288,7 @@ impl DiskDump {
             rank.push(acc);
             let s = b * 64;
             let e = (s + 64).min(bitmap2.len());
-            acc += bitmap2[s..e]
-                .iter()
-                .map(|x| u64::from(x.count_ones()))
-                .sum::<u64>();
+            acc += bitmap2[s..e].iter().map(|x| u64::from(x.count_ones())).sum::<u64>();
         }
         rank.push(acc);
         let mut ranges = Vec::new();
@@ -339,10 +298,7 @@ impl DiskDump {
             match (set, run) {
                 (true, None) => run = Some(pfn),
                 (false, Some(s)) => {
-                    ranges.push(PhysRange {
-                        start: PhysAddr(s << page_shift),
-                        end: PhysAddr(pfn << page_shift),
-                    });
+                    ranges.push(PhysRange { start: PhysAddr(s << page_shift), end: PhysAddr(pfn << page_shift) });
                     run = None;
                 }
                 _ => {}
@@ -416,8 +372,7 @@ impl DiskDump {
     }
 
     fn bit(map: &[u8], pfn: u64) -> bool {
-        map.get((pfn >> 3) as usize)
-            .is_some_and(|b| b & (1 << (pfn & 7)) != 0)
+        map.get((pfn >> 3) as usize).is_some_and(|b| b & (1 << (pfn & 7)) != 0)
     }
 
     /// True if `pfn` is in the memory map (bitmap 1).
@@ -446,13 +401,11 @@ impl DiskDump {
         idx += u64::from((self.bitmap2[byte] & ((1u8 << (pfn & 7)) - 1)).count_ones());
         let off = self.desc_off + idx * SIZEOF_PAGE_DESC as u64;
         let mut d = [0u8; SIZEOF_PAGE_DESC];
-        self.backing
-            .read_at(&mut d, off)
-            .map_err(|source| MemError::Io {
-                offset: FileOffset(off),
-                len: SIZEOF_PAGE_DESC,
-                source,
-            })?;
+        self.backing.read_at(&mut d, off).map_err(|source| MemError::Io {
+            offset: FileOffset(off),
+            len: SIZEOF_PAGE_DESC,
+            source,
+        })?;
         Ok(PageDesc::from_bytes(&d))
     }
 
@@ -470,29 +423,20 @@ impl DiskDump {
         };
         let d = self.page_desc(pfn)?;
         if d.offset <= 0 {
-            return Err(bad(
-                0,
-                format!("pfn {pfn:#x}: page descriptor never written (incomplete dump)"),
-            ));
+            return Err(bad(0, format!("pfn {pfn:#x}: page descriptor never written (incomplete dump)")));
         }
         let off = d.offset as u64;
         if u64::from(d.size) > self.block_size || d.size == 0 {
-            return Err(bad(
-                off,
-                format!("pfn {pfn:#x}: stored size {} > block size", d.size),
-            ));
+            return Err(bad(off, format!("pfn {pfn:#x}: stored size {} > block size", d.size)));
         }
         let raw = &mut c.raw[..d.size as usize];
-        self.backing
-            .read_at(raw, off)
-            .map_err(|source| MemError::Io {
-                offset: FileOffset(off),
-                len: d.size as usize,
-                source,
-            })?;
+        self.backing.read_at(raw, off).map_err(|source| MemError::Io {
+            offset: FileOffset(off),
+            len: d.size as usize,
+            source,
+        })?;
         let Cache { dec, raw, .. } = c;
-        dec.decompress(d.flags, &raw[..d.size as usize], out)
-            .map_err(|e| bad(off, format!("pfn {pfn:#x}: {e}")))
+        dec.decompress(d.flags, &raw[..d.size as usize], out).map_err(|e| bad(off, format!("pfn {pfn:#x}: {e}")))
     }
 }
 
@@ -517,14 +461,12 @@ impl PhysMemory for DiskDump {
                 if c.tags[slot] != pfn {
                     c.tags[slot] = u64::MAX;
                     let mut page = std::mem::take(&mut c.pages);
-                    let r =
-                        self.read_page_locked(&mut c, pfn, &mut page[slot * ps..(slot + 1) * ps]);
+                    let r = self.read_page_locked(&mut c, pfn, &mut page[slot * ps..(slot + 1) * ps]);
                     c.pages = page;
                     r?;
                     c.tags[slot] = pfn;
                 }
-                buf[done..done + n]
-                    .copy_from_slice(&c.pages[slot * ps + in_page..slot * ps + in_page + n]);
+                buf[done..done + n].copy_from_slice(&c.pages[slot * ps + in_page..slot * ps + in_page + n]);
             }
             done += n;
         }
@@ -555,10 +497,7 @@ impl DumpSource for DiskDump {
         self.vmcoreinfo_desc
     }
     fn nr_cpus(&self) -> usize {
-        let from_notes = walk_notes(&self.notes)
-            .iter()
-            .filter(|(n, t, _, _)| n == b"CORE" && *t == 1)
-            .count();
+        let from_notes = walk_notes(&self.notes).iter().filter(|(n, t, _, _)| n == b"CORE" && *t == 1).count();
         if from_notes > 0 {
             from_notes
         } else {

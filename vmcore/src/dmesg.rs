@@ -201,11 +201,7 @@ pub const MAX_STRUCT_SIZE: u64 = 4096;
 /// Chooses the buffer from VMCOREINFO (lockless, then structured, then plain), walks it
 /// with bounds, and appends `rkdump:` note lines only when records were corrupt or the walk
 /// had to stop early.
-pub fn extract(
-    src: &dyn LogSource,
-    format: Format,
-    out: &mut dyn Write,
-) -> Result<DmesgStats, DmesgError> {
+pub fn extract(src: &dyn LogSource, format: Format, out: &mut dyn Write) -> Result<DmesgStats, DmesgError> {
     let mut sink = Sink::new(out);
     let mut stats = if src.symbol("prb").is_some() {
         lockless::walk(src, format, &mut sink)?
@@ -297,47 +293,22 @@ impl Endian {
 
 /// Reads exactly `len` bytes at `addr`, with context on failure. `len` must already be
 /// bounded by the caller.
-pub(crate) fn read_vec(
-    src: &dyn LogSource,
-    what: &'static str,
-    addr: u64,
-    len: usize,
-) -> Result<Vec<u8>, DmesgError> {
+pub(crate) fn read_vec(src: &dyn LogSource, what: &'static str, addr: u64, len: usize) -> Result<Vec<u8>, DmesgError> {
     let mut buf = vec![0u8; len];
-    src.read_kva(addr, &mut buf)
-        .map_err(|source| DmesgError::Read {
-            what,
-            addr,
-            len,
-            source,
-        })?;
+    src.read_kva(addr, &mut buf).map_err(|source| DmesgError::Read { what, addr, len, source })?;
     Ok(buf)
 }
 
 /// Reads one kernel word at `addr`.
-pub(crate) fn read_word(
-    src: &dyn LogSource,
-    e: Endian,
-    what: &'static str,
-    addr: u64,
-) -> Result<u64, DmesgError> {
+pub(crate) fn read_word(src: &dyn LogSource, e: Endian, what: &'static str, addr: u64) -> Result<u64, DmesgError> {
     let buf = read_vec(src, what, addr, e.word)?;
-    e.word(&buf, 0).ok_or_else(|| DmesgError::BadLayout {
-        detail: format!("word size {} is not supported", e.word),
-    })
+    e.word(&buf, 0).ok_or_else(|| DmesgError::BadLayout { detail: format!("word size {} is not supported", e.word) })
 }
 
 /// Reads one u32 at `addr`.
-pub(crate) fn read_u32(
-    src: &dyn LogSource,
-    e: Endian,
-    what: &'static str,
-    addr: u64,
-) -> Result<u32, DmesgError> {
+pub(crate) fn read_u32(src: &dyn LogSource, e: Endian, what: &'static str, addr: u64) -> Result<u32, DmesgError> {
     let buf = read_vec(src, what, addr, 4)?;
-    e.u32(&buf, 0).ok_or_else(|| DmesgError::BadLayout {
-        detail: format!("cannot decode {what}"),
-    })
+    e.u32(&buf, 0).ok_or_else(|| DmesgError::BadLayout { detail: format!("cannot decode {what}") })
 }
 
 /// A VMCOREINFO key kind, for lookups with a readable error.
@@ -359,21 +330,13 @@ impl fmt::Display for Key {
 }
 
 /// Looks up a required VMCOREINFO value.
-pub(crate) fn need(
-    src: &dyn LogSource,
-    kind: Key,
-    name: &str,
-    buffer: &'static str,
-) -> Result<u64, DmesgError> {
+pub(crate) fn need(src: &dyn LogSource, kind: Key, name: &str, buffer: &'static str) -> Result<u64, DmesgError> {
     let v = match kind {
         Key::Symbol => src.symbol(name),
         Key::Size => src.size(name),
         Key::Offset => src.offset(name),
     };
-    v.ok_or_else(|| DmesgError::MissingKey {
-        key: format!("{kind}({name})"),
-        buffer,
-    })
+    v.ok_or_else(|| DmesgError::MissingKey { key: format!("{kind}({name})"), buffer })
 }
 
 /// Checks that a field of `width` bytes at `off` lies inside a struct of `size` bytes.
@@ -381,9 +344,7 @@ pub(crate) fn check_field(what: &str, off: u64, width: u64, size: u64) -> Result
     match off.checked_add(width) {
         Some(end) if end <= size => Ok(()),
         _ => Err(DmesgError::BadLayout {
-            detail: format!(
-                "{what} (offset {off}, {width} bytes) lies outside its struct of {size} bytes"
-            ),
+            detail: format!("{what} (offset {off}, {width} bytes) lies outside its struct of {size} bytes"),
         }),
     }
 }
@@ -391,9 +352,7 @@ pub(crate) fn check_field(what: &str, off: u64, width: u64, size: u64) -> Result
 /// Checks a structure size taken from VMCOREINFO.
 pub(crate) fn check_struct_size(what: &str, size: u64) -> Result<(), DmesgError> {
     if size == 0 || size > MAX_STRUCT_SIZE {
-        return Err(DmesgError::BadLayout {
-            detail: format!("SIZE({what}) = {size}, expected 1..={MAX_STRUCT_SIZE}"),
-        });
+        return Err(DmesgError::BadLayout { detail: format!("SIZE({what}) = {size}, expected 1..={MAX_STRUCT_SIZE}") });
     }
     Ok(())
 }
@@ -452,9 +411,7 @@ pub struct DumpSource<'a, M: crate::memory::PhysMemory + ?Sized> {
 
 impl<M: crate::memory::PhysMemory + ?Sized> LogSource for DumpSource<'_, M> {
     fn read_kva(&self, addr: u64, buf: &mut [u8]) -> Result<(), SourceError> {
-        self.kmem
-            .read_virt(crate::addr::VirtAddr(addr), buf)
-            .map_err(|e| Box::new(e) as SourceError)
+        self.kmem.read_virt(crate::addr::VirtAddr(addr), buf).map_err(|e| Box::new(e) as SourceError)
     }
     fn symbol(&self, name: &str) -> Option<u64> {
         self.info.symbol(name)

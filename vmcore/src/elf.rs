@@ -186,7 +186,9 @@ pub enum ElfError {
         source: std::io::Error,
     },
     /// Too short or wrong magic.
-    #[error("{path} is not an ELF file (bad magic or shorter than 64 bytes); is it a kdump-compressed or flattened dump?")]
+    #[error(
+        "{path} is not an ELF file (bad magic or shorter than 64 bytes); is it a kdump-compressed or flattened dump?"
+    )]
     NotElf {
         /// The file.
         path: PathBuf,
@@ -387,25 +389,14 @@ impl ElfVmcore {
     /// Open and parse `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<ElfVmcore, ElfError> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|source| ElfError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let file_len = file
-            .metadata()
-            .map_err(|source| ElfError::Open {
-                path: path.clone(),
-                source,
-            })?
-            .len();
+        let file = File::open(&path).map_err(|source| ElfError::Open { path: path.clone(), source })?;
+        let file_len = file.metadata().map_err(|source| ElfError::Open { path: path.clone(), source })?.len();
         let read = |off: u64, len: u64| -> Result<Vec<u8>, ElfError> {
             let end = off.checked_add(len);
             if end.map_or(true, |e| e > file_len) {
                 return Err(ElfError::Corrupt {
                     path: path.clone(),
-                    what: format!(
-                        "{len} bytes at offset {off:#x} extend past the end of the {file_len}-byte file"
-                    ),
+                    what: format!("{len} bytes at offset {off:#x} extend past the end of the {file_len}-byte file"),
                 });
             }
             let n = usize::try_from(len).map_err(|_| ElfError::Corrupt {
@@ -413,13 +404,12 @@ impl ElfVmcore {
                 what: format!("length {len} does not fit in memory"),
             })?;
             let mut buf = vec![0u8; n];
-            file.read_exact_at(&mut buf, off)
-                .map_err(|source| ElfError::Read {
-                    path: path.clone(),
-                    offset: off,
-                    len,
-                    source,
-                })?;
+            file.read_exact_at(&mut buf, off).map_err(|source| ElfError::Read {
+                path: path.clone(),
+                offset: off,
+                len,
+                source,
+            })?;
             Ok(buf)
         };
 
@@ -433,37 +423,19 @@ impl ElfVmcore {
         if &ehdr.e_ident[..4] != b"\x7fELF" {
             return Err(ElfError::NotElf { path });
         }
-        let unsupported = |what: String| ElfError::Unsupported {
-            path: path.clone(),
-            what,
-        };
-        let corrupt = |what: String| ElfError::Corrupt {
-            path: path.clone(),
-            what,
-        };
+        let unsupported = |what: String| ElfError::Unsupported { path: path.clone(), what };
+        let corrupt = |what: String| ElfError::Corrupt { path: path.clone(), what };
         if ehdr.e_ident[4] != 2 {
-            return Err(unsupported(format!(
-                "ELF class {} (only ELF64 is supported)",
-                ehdr.e_ident[4]
-            )));
+            return Err(unsupported(format!("ELF class {} (only ELF64 is supported)", ehdr.e_ident[4])));
         }
         if ehdr.e_ident[5] != 1 {
-            return Err(unsupported(format!(
-                "data encoding {} (only little-endian is supported)",
-                ehdr.e_ident[5]
-            )));
+            return Err(unsupported(format!("data encoding {} (only little-endian is supported)", ehdr.e_ident[5])));
         }
         if ehdr.e_type != ET_CORE {
-            return Err(unsupported(format!(
-                "e_type {} (a vmcore is ET_CORE = 4)",
-                ehdr.e_type
-            )));
+            return Err(unsupported(format!("e_type {} (a vmcore is ET_CORE = 4)", ehdr.e_type)));
         }
         if ehdr.e_phentsize as usize != SIZEOF_PHDR {
-            return Err(corrupt(format!(
-                "e_phentsize {} (expected {SIZEOF_PHDR})",
-                ehdr.e_phentsize
-            )));
+            return Err(corrupt(format!("e_phentsize {} (expected {SIZEOF_PHDR})", ehdr.e_phentsize)));
         }
         let mut phnum = ehdr.e_phnum as u64;
         if ehdr.e_phnum == PN_XNUM {
@@ -472,9 +444,7 @@ impl ElfVmcore {
             phnum = u32_at(&sh, 44) as u64;
         }
         if phnum as usize > MAX_PHDRS {
-            return Err(corrupt(format!(
-                "{phnum} program headers (limit {MAX_PHDRS})"
-            )));
+            return Err(corrupt(format!("{phnum} program headers (limit {MAX_PHDRS})")));
         }
         let ph_bytes = phnum
             .checked_mul(SIZEOF_PHDR as u64)
@@ -494,10 +464,7 @@ impl ElfVmcore {
                             ph.p_paddr, ph.p_filesz, ph.p_memsz
                         )));
                     }
-                    if ph
-                        .p_paddr
-                        .checked_add(ph.p_memsz)
-                        .map_or(true, |e| e > MAX_PHYS_END)
+                    if ph.p_paddr.checked_add(ph.p_memsz).map_or(true, |e| e > MAX_PHYS_END)
                         || ph.p_offset.checked_add(ph.p_filesz).is_none()
                     {
                         return Err(corrupt(format!(
@@ -516,22 +483,15 @@ impl ElfVmcore {
                 PT_NOTE => {
                     note_total = note_total.saturating_add(ph.p_filesz);
                     if note_total > MAX_NOTE_BYTES {
-                        return Err(corrupt(format!(
-                            "PT_NOTE data totals more than {MAX_NOTE_BYTES} bytes"
-                        )));
+                        return Err(corrupt(format!("PT_NOTE data totals more than {MAX_NOTE_BYTES} bytes")));
                     }
-                    note_segments.push(NoteSegment {
-                        file_offset: FileOffset(ph.p_offset),
-                        size: ph.p_filesz,
-                    });
+                    note_segments.push(NoteSegment { file_offset: FileOffset(ph.p_offset), size: ph.p_filesz });
                 }
                 _ => {}
             }
         }
         if loads.is_empty() {
-            return Err(corrupt(
-                "no PT_LOAD segment: the dump holds no memory".into(),
-            ));
+            return Err(corrupt("no PT_LOAD segment: the dump holds no memory".into()));
         }
 
         let mut notes_bytes = Vec::new();
@@ -545,14 +505,8 @@ impl ElfVmcore {
         let vmcoreinfo = match vmcoreinfo_note {
             Some(i) => {
                 let n = &notes[i];
-                let desc =
-                    &notes_bytes[n.desc_offset_in_notes..n.desc_offset_in_notes + n.desc_size];
-                Some(
-                    VmcoreInfo::parse(desc).map_err(|source| ElfError::VmcoreInfo {
-                        path: path.clone(),
-                        source,
-                    })?,
-                )
+                let desc = &notes_bytes[n.desc_offset_in_notes..n.desc_offset_in_notes + n.desc_size];
+                Some(VmcoreInfo::parse(desc).map_err(|source| ElfError::VmcoreInfo { path: path.clone(), source })?)
             }
             None => None,
         };
@@ -574,10 +528,7 @@ impl ElfVmcore {
             vmcoreinfo,
             vmcoreinfo_note,
             page_size,
-            state: Mutex::new(ReadState {
-                window: None,
-                mmap_ok: true,
-            }),
+            state: Mutex::new(ReadState { window: None, mmap_ok: true }),
         })
     }
 
@@ -628,45 +579,31 @@ impl ElfVmcore {
 
     /// Number of CORE/NT_PRSTATUS notes (one per CPU that was online at the crash).
     pub fn nr_cpus(&self) -> usize {
-        self.notes
-            .iter()
-            .filter(|n| n.name == b"CORE" && n.n_type == NT_PRSTATUS)
-            .count()
+        self.notes.iter().filter(|n| n.name == b"CORE" && n.n_type == NT_PRSTATUS).count()
     }
 
     /// makedumpfile's max_mapnr: pfn of the highest PT_LOAD end, rounded up to a page.
     pub fn max_pfn(&self) -> Pfn {
-        let max = self
-            .loads
-            .iter()
-            .map(|l| l.phys_end())
-            .max()
-            .unwrap_or(PhysAddr(0));
+        let max = self.loads.iter().map(|l| l.phys_end()).max().unwrap_or(PhysAddr(0));
         Pfn::from_phys_roundup(max, self.page_shift())
     }
 
     /// Number of PT_LOADs whose file data extends past the end of the file.
     pub fn truncated_segments(&self) -> usize {
-        self.loads
-            .iter()
-            .filter(|l| l.file_offset.0.saturating_add(l.file_size) > self.file_len)
-            .count()
+        self.loads.iter().filter(|l| l.file_offset.0.saturating_add(l.file_size) > self.file_len).count()
     }
 
     /// Index of the segment holding `pa`: the first match in file order wins, like
     /// makedumpfile's paddr_to_offset (a kexec kernel-text PT_LOAD may overlap RAM).
     fn find_segment(&self, pa: u64) -> Option<usize> {
-        self.loads
-            .iter()
-            .position(|l| pa >= l.phys_start.0 && pa - l.phys_start.0 < l.mem_size)
+        self.loads.iter().position(|l| pa >= l.phys_start.0 && pa - l.phys_start.0 < l.mem_size)
     }
 
     /// Read file bytes `[off, off+buf.len())`, which the caller checked lie inside the file.
     fn read_file(&self, st: &mut ReadState, off: u64, buf: &mut [u8]) -> Result<(), MemError> {
         let len = buf.len() as u64;
         if st.mmap_ok {
-            let in_window =
-                |w: &Window| off >= w.start && off + len <= w.start + w.map.len() as u64;
+            let in_window = |w: &Window| off >= w.start && off + len <= w.start + w.map.len() as u64;
             if !st.window.as_ref().is_some_and(in_window) {
                 st.window = None;
                 let start = off & !(MMAP_WINDOW - 1);
@@ -690,13 +627,11 @@ impl ElfVmcore {
                 return Ok(());
             }
         }
-        self.file
-            .read_exact_at(buf, off)
-            .map_err(|source| MemError::Io {
-                offset: FileOffset(off),
-                len: buf.len(),
-                source,
-            })
+        self.file.read_exact_at(buf, off).map_err(|source| MemError::Io {
+            offset: FileOffset(off),
+            len: buf.len(),
+            source,
+        })
     }
 
     /// Turn off mmap windows (reads use pread only). For tests and `--non-mmap`.
@@ -723,22 +658,13 @@ impl PhysMemory for ElfVmcore {
     }
 
     fn ranges(&self) -> Vec<PhysRange> {
-        self.loads
-            .iter()
-            .map(|l| PhysRange {
-                start: l.phys_start,
-                end: l.phys_end(),
-            })
-            .collect()
+        self.loads.iter().map(|l| PhysRange { start: l.phys_start, end: l.phys_end() }).collect()
     }
 
     fn data_ranges(&self) -> Vec<PhysRange> {
         self.loads
             .iter()
-            .map(|l| PhysRange {
-                start: l.phys_start,
-                end: PhysAddr(l.phys_start.0.saturating_add(l.file_size)),
-            })
+            .map(|l| PhysRange { start: l.phys_start, end: PhysAddr(l.phys_start.0.saturating_add(l.file_size)) })
             .collect()
     }
 

@@ -69,10 +69,7 @@ pub fn start_header() -> [u8; FLAT_HEADER_SIZE] {
 }
 
 fn check_header(h: &[u8], path: &Path) -> Result<(), FlatError> {
-    let not = |why: &str| FlatError::NotFlat {
-        path: path.to_path_buf(),
-        why: why.to_string(),
-    };
+    let not = |why: &str| FlatError::NotFlat { path: path.to_path_buf(), why: why.to_string() };
     if h.len() < 32 || &h[..12] != FLAT_SIGNATURE || h[12..16] != [0; 4] {
         return Err(not("no \"makedumpfile\" signature"));
     }
@@ -124,13 +121,7 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// makedumpfile `-R`: replay the flattened stream `input` into `out` (positioned writes; the
 /// file is extended to the end of the last record). Returns the size of the dump.
 pub fn unflatten(input: &mut dyn Read, out: &File, name: &Path) -> Result<u64, FlatError> {
-    let io = |what: &'static str| {
-        move |source| FlatError::Io {
-            what,
-            path: name.to_path_buf(),
-            source,
-        }
-    };
+    let io = |what: &'static str| move |source| FlatError::Io { what, path: name.to_path_buf(), source };
     let mut h = vec![0u8; FLAT_HEADER_SIZE];
     let n = read_full(input, &mut h).map_err(io("read"))?;
     check_header(&h[..n], name)?;
@@ -181,13 +172,7 @@ pub struct FlatFile {
 impl FlatFile {
     /// Scan the records of `path` and build the extent index.
     pub fn open(path: &Path) -> Result<FlatFile, FlatError> {
-        let io = |what: &'static str| {
-            move |source| FlatError::Io {
-                what,
-                path: path.to_path_buf(),
-                source,
-            }
-        };
+        let io = |what: &'static str| move |source| FlatError::Io { what, path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io("open"))?;
         let len = file.metadata().map_err(io("stat"))?.len();
         let mut h = vec![0u8; FLAT_HEADER_SIZE.min(len as usize)];
@@ -221,12 +206,7 @@ impl FlatFile {
             size = size.max(off + sz);
             at = payload + sz;
         }
-        Ok(FlatFile {
-            path: path.to_path_buf(),
-            file,
-            extents,
-            size,
-        })
+        Ok(FlatFile { path: path.to_path_buf(), file, extents, size })
     }
 
     /// Size of the dump the records describe.
@@ -244,20 +224,10 @@ impl FlatFile {
         let end = off
             .checked_add(buf.len() as u64)
             .filter(|&e| e <= self.size)
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "read past the end of the dump",
-                )
-            })?;
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end of the dump"))?;
         buf.fill(0);
         // The extent containing `off`, then every extent starting before `end`.
-        let first = self
-            .extents
-            .range(..=off)
-            .next_back()
-            .map(|(&s, _)| s)
-            .unwrap_or(off);
+        let first = self.extents.range(..=off).next_back().map(|(&s, _)| s).unwrap_or(off);
         for (&s, &(e, foff)) in self.extents.range(first..end) {
             let a = s.max(off);
             let b = e.min(end);
@@ -305,15 +275,7 @@ mod tests {
         insert_extent(&mut m, 50, 60, 5000);
         insert_extent(&mut m, 90, 120, 7000);
         let v: Vec<_> = m.iter().map(|(&s, &(e, f))| (s, e, f)).collect();
-        assert_eq!(
-            v,
-            vec![
-                (0, 50, 1000),
-                (50, 60, 5000),
-                (60, 90, 1060),
-                (90, 120, 7000)
-            ]
-        );
+        assert_eq!(v, vec![(0, 50, 1000), (50, 60, 5000), (60, 90, 1060), (90, 120, 7000)]);
         insert_extent(&mut m, 0, 200, 9000);
         assert_eq!(m.len(), 1);
     }
@@ -340,13 +302,7 @@ mod tests {
         }
         s.extend_from_slice(&[0xff; 16]);
         let op = dir.path().join("o2");
-        let out = File::options()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&op)
-            .unwrap();
+        let out = File::options().create(true).truncate(true).read(true).write(true).open(&op).unwrap();
         assert_eq!(unflatten(&mut &s[..], &out, &p).unwrap(), 15);
         let got = std::fs::read(&op).unwrap();
         assert_eq!(&got[10..], b"heXYo");

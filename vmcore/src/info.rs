@@ -6,9 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::classify::{
-    ClassCounts, Classifier, ClassifyOptions, ClassifyStats, Degraded, DEFAULT_WINDOW,
-};
+use crate::classify::{ClassCounts, Classifier, ClassifyOptions, ClassifyStats, Degraded, DEFAULT_WINDOW};
 use crate::elf::ElfVmcore;
 use crate::write::{DumpSource, Input, WriteError};
 
@@ -73,22 +71,12 @@ pub struct InfoReport {
 /// kdump-compressed file or a flattened stream saved to a file.
 pub fn info(path: impl AsRef<Path>) -> Result<InfoReport, InfoError> {
     let path = path.as_ref();
-    let input = Input::open(path).map_err(|source| InfoError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let input = Input::open(path).map_err(|source| InfoError::Open { path: path.to_path_buf(), source })?;
     Ok(match &input {
         Input::Elf(core) => info_from(core),
         Input::Kdump(d) => {
-            let format = if d.is_flattened() {
-                "flattened kdump-compressed"
-            } else {
-                "kdump-compressed"
-            };
-            InfoReport {
-                incomplete: d.is_incomplete(),
-                ..info_from_source(d.as_ref(), path, format)
-            }
+            let format = if d.is_flattened() { "flattened kdump-compressed" } else { "kdump-compressed" };
+            InfoReport { incomplete: d.is_incomplete(), ..info_from_source(d.as_ref(), path, format) }
         }
     })
 }
@@ -118,14 +106,7 @@ pub fn info_from_source(src: &dyn DumpSource, path: &Path, format: &'static str)
         page_size: src.page_size(),
         paging_levels: cls.kernel_memory().map(|k| k.paging().levels),
         memory_model: cls.memory_model().map(|m| format!("{m:?}")),
-        ranges: src
-            .ranges()
-            .iter()
-            .map(|r| RangeInfo {
-                start: r.start.0,
-                end: r.end.0,
-            })
-            .collect(),
+        ranges: src.ranges().iter().map(|r| RangeInfo { start: r.start.0, end: r.end.0 }).collect(),
         counts,
         degraded: cls.degraded().cloned(),
         free_pages_supported: cls.can_find_free_pages(),
@@ -184,12 +165,7 @@ impl fmt::Display for InfoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counts;
         let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
-        writeln!(
-            f,
-            "dump:            {} ({})",
-            self.path.display(),
-            self.format
-        )?;
+        writeln!(f, "dump:            {} ({})", self.path.display(), self.format)?;
         if self.incomplete {
             writeln!(
                 f,
@@ -210,20 +186,10 @@ impl fmt::Display for InfoReport {
         writeln!(f, "memory model:    {}", opt(&self.memory_model))?;
         writeln!(f, "memory ranges:")?;
         for r in &self.ranges {
-            writeln!(
-                f,
-                "  {:#014x}-{:#014x} ({} KiB)",
-                r.start,
-                r.end,
-                (r.end - r.start) / 1024
-            )?;
+            writeln!(f, "  {:#014x}-{:#014x} ({} KiB)", r.start, r.end, (r.end - r.start) / 1024)?;
         }
         if let Some(d) = &self.degraded {
-            writeln!(
-                f,
-                "WARNING: page classes unavailable ({}); only zero pages are counted",
-                d.reason
-            )?;
+            writeln!(f, "WARNING: page classes unavailable ({}); only zero pages are counted", d.reason)?;
         }
         if !self.free_pages_supported && self.degraded.is_none() {
             writeln!(f, "WARNING: this kernel exports no buddy page type: free pages are not recognised (free-list walk not yet supported)")?;
@@ -245,12 +211,7 @@ impl fmt::Display for InfoReport {
         writeln!(f, "    free:                  {:>12}", c.free)?;
         writeln!(f, "    hwpoison:              {:>12}", c.hwpoison)?;
         writeln!(f, "    offline:               {:>12}", c.offline)?;
-        writeln!(
-            f,
-            "  remaining:               {:>12} ({:.1}%)",
-            c.remaining(),
-            pct(c.remaining())
-        )?;
+        writeln!(f, "  remaining:               {:>12} ({:.1}%)", c.remaining(), pct(c.remaining()))?;
         writeln!(f, "  memory hole:             {:>12}", c.memhole)?;
         writeln!(f, "  total:                   {:>12}", c.total)
     }

@@ -78,30 +78,15 @@ impl X86_64Paging {
         let pgt = vi
             .symbol("init_top_pgt")
             .or_else(|| vi.symbol("init_level4_pgt"))
-            .ok_or(KmemError::MissingKey {
-                key: "SYMBOL(init_top_pgt)",
-            })?;
-        let phys_base = vi.number("phys_base").ok_or(KmemError::MissingKey {
-            key: "NUMBER(phys_base)",
-        })? as u64;
+            .ok_or(KmemError::MissingKey { key: "SYMBOL(init_top_pgt)" })?;
+        let phys_base = vi.number("phys_base").ok_or(KmemError::MissingKey { key: "NUMBER(phys_base)" })? as u64;
         // phys_base is signed: with physical KASLR the kernel can sit below its link-time
         // physical address, and the kernel computes __pa_symbol() modulo 2^64 too.
-        let root = pgt
-            .checked_sub(START_KERNEL_MAP)
-            .ok_or(KmemError::Overflow { va: VirtAddr(pgt) })?
-            .wrapping_add(phys_base);
-        let levels = if vi.number("pgtable_l5_enabled").unwrap_or(0) != 0 {
-            5
-        } else {
-            4
-        };
+        let root =
+            pgt.checked_sub(START_KERNEL_MAP).ok_or(KmemError::Overflow { va: VirtAddr(pgt) })?.wrapping_add(phys_base);
+        let levels = if vi.number("pgtable_l5_enabled").unwrap_or(0) != 0 { 5 } else { 4 };
         let sme_mask = vi.number("sme_mask").unwrap_or(0) as u64;
-        Ok(X86_64Paging {
-            root: PhysAddr(root & !0xfff),
-            levels,
-            sme_mask,
-            phys_base,
-        })
+        Ok(X86_64Paging { root: PhysAddr(root & !0xfff), levels, sme_mask, phys_base })
     }
 
     fn entry_mask(&self) -> u64 {
@@ -109,21 +94,13 @@ impl X86_64Paging {
     }
 
     /// Translate `va` by walking the page tables in `mem`.
-    pub fn translate<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        va: VirtAddr,
-    ) -> Result<PhysAddr, KmemError> {
+    pub fn translate<M: PhysMemory + ?Sized>(&self, mem: &M, va: VirtAddr) -> Result<PhysAddr, KmemError> {
         self.translate_leaf(mem, va).map(|(pa, _)| pa)
     }
 
     /// Like [`X86_64Paging::translate`], also returning the size of the leaf mapping that
     /// holds `va` (4 KiB, 2 MiB or 1 GiB): the whole leaf is physically contiguous.
-    pub fn translate_leaf<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        va: VirtAddr,
-    ) -> Result<(PhysAddr, u64), KmemError> {
+    pub fn translate_leaf<M: PhysMemory + ?Sized>(&self, mem: &M, va: VirtAddr) -> Result<(PhysAddr, u64), KmemError> {
         let mask = self.entry_mask();
         let mut table = self.root.0;
         let mut level = self.levels;
@@ -131,8 +108,7 @@ impl X86_64Paging {
             let shift = 12 + 9 * (level as u32 - 1);
             let index = (va.0 >> shift) & 511;
             let mut e = [0u8; 8];
-            mem.read_phys(PhysAddr(table + index * 8), &mut e)
-                .map_err(|source| KmemError::Read { va, source })?;
+            mem.read_phys(PhysAddr(table + index * 8), &mut e).map_err(|source| KmemError::Read { va, source })?;
             let entry = u64::from_le_bytes(e);
             if entry & PTE_PRESENT == 0 {
                 return Err(KmemError::NotMapped { va, level, entry });
@@ -166,11 +142,7 @@ impl<'m, M: PhysMemory + ?Sized> KernelMemory<'m, M> {
 
     /// Combine `mem` with explicit paging parameters.
     pub fn with_paging(mem: &'m M, paging: X86_64Paging) -> Self {
-        KernelMemory {
-            mem,
-            paging,
-            tlb: Cell::new(None),
-        }
+        KernelMemory { mem, paging, tlb: Cell::new(None) }
     }
 
     /// The physical memory underneath.
@@ -213,12 +185,8 @@ impl<'m, M: PhysMemory + ?Sized> KernelMemory<'m, M> {
         while done < buf.len() {
             let cur = VirtAddr(va.0 + done as u64);
             let (pa, extent) = self.translate_extent(cur)?;
-            let n = usize::try_from(extent)
-                .unwrap_or(usize::MAX)
-                .min(buf.len() - done);
-            self.mem
-                .read_phys(pa, &mut buf[done..done + n])
-                .map_err(|source| KmemError::Read { va: cur, source })?;
+            let n = usize::try_from(extent).unwrap_or(usize::MAX).min(buf.len() - done);
+            self.mem.read_phys(pa, &mut buf[done..done + n]).map_err(|source| KmemError::Read { va: cur, source })?;
             done += n;
         }
         Ok(())

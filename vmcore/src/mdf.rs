@@ -89,17 +89,10 @@ pub fn run_makedumpfile_level(vmcore: &Path, out: &Path, level: u8) -> Result<Md
         .arg(out)
         .output()
         .map_err(|e| format!("cannot run makedumpfile: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let _ = std::fs::remove_file(out);
     if !o.status.success() {
-        return Err(format!(
-            "makedumpfile failed on {}:\n{text}",
-            vmcore.display()
-        ));
+        return Err(format!("makedumpfile failed on {}:\n{text}", vmcore.display()));
     }
     parse_report(&text).ok_or_else(|| format!("no page report in makedumpfile output:\n{text}"))
 }
@@ -113,11 +106,7 @@ pub fn assert_same(theirs: &MdfCounts, ours: &serde_json::Value, what: &str) {
             diffs.push(format!("{k}: makedumpfile {v}, rkdump {o:?}"));
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{what}: counts differ:\n  {}",
-        diffs.join("\n  ")
-    );
+    assert!(diffs.is_empty(), "{what}: counts differ:\n  {}", diffs.join("\n  "));
 }
 
 #[cfg(test)]

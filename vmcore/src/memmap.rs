@@ -88,13 +88,10 @@ impl MemMap {
     ) -> Result<MemMap, MemMapError> {
         let page_shift = kmem.phys().page_shift();
         let page_size = kmem.phys().page_size();
-        let page_struct_size = vi.size("page").ok_or_else(|| MemMapError::MissingKeys {
-            keys: vec!["SIZE(page)".into()],
-        })?;
+        let page_struct_size =
+            vi.size("page").ok_or_else(|| MemMapError::MissingKeys { keys: vec!["SIZE(page)".into()] })?;
         if page_struct_size == 0 || page_struct_size > 4096 {
-            return Err(MemMapError::Invalid {
-                what: format!("SIZE(page) = {page_struct_size}"),
-            });
+            return Err(MemMapError::Invalid { what: format!("SIZE(page) = {page_struct_size}") });
         }
         if let Some(ms) = vi.symbol("mem_section") {
             let mut missing = Vec::new();
@@ -116,16 +113,10 @@ impl MemMap {
             }
             let l5 = vi.number("pgtable_l5_enabled").unwrap_or(0) != 0;
             let section_bits = vi.number("SECTION_SIZE_BITS").unwrap_or(27);
-            let physmem_bits = vi
-                .number("MAX_PHYSMEM_BITS")
-                .unwrap_or(if l5 { 52 } else { 46 });
-            if !(page_shift as i64..=40).contains(&section_bits)
-                || !(section_bits..=64).contains(&physmem_bits)
-            {
+            let physmem_bits = vi.number("MAX_PHYSMEM_BITS").unwrap_or(if l5 { 52 } else { 46 });
+            if !(page_shift as i64..=40).contains(&section_bits) || !(section_bits..=64).contains(&physmem_bits) {
                 return Err(MemMapError::Invalid {
-                    what: format!(
-                        "SECTION_SIZE_BITS = {section_bits}, MAX_PHYSMEM_BITS = {physmem_bits}"
-                    ),
+                    what: format!("SECTION_SIZE_BITS = {section_bits}, MAX_PHYSMEM_BITS = {physmem_bits}"),
                 });
             }
             let pfn_section_shift = section_bits as u32 - page_shift;
@@ -178,8 +169,7 @@ impl MemMap {
                         continue;
                     }
                     let coded = val & SECTION_MAP_MASK;
-                    let mm = coded
-                        .wrapping_add((nr << pfn_section_shift).wrapping_mul(page_struct_size));
+                    let mm = coded.wrapping_add((nr << pfn_section_shift).wrapping_mul(page_struct_size));
                     if is_kvaddr(mm) {
                         *slot = mm;
                     }
@@ -202,11 +192,7 @@ impl MemMap {
             let last = sections.iter().rposition(|&s| s != 0).unwrap_or(0) as u64;
             let max_pfn = Pfn(max_mapnr.0.min((last + 1) * pages_per_section));
             return Ok(MemMap {
-                model: if extreme {
-                    MemoryModel::SparseExtreme
-                } else {
-                    MemoryModel::Sparse
-                },
+                model: if extreme { MemoryModel::SparseExtreme } else { MemoryModel::Sparse },
                 page_struct_size,
                 pages_per_section,
                 sections,
@@ -214,9 +200,7 @@ impl MemMap {
             });
         }
         if let Some(mm_sym) = vi.symbol("mem_map") {
-            let mm = kmem
-                .read_u64(VirtAddr(mm_sym))
-                .map_err(|source| MemMapError::Read { source })?;
+            let mm = kmem.read_u64(VirtAddr(mm_sym)).map_err(|source| MemMapError::Read { source })?;
             if !is_kvaddr(mm) {
                 return Err(MemMapError::NoValidSection);
             }
@@ -228,9 +212,7 @@ impl MemMap {
                 max_pfn: max_mapnr,
             });
         }
-        Err(MemMapError::MissingKeys {
-            keys: vec!["SYMBOL(mem_section)".into(), "SYMBOL(mem_map)".into()],
-        })
+        Err(MemMapError::MissingKeys { keys: vec!["SYMBOL(mem_section)".into(), "SYMBOL(mem_map)".into()] })
     }
 
     /// The memory model.
@@ -275,7 +257,6 @@ impl MemMap {
     pub fn struct_page(&self, pfn: Pfn) -> Option<VirtAddr> {
         let seg = self.segment_of(pfn)?;
         let idx = pfn.0 - seg.pfn_start.0;
-        seg.mem_map
-            .checked_add(idx.checked_mul(self.page_struct_size)?)
+        seg.mem_map.checked_add(idx.checked_mul(self.page_struct_size)?)
     }
 }

@@ -21,27 +21,9 @@ fn dump_synthetic_for_manual_check() {
     if let Ok(p) = std::env::var("RKDUMP_WRITE_SYNTH") {
         for (name, spec) in [
             ("l4", SynthSpec::default()),
-            (
-                "l5",
-                SynthSpec {
-                    levels: 5,
-                    ..SynthSpec::default()
-                },
-            ),
-            (
-                "text",
-                SynthSpec {
-                    text_segment: true,
-                    ..SynthSpec::default()
-                },
-            ),
-            (
-                "mdf",
-                SynthSpec {
-                    odd_slab_mapping: false,
-                    ..SynthSpec::default()
-                },
-            ),
+            ("l5", SynthSpec { levels: 5, ..SynthSpec::default() }),
+            ("text", SynthSpec { text_segment: true, ..SynthSpec::default() }),
+            ("mdf", SynthSpec { odd_slab_mapping: false, ..SynthSpec::default() }),
         ] {
             let s = spec.build();
             s.write_elf(&std::path::Path::new(&p).join(name)).unwrap();
@@ -74,11 +56,7 @@ fn print_levels_for_manual_check() {
     let core = ElfVmcore::open(&p).unwrap();
     for d in [1u8, 16, 17, 31] {
         let c = crate::info::counts_at_level(&core, d);
-        eprintln!(
-            "d={d} {c:?} original={} remaining={}",
-            c.original(),
-            c.remaining()
-        );
+        eprintln!("d={d} {c:?} original={} remaining={}", c.original(), c.remaining());
     }
 }
 
@@ -113,42 +91,17 @@ fn each_page_class_is_recognised() {
     assert_eq!(at(0x1010), PageClass::CachePrivate);
     assert_eq!(at(0x1018), PageClass::Cache, "swap cache");
     assert_eq!(at(0x1020), PageClass::User, "anonymous");
-    assert!(
-        (0x2800..0x2a00).all(|p| at(p) == PageClass::User),
-        "THP folio"
-    );
-    assert!(
-        (0x2a00..0x2c00).all(|p| at(p) == PageClass::User),
-        "hugetlb folio"
-    );
-    assert!(
-        (0x2c00..0x2c04).all(|p| at(p) == PageClass::Kept),
-        "kernel compound page"
-    );
-    assert!(
-        (0x1800..0x1809).all(|p| at(p) == PageClass::Free),
-        "buddy blocks"
-    );
-    assert_eq!(
-        at(0x1810),
-        PageClass::Kept,
-        "buddy with an invalid order is kept"
-    );
-    assert!(
-        (0x1900..0x1904).all(|p| at(p) == PageClass::Kept),
-        "slab is never user"
-    );
+    assert!((0x2800..0x2a00).all(|p| at(p) == PageClass::User), "THP folio");
+    assert!((0x2a00..0x2c00).all(|p| at(p) == PageClass::User), "hugetlb folio");
+    assert!((0x2c00..0x2c04).all(|p| at(p) == PageClass::Kept), "kernel compound page");
+    assert!((0x1800..0x1809).all(|p| at(p) == PageClass::Free), "buddy blocks");
+    assert_eq!(at(0x1810), PageClass::Kept, "buddy with an invalid order is kept");
+    assert!((0x1900..0x1904).all(|p| at(p) == PageClass::Kept), "slab is never user");
     assert_eq!(at(0x1a00), PageClass::Hwpoison);
     assert_eq!(at(0x1a10), PageClass::Offline);
     assert_eq!(at(0x1210), PageClass::Kept, "page tables");
-    assert!(
-        (0x8000..0x10000).all(|p| at(p) == PageClass::Hole),
-        "absent section"
-    );
-    assert!(
-        (0x10000..0x10400).all(|p| at(p) == PageClass::Free),
-        "order-10 block"
-    );
+    assert!((0x8000..0x10000).all(|p| at(p) == PageClass::Hole), "absent section");
+    assert!((0x10000..0x10400).all(|p| at(p) == PageClass::Free), "order-10 block");
 }
 
 #[test]
@@ -168,28 +121,11 @@ fn check_counts(spec: SynthSpec) {
     let c = r.counts;
     let e = s.expect;
     assert_eq!(
-        (
-            c.cache,
-            c.cache_private,
-            c.user,
-            c.free,
-            c.hwpoison,
-            c.offline
-        ),
-        (
-            e.cache,
-            e.cache_private,
-            e.user,
-            e.free,
-            e.hwpoison,
-            e.offline
-        )
+        (c.cache, c.cache_private, c.user, c.free, c.hwpoison, c.offline),
+        (e.cache, e.cache_private, e.user, e.free, e.hwpoison, e.offline)
     );
     assert_eq!(c.total, 0x10400);
-    assert_eq!(
-        c.memhole,
-        0x10400 - (0x9f + 0x3f00 + 0x400) - if spec.text_segment { 0x2000 } else { 0 }
-    );
+    assert_eq!(c.memhole, 0x10400 - (0x9f + 0x3f00 + 0x400) - if spec.text_segment { 0x2000 } else { 0 });
 }
 
 #[test]
@@ -199,74 +135,41 @@ fn counts_4_level() {
 
 #[test]
 fn counts_5_level() {
-    check_counts(SynthSpec {
-        levels: 5,
-        ..SynthSpec::default()
-    });
+    check_counts(SynthSpec { levels: 5, ..SynthSpec::default() });
 }
 
 #[test]
 fn counts_with_sme_mask() {
-    check_counts(SynthSpec {
-        sme: true,
-        ..SynthSpec::default()
-    });
-    check_counts(SynthSpec {
-        sme: true,
-        levels: 5,
-        ..SynthSpec::default()
-    });
+    check_counts(SynthSpec { sme: true, ..SynthSpec::default() });
+    check_counts(SynthSpec { sme: true, levels: 5, ..SynthSpec::default() });
 }
 
 #[test]
 fn counts_with_overlapping_text_segment() {
-    check_counts(SynthSpec {
-        text_segment: true,
-        ..SynthSpec::default()
-    });
+    check_counts(SynthSpec { text_segment: true, ..SynthSpec::default() });
 }
 
 #[test]
 fn translation_of_each_page_size() {
     for levels in [4u8, 5] {
-        let s = SynthSpec {
-            levels,
-            ..SynthSpec::default()
-        }
-        .build();
+        let s = SynthSpec { levels, ..SynthSpec::default() }.build();
         let vi = VmcoreInfo::parse(s.vmcoreinfo.as_bytes()).unwrap();
         let k = KernelMemory::new(&s.phys, &vi).unwrap();
         // 1 GiB direct map.
-        assert_eq!(
-            k.translate(VirtAddr(s.page_offset + 0x123_4567)).unwrap(),
-            PhysAddr(0x123_4567)
-        );
+        assert_eq!(k.translate(VirtAddr(s.page_offset + 0x123_4567)).unwrap(), PhysAddr(0x123_4567));
         // 2 MiB kernel image pages: va - __START_KERNEL_map + phys_base.
         let va = 0xffff_ffff_8102_0010u64;
-        assert_eq!(
-            k.translate(VirtAddr(va)).unwrap(),
-            PhysAddr(0x102_0010 + crate::testkit::PHYS_BASE)
-        );
+        assert_eq!(k.translate(VirtAddr(va)).unwrap(), PhysAddr(0x102_0010 + crate::testkit::PHYS_BASE));
         // 4 KiB vmemmap pages and 2 MiB vmemmap page.
-        assert_eq!(
-            k.translate(VirtAddr(s.vmemmap + 0x1008)).unwrap(),
-            PhysAddr(0x200_1008)
-        );
-        assert_eq!(
-            k.translate(VirtAddr(s.vmemmap + 0x40_0040)).unwrap(),
-            PhysAddr(0x220_0040)
-        );
+        assert_eq!(k.translate(VirtAddr(s.vmemmap + 0x1008)).unwrap(), PhysAddr(0x200_1008));
+        assert_eq!(k.translate(VirtAddr(s.vmemmap + 0x40_0040)).unwrap(), PhysAddr(0x220_0040));
         // Unmapped.
         assert!(k.translate(VirtAddr(s.vmemmap + 0x20_0000)).is_err());
         // Page-crossing read through the direct map.
         let mut b = [0u8; 16];
-        k.read_virt(VirtAddr(s.page_offset + 0x10 * 4096 - 8), &mut b)
-            .unwrap();
+        k.read_virt(VirtAddr(s.page_offset + 0x10 * 4096 - 8), &mut b).unwrap();
         assert_eq!(&b[8..], &[0xa5; 8]);
-        assert_eq!(
-            k.read_u32(VirtAddr(s.page_offset + 0x10 * 4096)).unwrap(),
-            0xa5a5_a5a5
-        );
+        assert_eq!(k.read_u32(VirtAddr(s.page_offset + 0x10 * 4096)).unwrap(), 0xa5a5_a5a5);
     }
 }
 
@@ -279,23 +182,17 @@ fn elf_reader_api() {
     let n = core.vmcoreinfo_note().unwrap();
     assert_eq!(n.desc_size, s.vmcoreinfo.len());
     let mut desc = vec![0u8; n.desc_size];
-    std::os::unix::fs::FileExt::read_exact_at(
-        &std::fs::File::open(&path).unwrap(),
-        &mut desc,
-        n.desc_offset.0,
-    )
-    .unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(&path).unwrap(), &mut desc, n.desc_offset.0)
+        .unwrap();
     assert_eq!(desc, s.vmcoreinfo.as_bytes());
     assert_eq!(core.notes_bytes(), &s.notes()[..]);
     // Same bytes through mmap windows and through pread.
     let mut a = vec![0u8; 3 * 4096];
     let mut b = vec![0u8; 3 * 4096];
-    core.read_phys(PhysAddr(0x1000 * 4096 - 100), &mut a)
-        .unwrap();
+    core.read_phys(PhysAddr(0x1000 * 4096 - 100), &mut a).unwrap();
     assert!(core.mmap_enabled());
     core.disable_mmap();
-    core.read_phys(PhysAddr(0x1000 * 4096 - 100), &mut b)
-        .unwrap();
+    core.read_phys(PhysAddr(0x1000 * 4096 - 100), &mut b).unwrap();
     assert_eq!(a, b);
     assert_eq!(&a[100..164], &[0xa5; 64]);
     assert!(core.read_phys(PhysAddr(0x5000_0000), &mut b).is_err());
@@ -316,16 +213,9 @@ fn degraded_without_mem_section_keys() {
     s.write_elf(&path).unwrap();
     let r = crate::info::info(&path).unwrap();
     let d = r.degraded.expect("must degrade");
-    assert!(
-        d.missing_keys.iter().any(|k| k == "NUMBER(PG_lru)"),
-        "{d:?}"
-    );
+    assert!(d.missing_keys.iter().any(|k| k == "NUMBER(PG_lru)"), "{d:?}");
     let c = r.counts;
-    assert_eq!(
-        (c.cache, c.user, c.free),
-        (0, 0, 0),
-        "never a guessed class"
-    );
+    assert_eq!((c.cache, c.user, c.free), (0, 0, 0), "never a guessed class");
     assert!(c.zero > 10_000, "zero pages still found");
 }
 
@@ -371,29 +261,14 @@ fn lower_dump_levels_take_fewer_branches() {
 /// The oracle: makedumpfile's own report on the same synthetic vmcore.
 #[test]
 fn makedumpfile_agrees_on_synthetic_vmcores() {
-    if std::process::Command::new("makedumpfile")
-        .arg("-v")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("makedumpfile").arg("-v").output().is_err() {
         eprintln!("SKIPPED: makedumpfile is not installed");
         return;
     }
     for spec in [
-        SynthSpec {
-            odd_slab_mapping: false,
-            ..SynthSpec::default()
-        },
-        SynthSpec {
-            odd_slab_mapping: false,
-            levels: 5,
-            ..SynthSpec::default()
-        },
-        SynthSpec {
-            odd_slab_mapping: false,
-            text_segment: true,
-            ..SynthSpec::default()
-        },
+        SynthSpec { odd_slab_mapping: false, ..SynthSpec::default() },
+        SynthSpec { odd_slab_mapping: false, levels: 5, ..SynthSpec::default() },
+        SynthSpec { odd_slab_mapping: false, text_segment: true, ..SynthSpec::default() },
     ] {
         let (d, path, _s) = build(spec);
         let theirs = crate::mdf::run_makedumpfile(&path, &d.path().join("out")).unwrap();
@@ -413,14 +288,10 @@ fn open_bytes(bytes: &[u8]) -> Result<ElfVmcore, crate::elf::ElfError> {
 fn non_vmcore_and_corrupt_headers_are_clear_errors() {
     let (_d, path, _s) = build(SynthSpec::default());
     let good = std::fs::read(&path).unwrap();
-    let msg = |r: Result<ElfVmcore, crate::elf::ElfError>| {
-        r.err().map(|e| e.to_string()).unwrap_or_default()
-    };
+    let msg = |r: Result<ElfVmcore, crate::elf::ElfError>| r.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(msg(open_bytes(b"")).contains("not an ELF"));
-    assert!(msg(open_bytes(
-        b"KDUMP   and more bytes to be longer than sixty-four bytes......................"
-    ))
-    .contains("not an ELF"));
+    assert!(msg(open_bytes(b"KDUMP   and more bytes to be longer than sixty-four bytes......................"))
+        .contains("not an ELF"));
     let mut b = good[..4096].to_vec();
     b[4] = 1; // ELF32
     assert!(msg(open_bytes(&b)).contains("ELF64"));
@@ -436,10 +307,7 @@ fn non_vmcore_and_corrupt_headers_are_clear_errors() {
     assert!(msg(open_bytes(&b)).contains("e_phentsize"));
     // Notes cut short: header table ok but PT_NOTE data beyond EOF.
     assert!(msg(open_bytes(&good[..4200])).contains("past the end"));
-    assert!(ElfVmcore::open("/nonexistent/vmcore")
-        .unwrap_err()
-        .to_string()
-        .contains("/nonexistent/vmcore"));
+    assert!(ElfVmcore::open("/nonexistent/vmcore").unwrap_err().to_string().contains("/nonexistent/vmcore"));
 }
 
 #[test]
@@ -481,10 +349,7 @@ fn random_corruption_of_headers_never_panics() {
     }
 }
 
-fn with_vmcoreinfo_edit(
-    edit: impl Fn(&str) -> String,
-    extra: impl Fn(&mut Synth),
-) -> crate::info::InfoReport {
+fn with_vmcoreinfo_edit(edit: impl Fn(&str) -> String, extra: impl Fn(&mut Synth)) -> crate::info::InfoReport {
     let mut s = SynthSpec::default().build();
     s.vmcoreinfo = edit(&s.vmcoreinfo);
     extra(&mut s);
@@ -496,22 +361,8 @@ fn with_vmcoreinfo_edit(
     let c = r.counts;
     assert!(r.degraded.is_none(), "{:?}", r.degraded);
     assert_eq!(
-        (
-            c.cache,
-            c.cache_private,
-            c.user,
-            c.free,
-            c.hwpoison,
-            c.offline
-        ),
-        (
-            e.cache,
-            e.cache_private,
-            e.user,
-            e.free,
-            e.hwpoison,
-            e.offline
-        )
+        (c.cache, c.cache_private, c.user, c.free, c.hwpoison, c.offline),
+        (e.cache, e.cache_private, e.user, e.free, e.hwpoison, e.offline)
     );
     r
 }
@@ -523,15 +374,8 @@ fn flatmem_mem_map() {
     let var = 0x124_0000u64; // inside the kernel image mapping
     let r = with_vmcoreinfo_edit(
         |v| {
-            let kept: String = v
-                .lines()
-                .filter(|l| !l.contains("(mem_section"))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            format!(
-                "{kept}SYMBOL(mem_map)={:x}\n",
-                var - crate::testkit::PHYS_BASE + crate::testkit::START_KERNEL_MAP
-            )
+            let kept: String = v.lines().filter(|l| !l.contains("(mem_section")).map(|l| format!("{l}\n")).collect();
+            format!("{kept}SYMBOL(mem_map)={:x}\n", var - crate::testkit::PHYS_BASE + crate::testkit::START_KERNEL_MAP)
         },
         |s| {
             let vm = s.vmemmap;

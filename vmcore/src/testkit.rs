@@ -34,10 +34,7 @@ impl SparsePhys {
             let pfn = cur / PAGE;
             let off = (cur % PAGE) as usize;
             let n = (PAGE as usize - off).min(data.len() - done);
-            let page = self
-                .pages
-                .entry(pfn)
-                .or_insert_with(|| vec![0u8; PAGE as usize]);
+            let page = self.pages.entry(pfn).or_insert_with(|| vec![0u8; PAGE as usize]);
             page[off..off + n].copy_from_slice(&data[done..done + n]);
             done += n;
         }
@@ -58,14 +55,8 @@ impl PhysMemory for SparsePhys {
     fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
         let mut done = 0usize;
         while done < buf.len() {
-            let cur =
-                pa.0.checked_add(done as u64)
-                    .ok_or(MemError::Overflow { pa, len: buf.len() })?;
-            if !self
-                .ranges
-                .iter()
-                .any(|r| cur >= r.start.0 && cur < r.end.0)
-            {
+            let cur = pa.0.checked_add(done as u64).ok_or(MemError::Overflow { pa, len: buf.len() })?;
+            if !self.ranges.iter().any(|r| cur >= r.start.0 && cur < r.end.0) {
                 return Err(MemError::NotPresent { pa: PhysAddr(cur) });
             }
             let off = (cur % PAGE) as usize;
@@ -102,12 +93,7 @@ pub struct SynthSpec {
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        SynthSpec {
-            levels: 4,
-            sme: false,
-            text_segment: false,
-            odd_slab_mapping: true,
-        }
+        SynthSpec { levels: 4, sme: false, text_segment: false, odd_slab_mapping: true }
     }
 }
 
@@ -154,11 +140,7 @@ pub const SME_BIT: u64 = 1 << 47;
 /// Struct page size (6.1 layout).
 pub const SIZEOF_PAGE: u64 = 64;
 /// The RAM ranges.
-pub const RAM: [(u64, u64); 3] = [
-    (0x1000, 0x9fc00),
-    (0x10_0000, 0x400_0000),
-    (0x1000_0000, 0x1040_0000),
-];
+pub const RAM: [(u64, u64); 3] = [(0x1000, 0x9fc00), (0x10_0000, 0x400_0000), (0x1000_0000, 0x1040_0000)];
 
 // struct page field offsets (6.1).
 const OFF_FLAGS: u64 = 0;
@@ -210,35 +192,17 @@ impl SynthSpec {
     pub fn build(&self) -> Synth {
         let l5 = self.levels == 5;
         let sme = if self.sme { SME_BIT } else { 0 };
-        let page_offset: u64 = if l5 {
-            0xff11_0000_0000_0000
-        } else {
-            0xffff_8880_0000_0000
-        };
-        let vmemmap: u64 = if l5 {
-            0xffd4_0000_0000_0000
-        } else {
-            0xffff_ea00_0000_0000
-        };
+        let page_offset: u64 = if l5 { 0xff11_0000_0000_0000 } else { 0xffff_8880_0000_0000 };
+        let vmemmap: u64 = if l5 { 0xffd4_0000_0000_0000 } else { 0xffff_ea00_0000_0000 };
         let mut m = SparsePhys {
-            ranges: RAM
-                .iter()
-                .map(|&(s, e)| PhysRange {
-                    start: PhysAddr(s),
-                    end: PhysAddr(e),
-                })
-                .collect(),
+            ranges: RAM.iter().map(|&(s, e)| PhysRange { start: PhysAddr(s), end: PhysAddr(e) }).collect(),
             pages: HashMap::new(),
         };
         let p = 1u64 | 2; // present | rw
         let pse = 1u64 << 7;
         let idx = |va: u64, level: u32| (va >> (12 + 9 * (level - 1))) & 511;
         // Top level.
-        let (dm_next, vm_next, k_next) = if l5 {
-            (P4D_DM, P4D_VM, P4D_K)
-        } else {
-            (PUD_DM, PUD_VM, PUD_K)
-        };
+        let (dm_next, vm_next, k_next) = if l5 { (P4D_DM, P4D_VM, P4D_K) } else { (PUD_DM, PUD_VM, PUD_K) };
         let top = self.levels as u32;
         m.write_u64(ROOT + idx(page_offset, top) * 8, dm_next | p | sme);
         m.write_u64(ROOT + idx(vmemmap, top) * 8, vm_next | p | sme);
@@ -265,17 +229,7 @@ impl SynthSpec {
         m.write_u64(PMD_VM + 2 * 8, VMEMMAP_B | p | pse | sme);
 
         // init_uts_ns.name
-        for (i, s) in [
-            "Linux",
-            "synth",
-            "6.1.0-synth",
-            "#1 SMP synthetic",
-            "x86_64",
-            "(none)",
-        ]
-        .iter()
-        .enumerate()
-        {
+        for (i, s) in ["Linux", "synth", "6.1.0-synth", "#1 SMP synthetic", "x86_64", "(none)"].iter().enumerate() {
             m.write(UTS + i as u64 * 65, s.as_bytes());
         }
 
@@ -300,10 +254,8 @@ impl SynthSpec {
             }
         };
         let mut default_page = vec![0u8; SIZEOF_PAGE as usize];
-        default_page[OFF_MAPCOUNT as usize..OFF_MAPCOUNT as usize + 4]
-            .copy_from_slice(&u32::MAX.to_le_bytes());
-        default_page[OFF_REFCOUNT as usize..OFF_REFCOUNT as usize + 4]
-            .copy_from_slice(&1u32.to_le_bytes());
+        default_page[OFF_MAPCOUNT as usize..OFF_MAPCOUNT as usize + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        default_page[OFF_REFCOUNT as usize..OFF_REFCOUNT as usize + 4].copy_from_slice(&1u32.to_le_bytes());
         let mut all_pfns: Vec<u64> = (0..0x4000).collect();
         all_pfns.extend(0x10000..0x10400);
         let mut vm = vec![0u8; 0];
@@ -312,12 +264,7 @@ impl SynthSpec {
             vm.extend_from_slice(&default_page);
             m.write(sp(pfn), &vm);
         }
-        let set = |m: &mut SparsePhys,
-                   pfn: u64,
-                   flags: u64,
-                   mapping: u64,
-                   private: u64,
-                   mapcount: u32| {
+        let set = |m: &mut SparsePhys, pfn: u64, flags: u64, mapping: u64, private: u64, mapcount: u32| {
             let a = sp(pfn);
             m.write_u64(a + OFF_FLAGS, flags);
             m.write_u64(a + OFF_MAPPING, mapping);
@@ -343,40 +290,19 @@ impl SynthSpec {
         }
         // Page cache, private (buffer heads).
         for pfn in 0x1010..0x1018 {
-            set(
-                &mut m,
-                pfn,
-                bit(PG_LRU) | bit(PG_PRIVATE),
-                file_mapping,
-                0,
-                0,
-            );
+            set(&mut m, pfn, bit(PG_LRU) | bit(PG_PRIVATE), file_mapping, 0, 0);
             data(&mut m, pfn);
             e.cache_private += 1;
         }
         // Swap cache (swapbacked) counts as cache.
         for pfn in 0x1018..0x101c {
-            set(
-                &mut m,
-                pfn,
-                bit(PG_SWAPCACHE) | bit(PG_SWAPBACKED),
-                file_mapping,
-                0,
-                0,
-            );
+            set(&mut m, pfn, bit(PG_SWAPCACHE) | bit(PG_SWAPBACKED), file_mapping, 0, 0);
             data(&mut m, pfn);
             e.cache += 1;
         }
         // Anonymous pages on the LRU: user, not cache.
         for pfn in 0x1020..0x1030 {
-            set(
-                &mut m,
-                pfn,
-                bit(PG_LRU) | bit(PG_SWAPBACKED),
-                anon_mapping,
-                0,
-                0,
-            );
+            set(&mut m, pfn, bit(PG_LRU) | bit(PG_SWAPBACKED), anon_mapping, 0, 0);
             data(&mut m, pfn);
             e.user += 1;
         }
@@ -446,11 +372,8 @@ impl SynthSpec {
             data(&mut m, pfn);
         }
 
-        let text = if self.text_segment {
-            Some((0x100_0000u64, 0xffff_ffff_8100_0000u64, 0x200_0000u64))
-        } else {
-            None
-        };
+        let text =
+            if self.text_segment { Some((0x100_0000u64, 0xffff_ffff_8100_0000u64, 0x200_0000u64)) } else { None };
         let vmcoreinfo = format!(
             "OSRELEASE=6.1.0-synth\nPAGESIZE=4096\n\
 SYMBOL(init_uts_ns)={uts:x}\nOFFSET(uts_namespace.name)=0\n\
@@ -483,20 +406,9 @@ KERNELOFFSET=0\nNUMBER(KERNEL_IMAGE_SIZE)=1073741824\n{sme_line}CRASHTIME=170000
             pbits = if l5 { 52 } else { 46 },
             pb = PHYS_BASE,
             l5 = u8::from(l5),
-            sme_line = if self.sme {
-                format!("NUMBER(sme_mask)={:#x}\n", SME_BIT)
-            } else {
-                String::new()
-            },
+            sme_line = if self.sme { format!("NUMBER(sme_mask)={:#x}\n", SME_BIT) } else { String::new() },
         );
-        Synth {
-            phys: m,
-            vmcoreinfo,
-            text,
-            page_offset,
-            vmemmap,
-            expect: e,
-        }
+        Synth { phys: m, vmcoreinfo, text, page_offset, vmemmap, expect: e }
     }
 }
 
@@ -579,13 +491,8 @@ impl Synth {
         f.write_all(&notes)?;
         f.set_len(off)?;
         for (pa, file_off, sz) in placed {
-            let mut pfns: Vec<u64> = self
-                .phys
-                .pages
-                .keys()
-                .copied()
-                .filter(|&pfn| pfn * PAGE + PAGE > pa && pfn * PAGE < pa + sz)
-                .collect();
+            let mut pfns: Vec<u64> =
+                self.phys.pages.keys().copied().filter(|&pfn| pfn * PAGE + PAGE > pa && pfn * PAGE < pa + sz).collect();
             pfns.sort_unstable();
             for pfn in pfns {
                 let page = &self.phys.pages[&pfn];

@@ -43,10 +43,7 @@ pub struct VmcoreInfo {
 
 fn parse_hex(s: &str) -> Option<u64> {
     let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
+    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
     if s.is_empty() {
         return None;
     }
@@ -72,21 +69,14 @@ fn parse_number(s: &str) -> Option<i64> {
         None => (false, t),
     };
     let v = parse_hex(body)?;
-    Some(if neg {
-        (v as i64).wrapping_neg()
-    } else {
-        v as i64
-    })
+    Some(if neg { (v as i64).wrapping_neg() } else { v as i64 })
 }
 
 impl VmcoreInfo {
     /// Parse the VMCOREINFO note text (the note's desc bytes).
     pub fn parse(bytes: &[u8]) -> Result<VmcoreInfo, VmcoreInfoError> {
         if bytes.len() > MAX_VMCOREINFO_BYTES {
-            return Err(VmcoreInfoError::TooLarge {
-                len: bytes.len(),
-                max: MAX_VMCOREINFO_BYTES,
-            });
+            return Err(VmcoreInfoError::TooLarge { len: bytes.len(), max: MAX_VMCOREINFO_BYTES });
         }
         let mut info = VmcoreInfo::default();
         for raw in bytes.split(|&b| b == b'\n') {
@@ -111,9 +101,7 @@ impl VmcoreInfo {
                 info.skipped += 1;
                 continue;
             }
-            info.map
-                .entry(k.to_string())
-                .or_insert_with(|| v.to_string());
+            info.map.entry(k.to_string()).or_insert_with(|| v.to_string());
         }
         Ok(info)
     }
@@ -150,26 +138,22 @@ impl VmcoreInfo {
 
     /// `SIZE(name)`.
     pub fn size(&self, name: &str) -> Option<u64> {
-        self.get_raw(&format!("SIZE({name})"))
-            .and_then(parse_dec_u64)
+        self.get_raw(&format!("SIZE({name})")).and_then(parse_dec_u64)
     }
 
     /// `OFFSET(struct.member)`.
     pub fn offset(&self, name: &str) -> Option<u64> {
-        self.get_raw(&format!("OFFSET({name})"))
-            .and_then(parse_dec_u64)
+        self.get_raw(&format!("OFFSET({name})")).and_then(parse_dec_u64)
     }
 
     /// `LENGTH(name)`.
     pub fn length(&self, name: &str) -> Option<u64> {
-        self.get_raw(&format!("LENGTH({name})"))
-            .and_then(parse_dec_u64)
+        self.get_raw(&format!("LENGTH({name})")).and_then(parse_dec_u64)
     }
 
     /// `NUMBER(name)`: signed decimal, retried as hex (makedumpfile's rule).
     pub fn number(&self, name: &str) -> Option<i64> {
-        self.get_raw(&format!("NUMBER({name})"))
-            .and_then(parse_number)
+        self.get_raw(&format!("NUMBER({name})")).and_then(parse_number)
     }
 
     /// `NUMBER(name)` truncated to 32 bits, the way page-type / `_mapcount` values are compared.
@@ -199,8 +183,7 @@ impl VmcoreInfo {
 
     /// `CRASHTIME` (seconds since the epoch), appended by the kernel at panic time.
     pub fn crash_time(&self) -> Option<i64> {
-        self.get_raw("CRASHTIME")
-            .and_then(|s| s.trim().parse::<i64>().ok())
+        self.get_raw("CRASHTIME").and_then(|s| s.trim().parse::<i64>().ok())
     }
 
     /// `KERNELOFFSET` (KASLR slide of the kernel image).
@@ -213,8 +196,7 @@ impl VmcoreInfo {
 mod tests {
     use super::*;
 
-    const TEXT: &str =
-        "OSRELEASE=6.1.0-28-amd64\nBUILD-ID=0123456789abcdef0123456789abcdef01234567\n\
+    const TEXT: &str = "OSRELEASE=6.1.0-28-amd64\nBUILD-ID=0123456789abcdef0123456789abcdef01234567\n\
 PAGESIZE=4096\nSYMBOL(init_uts_ns)=ffffffff82a13420\nSYMBOL(mem_section)=ffff88813ffd5000\n\
 SYMBOL(mem_section)=1234\nLENGTH(mem_section)=2048\nSIZE(mem_section)=16\n\
 OFFSET(page.flags)=0\nOFFSET(page._mapcount)=48\nNUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\n\
@@ -235,17 +217,11 @@ CONFIG_X86_5LEVEL=y\nKERNELOFFSET=1e000000\nCRASHTIME=1700000000\ngarbage line\n
         assert_eq!(vi.number("PAGE_BUDDY_MAPCOUNT_VALUE"), Some(-129));
         assert_eq!(vi.number_u32("PAGE_BUDDY_MAPCOUNT_VALUE"), Some(0xffffff7f));
         assert_eq!(vi.number("sme_mask"), Some(0x8000000000));
-        assert_eq!(
-            vi.number_u32("PAGE_OFFLINE_MAPCOUNT_VALUE"),
-            Some(0xf1000000)
-        );
+        assert_eq!(vi.number_u32("PAGE_OFFLINE_MAPCOUNT_VALUE"), Some(0xf1000000));
         assert_eq!(vi.config("X86_5LEVEL"), Some("y"));
         assert_eq!(vi.kernel_offset(), Some(0x1e000000));
         assert_eq!(vi.crash_time(), Some(1700000000));
-        assert_eq!(
-            vi.build_id(),
-            Some("0123456789abcdef0123456789abcdef01234567")
-        );
+        assert_eq!(vi.build_id(), Some("0123456789abcdef0123456789abcdef01234567"));
         assert_eq!(vi.skipped_lines(), 2);
         assert_eq!(vi.symbol("nope"), None);
     }

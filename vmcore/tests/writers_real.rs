@@ -30,12 +30,7 @@ fn vmlinux(core: &Path) -> Option<PathBuf> {
     let p = std::env::var_os("RKDUMP_VMLINUX")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")));
-    let crash_ok = Command::new("crash")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
+    let crash_ok = Command::new("crash").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     (p.is_file() && crash_ok).then_some(p)
 }
 
@@ -69,26 +64,20 @@ fn crash_output(vmlinux: &Path, dump: &Path, dir: &Path, spots: &[u64]) -> Strin
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains("RELEASE:") && text.contains("PANIC:"),
         "crash did not open {}:\n{}",
         dump.display(),
         text.lines().take(30).collect::<Vec<_>>().join("\n")
     );
-    text.lines()
-        .filter(|l| !l.contains("DUMPFILE:"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().filter(|l| !l.contains("DUMPFILE:")).collect::<Vec<_>>().join("\n")
 }
 
 fn makedumpfile_has(lib: &str) -> bool {
     Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "ldd \"$(command -v makedumpfile)\" | grep -q {lib}"
-        ))
+        .arg(format!("ldd \"$(command -v makedumpfile)\" | grep -q {lib}"))
         .status()
         .is_ok_and(|s| s.success())
 }
@@ -118,8 +107,7 @@ fn check_pages(src: &ElfVmcore, dump: &DiskDump) -> u64 {
             continue;
         }
         let pa = PhysAddr(pfn * 4096);
-        dump.read_phys(pa, &mut a)
-            .unwrap_or_else(|e| panic!("pfn {pfn:#x} of our dump: {e}"));
+        dump.read_phys(pa, &mut a).unwrap_or_else(|e| panic!("pfn {pfn:#x} of our dump: {e}"));
         src.read_phys(pa, &mut b).unwrap();
         assert!(a == b, "pfn {pfn:#x} differs from the source");
         n += 1;
@@ -135,14 +123,8 @@ fn writers_on_real_vmcores() {
         // `make test` installs both; only a developer's partial setup gets here.
         eprintln!("SKIPPED (crash parts): crash or the debug vmlinux is missing (run `make deps`)");
     }
-    let has_mdf = Command::new("makedumpfile")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    let dir = tempfile::tempdir_in(std::env::var_os("RKDUMP_TMP").unwrap_or_else(|| "/tmp".into()))
-        .unwrap();
+    let has_mdf = Command::new("makedumpfile").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    let dir = tempfile::tempdir_in(std::env::var_os("RKDUMP_TMP").unwrap_or_else(|| "/tmp".into())).unwrap();
     let d = dir.path();
     for core_path in cores {
         eprintln!("== {}", core_path.display());
@@ -162,19 +144,11 @@ fn writers_on_real_vmcores() {
                 );
             }
         }
-        let want_dmesg = if has_mdf {
-            dmesg_of(&core_path, &d.join("src.dmesg"))
-        } else {
-            None
-        };
+        let want_dmesg = if has_mdf { dmesg_of(&core_path, &d.join("src.dmesg")) } else { None };
         let crash_same = |dump: &Path, what: &str| {
             if let (Some(v), Some(w)) = (&vml, &want_crash) {
                 let got = crash_output(v, dump, d, &spots);
-                assert!(
-                    got == *w,
-                    "crash output on {what} differs from the source:\n{}",
-                    first_diff(w, &got)
-                );
+                assert!(got == *w, "crash output on {what} differs from the source:\n{}", first_diff(w, &got));
                 eprintln!("  {what}: crash output identical");
             }
         };
@@ -213,23 +187,16 @@ fn writers_on_real_vmcores() {
                 _ => true,
             };
             if let (Some(w), true) = (&want_dmesg, mdf_can) {
-                let got = dmesg_of(&out, &d.join("our.dmesg")).unwrap_or_else(|| {
-                    panic!("makedumpfile --dump-dmesg failed on our {} dump", m.name())
-                });
+                let got = dmesg_of(&out, &d.join("our.dmesg"))
+                    .unwrap_or_else(|| panic!("makedumpfile --dump-dmesg failed on our {} dump", m.name()));
                 assert!(got == *w, "dmesg of our {} dump differs", m.name());
                 eprintln!("  {}: makedumpfile --dump-dmesg identical", m.name());
             } else if !mdf_can {
-                eprintln!(
-                    "  {}: makedumpfile lacks this codec, dmesg check skipped",
-                    m.name()
-                );
+                eprintln!("  {}: makedumpfile lacks this codec, dmesg check skipped", m.name());
             }
             if m == Compression::Lzo {
                 let single = d.join("dump.lzo1");
-                let o1 = FilterOptions {
-                    num_threads: 0,
-                    ..opts
-                };
+                let o1 = FilterOptions { num_threads: 0, ..opts };
                 filter(&core_path, Output::Path(&single), &o1, &mut |_, _| {}).unwrap();
                 assert!(
                     std::fs::read(&single).unwrap() == std::fs::read(&out).unwrap(),
@@ -252,13 +219,8 @@ fn writers_on_real_vmcores() {
             };
             let r = filter(&core_path, Output::Path(&out), &opts, &mut |_, _| {}).unwrap();
             let plain = d.join("dump.nodedup");
-            let rp = filter(
-                &core_path,
-                Output::Path(&plain),
-                &FilterOptions { dedup: false, ..opts },
-                &mut |_, _| {},
-            )
-            .unwrap();
+            let rp = filter(&core_path, Output::Path(&plain), &FilterOptions { dedup: false, ..opts }, &mut |_, _| {})
+                .unwrap();
             eprintln!(
                 "  -l -d 1: {} pages share an earlier copy, {} bytes against {} without",
                 r.shared_pages, r.output_bytes, rp.output_bytes
@@ -270,13 +232,8 @@ fn writers_on_real_vmcores() {
             assert_eq!(check_pages(&src, &dump), r.written_pages);
             crash_same(&out, "-l -d 1 with shared pages");
             let single = d.join("dump.dedup1");
-            filter(
-                &core_path,
-                Output::Path(&single),
-                &FilterOptions { num_threads: 0, ..opts },
-                &mut |_, _| {},
-            )
-            .unwrap();
+            filter(&core_path, Output::Path(&single), &FilterOptions { num_threads: 0, ..opts }, &mut |_, _| {})
+                .unwrap();
             assert!(
                 std::fs::read(&single).unwrap() == std::fs::read(&out).unwrap(),
                 "deduplicated dumps differ between 1 and 2 threads"
@@ -299,24 +256,14 @@ fn writers_on_real_vmcores() {
 
         // (d) flattened: our unflatten and makedumpfile -R.
         let flat = d.join("dump.flat");
-        let opts = FilterOptions {
-            compression: Compression::Lzo,
-            flattened: true,
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { compression: Compression::Lzo, flattened: true, ..FilterOptions::default() };
         filter(&core_path, Output::Path(&flat), &opts, &mut |_, _| {}).unwrap();
         let fd = DiskDump::open(&flat).unwrap();
         assert!(fd.is_flattened());
         check_pages(&src, &fd);
         let un = d.join("dump.unflat");
         {
-            let f = std::fs::File::options()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&un)
-                .unwrap();
+            let f = std::fs::File::options().create(true).truncate(true).read(true).write(true).open(&un).unwrap();
             let mut input = std::fs::File::open(&flat).unwrap();
             rkdump_vmcore::flat::unflatten(&mut input, &f, &un).unwrap();
         }
@@ -331,10 +278,7 @@ fn writers_on_real_vmcores() {
                 .stderr(Stdio::null())
                 .status()
                 .unwrap();
-            assert!(
-                st.success(),
-                "makedumpfile -R rejected our flattened stream"
-            );
+            assert!(st.success(), "makedumpfile -R rejected our flattened stream");
             assert!(
                 std::fs::read(&mr).unwrap() == std::fs::read(&un).unwrap(),
                 "makedumpfile -R and our unflatten differ"
@@ -347,10 +291,7 @@ fn writers_on_real_vmcores() {
 
         // ELF (-E).
         let elf = d.join("dump.elf");
-        let opts = FilterOptions {
-            format: DumpFormat::Elf,
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { format: DumpFormat::Elf, ..FilterOptions::default() };
         let r = filter(&core_path, Output::Path(&elf), &opts, &mut |_, _| {}).unwrap();
         eprintln!("  -E: {} bytes", r.output_bytes);
         crash_same(&elf, "-E");
@@ -366,24 +307,15 @@ fn writers_on_real_vmcores() {
             eprintln!("  -E: byte-identical to makedumpfile -E -d 31");
             std::fs::remove_file(&theirs).ok();
             let ours = d.join("dump.l31");
-            let o = FilterOptions {
-                compression: Compression::Lzo,
-                ..FilterOptions::default()
-            };
+            let o = FilterOptions { compression: Compression::Lzo, ..FilterOptions::default() };
             filter(&core_path, Output::Path(&ours), &o, &mut |_, _| {}).unwrap();
             run_makedumpfile(&["-l", "-d", "31"], &core_path, &theirs);
-            let (a, b) = (
-                std::fs::read(&ours).unwrap(),
-                std::fs::read(&theirs).unwrap(),
-            );
+            let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
             let dd = DiskDump::open(&ours).unwrap();
             let h = dd.header();
             let prefix = (1 + h.sub_hdr_size as usize + h.bitmap_blocks as usize) * 4096;
             assert!(a.len() > prefix && b.len() > prefix);
-            assert!(
-                a[..prefix] == b[..prefix],
-                "-l -d 31: headers/notes/bitmaps differ from makedumpfile"
-            );
+            assert!(a[..prefix] == b[..prefix], "-l -d 31: headers/notes/bitmaps differ from makedumpfile");
             eprintln!(
                 "  -l -d 31: headers, notes and bitmaps identical to makedumpfile; size {} vs {}",
                 a.len(),
@@ -415,9 +347,5 @@ fn first_diff(a: &str, b: &str) -> String {
             return format!("line {i}:\n- {x}\n+ {y}");
         }
     }
-    format!(
-        "lengths {} vs {} lines",
-        a.lines().count(),
-        b.lines().count()
-    )
+    format!("lengths {} vs {} lines", a.lines().count(), b.lines().count())
 }

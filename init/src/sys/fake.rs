@@ -132,19 +132,14 @@ impl FakeSys {
 
     /// Recorded calls starting with any of the prefixes.
     pub fn calls_matching(&self, prefixes: &[&str]) -> Vec<String> {
-        self.calls
-            .iter()
-            .filter(|c| prefixes.iter().any(|p| c.starts_with(p)))
-            .cloned()
-            .collect()
+        self.calls.iter().filter(|c| prefixes.iter().any(|p| c.starts_with(p))).cloned().collect()
     }
 
     fn settle(&mut self) {
         let now = self.now;
         let due: Vec<(String, Node)> = {
-            let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.appear_at)
-                .into_iter()
-                .partition(|(t, _, _)| *t <= now);
+            let (due, keep): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.appear_at).into_iter().partition(|(t, _, _)| *t <= now);
             self.appear_at = keep;
             due.into_iter().map(|(_, p, n)| (p, n)).collect()
         };
@@ -154,11 +149,7 @@ impl FakeSys {
     }
 
     fn check(&self, line: &str) -> SysResult<()> {
-        match self
-            .failures
-            .iter()
-            .find(|(p, _)| line.starts_with(p.as_str()))
-        {
+        match self.failures.iter().find(|(p, _)| line.starts_with(p.as_str())) {
             Some((_, e)) => Err(*e),
             None => Ok(()),
         }
@@ -197,9 +188,7 @@ impl FakeSys {
             return Ok(0);
         }
         let data = self.data_mut(path)?;
-        let start = usize::try_from(offset)
-            .map_err(|_| Errno::OVERFLOW)?
-            .min(data.len());
+        let start = usize::try_from(offset).map_err(|_| Errno::OVERFLOW)?.min(data.len());
         let n = buf.len().min(data.len() - start);
         buf[..n].copy_from_slice(&data[start..start + n]);
         Ok(n)
@@ -210,20 +199,9 @@ impl Sys for FakeSys {
     type File = FakeFile;
     type Map = FakeMap;
 
-    fn mount(
-        &mut self,
-        source: &str,
-        target: &str,
-        fstype: &str,
-        flags: MountFlags,
-        data: &str,
-    ) -> SysResult<()> {
+    fn mount(&mut self, source: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) -> SysResult<()> {
         let opts = mount_options(flags, data);
-        let opts = if opts.is_empty() {
-            String::new()
-        } else {
-            format!(" -o {opts}")
-        };
+        let opts = if opts.is_empty() { String::new() } else { format!(" -o {opts}") };
         self.record(format!("mount -t {fstype}{opts} {source} {target}"))?;
         match self.nodes.get(target) {
             Some(Node::Dir) => Ok(()),
@@ -259,12 +237,7 @@ impl Sys for FakeSys {
             return Err(Errno::NOENT);
         }
         let node = if kind == NodeKind::Block {
-            Node::Block(
-                self.block_devices
-                    .get(&(major, minor))
-                    .cloned()
-                    .unwrap_or_default(),
-            )
+            Node::Block(self.block_devices.get(&(major, minor)).cloned().unwrap_or_default())
         } else {
             Node::Char
         };
@@ -297,15 +270,10 @@ impl Sys for FakeSys {
             (Open::Create(_), Some(Node::Dir)) => return Err(Errno::ISDIR),
             (_, None) => return Err(Errno::NOENT),
             (Open::Directory, Some(n)) if *n != Node::Dir => return Err(Errno::NOTDIR),
-            (Open::Read | Open::ReadDevice | Open::Write, Some(Node::Dir)) => {
-                return Err(Errno::ISDIR)
-            }
+            (Open::Read | Open::ReadDevice | Open::Write, Some(Node::Dir)) => return Err(Errno::ISDIR),
             _ => {}
         }
-        Ok(FakeFile {
-            path: path.to_string(),
-            pos: 0,
-        })
+        Ok(FakeFile { path: path.to_string(), pos: 0 })
     }
 
     fn read(&mut self, file: &mut FakeFile, buf: &mut [u8]) -> SysResult<usize> {
@@ -390,11 +358,7 @@ impl Sys for FakeSys {
             Some(_) => return Err(Errno::NOTDIR),
             None => return Err(Errno::NOENT),
         }
-        let prefix = if path == "/" {
-            "/".to_string()
-        } else {
-            format!("{path}/")
-        };
+        let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
         Ok(self
             .nodes
             .keys()
@@ -405,20 +369,12 @@ impl Sys for FakeSys {
     }
 
     fn finit_module(&mut self, file: &FakeFile, params: &str, flags: u32) -> SysResult<()> {
-        let params = if params.is_empty() {
-            String::new()
-        } else {
-            format!(" {params}")
-        };
+        let params = if params.is_empty() { String::new() } else { format!(" {params}") };
         self.record(format!("finit_module {} flags={flags}{params}", file.path))
     }
 
     fn init_module(&mut self, image: &[u8], params: &str) -> SysResult<()> {
-        let params = if params.is_empty() {
-            String::new()
-        } else {
-            format!(" {params}")
-        };
+        let params = if params.is_empty() { String::new() } else { format!(" {params}") };
         self.record(format!("init_module {} bytes{params}", image.len()))?;
         self.module_images.push(image.to_vec());
         Ok(())

@@ -58,14 +58,7 @@ pub trait Sys {
     type Map: Deref<Target = [u8]>;
 
     /// `mount(2)`. An empty `data` passes NULL.
-    fn mount(
-        &mut self,
-        source: &str,
-        target: &str,
-        fstype: &str,
-        flags: MountFlags,
-        data: &str,
-    ) -> SysResult<()>;
+    fn mount(&mut self, source: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) -> SysResult<()>;
     /// `umount2(target, 0)`.
     fn umount(&mut self, target: &str) -> SysResult<()>;
     /// `mkdir(2)`; an existing path gives `EEXIST`.
@@ -132,11 +125,7 @@ impl std::error::Error for OsError {}
 
 /// Writes all of `buf`, retrying short writes and `EINTR`. A write returning 0 is `EIO`.
 /// On error, returns how many bytes were written before it.
-pub fn write_all<S: Sys>(
-    sys: &mut S,
-    file: &mut S::File,
-    mut buf: &[u8],
-) -> Result<(), (usize, Errno)> {
+pub fn write_all<S: Sys>(sys: &mut S, file: &mut S::File, mut buf: &[u8]) -> Result<(), (usize, Errno)> {
     let mut done = 0usize;
     while !buf.is_empty() {
         match sys.write(file, buf) {
@@ -154,12 +143,7 @@ pub fn write_all<S: Sys>(
 }
 
 /// Fills `buf` with `pread` from `offset` until it is full or end of file; returns the count.
-pub fn read_full_at<S: Sys>(
-    sys: &mut S,
-    file: &mut S::File,
-    offset: u64,
-    buf: &mut [u8],
-) -> SysResult<usize> {
+pub fn read_full_at<S: Sys>(sys: &mut S, file: &mut S::File, offset: u64, buf: &mut [u8]) -> SysResult<usize> {
     let mut done = 0usize;
     while done < buf.len() {
         let off = offset.checked_add(done as u64).ok_or(Errno::OVERFLOW)?;
@@ -211,10 +195,7 @@ pub fn mkdir_p<S: Sys>(sys: &mut S, root: &str, rel: &str, mode: u32) -> SysResu
 
 /// Renders mount flags and data as `mount -o` would take them: `nosuid,nodev,mode=0755`.
 pub fn mount_options(flags: MountFlags, data: &str) -> String {
-    let mut parts: Vec<String> = flags
-        .iter_names()
-        .map(|(name, _)| name.to_ascii_lowercase())
-        .collect();
+    let mut parts: Vec<String> = flags.iter_names().map(|(name, _)| name.to_ascii_lowercase()).collect();
     if !data.is_empty() {
         parts.push(data.to_string());
     }

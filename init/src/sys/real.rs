@@ -26,9 +26,7 @@ pub struct RealSys {
 impl RealSys {
     /// A handle on the real system calls.
     pub fn new() -> Self {
-        RealSys {
-            start: Instant::now(),
-        }
+        RealSys { start: Instant::now() }
     }
 }
 
@@ -81,20 +79,9 @@ impl Sys for RealSys {
     type File = File;
     type Map = Mapping;
 
-    fn mount(
-        &mut self,
-        source: &str,
-        target: &str,
-        fstype: &str,
-        flags: MountFlags,
-        data: &str,
-    ) -> SysResult<()> {
+    fn mount(&mut self, source: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) -> SysResult<()> {
         let data_c = cstring(data)?;
-        let data_arg = if data.is_empty() {
-            None
-        } else {
-            Some(data_c.as_c_str())
-        };
+        let data_arg = if data.is_empty() { None } else { Some(data_c.as_c_str()) };
         rustix::mount::mount(source, target, fstype, flags, data_arg)
     }
 
@@ -111,13 +98,7 @@ impl Sys for RealSys {
             NodeKind::Block => FileType::BlockDevice,
             NodeKind::Char => FileType::CharacterDevice,
         };
-        rustix::fs::mknodat(
-            CWD,
-            path,
-            ft,
-            Mode::from_raw_mode(0o600),
-            dev_t(major, minor),
-        )
+        rustix::fs::mknodat(CWD, path, ft, Mode::from_raw_mode(0o600), dev_t(major, minor))
     }
 
     fn exists(&mut self, path: &str) -> bool {
@@ -176,14 +157,7 @@ impl Sys for RealSys {
         // object; it is read-only and private, and it is owned by the returned `Mapping`,
         // which unmaps it exactly once. /proc/vmcore is not truncated while we read it.
         let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ,
-                MapFlags::PRIVATE,
-                file.as_fd(),
-                offset,
-            )?
+            rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, file.as_fd(), offset)?
         };
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
         Ok(Mapping { ptr, len })
@@ -217,13 +191,9 @@ impl Sys for RealSys {
     }
 
     fn ensure_console(&mut self) -> SysResult<bool> {
-        let ok = [
-            rustix::stdio::stdin(),
-            rustix::stdio::stdout(),
-            rustix::stdio::stderr(),
-        ]
-        .iter()
-        .all(|fd| rustix::io::fcntl_getfd(fd).is_ok());
+        let ok = [rustix::stdio::stdin(), rustix::stdio::stdout(), rustix::stdio::stderr()]
+            .iter()
+            .all(|fd| rustix::io::fcntl_getfd(fd).is_ok());
         if ok {
             return Ok(false);
         }
@@ -231,11 +201,7 @@ impl Sys for RealSys {
             // /dev/console is char 5:1.
             self.mknod("/dev/console", NodeKind::Char, 5, 1)?;
         }
-        let console = rustix::fs::open(
-            "/dev/console",
-            OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let console = rustix::fs::open("/dev/console", OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
         // dup2 clears O_CLOEXEC on the new descriptors; `console` itself is closed on drop.
         rustix::stdio::dup2_stdin(&console)?;
         rustix::stdio::dup2_stdout(&console)?;
@@ -258,10 +224,7 @@ impl Sys for RealSys {
     }
 
     fn wall_clock(&mut self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 
     fn sync(&mut self) {
@@ -299,10 +262,7 @@ mod tests {
         assert_eq!(dev_t(8, 1), 0x801);
         assert_eq!(dev_t(259, 0), 0x10300);
         assert_eq!(dev_t(1, 11), 0x10b);
-        assert_eq!(
-            dev_t(8, 300),
-            (8 << 8) | (300 & 0xff) | ((300 & !0xff) << 12)
-        );
+        assert_eq!(dev_t(8, 300), (8 << 8) | (300 & 0xff) | ((300 & !0xff) << 12));
     }
 
     #[test]

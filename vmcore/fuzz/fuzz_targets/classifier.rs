@@ -10,10 +10,7 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {
         return;
     }
-    let spec = SynthSpec {
-        levels: if data[0] & 1 == 0 { 4 } else { 5 },
-        ..SynthSpec::default()
-    };
+    let spec = SynthSpec { levels: if data[0] & 1 == 0 { 4 } else { 5 }, ..SynthSpec::default() };
     let mut s = spec.build();
     // Each 12-byte chunk: 4-byte physical address (within the first 64 MiB) + 8-byte value.
     for c in data[2..].chunks_exact(12) {
@@ -24,13 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(vi) = VmcoreInfo::parse(s.vmcoreinfo.as_bytes()) else {
         return;
     };
-    let mut cls = Classifier::new(
-        &s.phys,
-        Some(&vi),
-        ClassifyOptions {
-            dump_level: data[1] & 31,
-        },
-    );
+    let mut cls = Classifier::new(&s.phys, Some(&vi), ClassifyOptions { dump_level: data[1] & 31 });
     let window = 1 + (data[1] as u64) * 97;
     let c = cls.count_all(window, false);
     assert!(c.excluded() <= c.total, "{c:?}");

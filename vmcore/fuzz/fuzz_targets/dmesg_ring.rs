@@ -8,11 +8,7 @@ use rkdump_vmcore::dmesg::{extract, testing::FakeSource, Format};
 
 fuzz_target!(|data: &[u8]| {
     let src = FakeSource::from_fuzz(data);
-    for format in [
-        Format::VmcoreDmesg,
-        Format::Makedumpfile,
-        Format::Makedumpfile172,
-    ] {
+    for format in [Format::VmcoreDmesg, Format::Makedumpfile, Format::Makedumpfile172] {
         let mut out = Vec::new();
         if let Ok(stats) = extract(&src, format, &mut out) {
             assert_eq!(stats.bytes_written, out.len() as u64);

@@ -25,9 +25,8 @@
 
 use super::lockless::Window;
 use super::{
-    check_field, check_struct_size, need, push_caller, push_text, push_timestamp, read_u32,
-    read_word, BufferKind, DmesgError, DmesgStats, Endian, Format, Key, LogSource, Sink,
-    MAX_RING_BYTES, MAX_STRUCT_SIZE,
+    check_field, check_struct_size, need, push_caller, push_text, push_timestamp, read_u32, read_word, BufferKind,
+    DmesgError, DmesgStats, Endian, Format, Key, LogSource, Sink, MAX_RING_BYTES, MAX_STRUCT_SIZE,
 };
 
 const STRUCTURED: &str = "structured printk_log buffer";
@@ -77,14 +76,9 @@ impl Header {
 fn endian(src: &dyn LogSource) -> Result<Endian, DmesgError> {
     let word = src.word_size();
     if word != 4 && word != 8 {
-        return Err(DmesgError::BadLayout {
-            detail: format!("word size {word} is not 4 or 8"),
-        });
+        return Err(DmesgError::BadLayout { detail: format!("word size {word} is not 4 or 8") });
     }
-    Ok(Endian {
-        big: src.big_endian(),
-        word,
-    })
+    Ok(Endian { big: src.big_endian(), word })
 }
 
 /// Reads `log_buf` and `log_buf_len` and checks the length.
@@ -96,11 +90,7 @@ fn log_buf(src: &dyn LogSource, e: Endian, buffer: &'static str) -> Result<(u64,
     let len = read_u32(src, e, "log_buf_len", len_sym)?;
     let len = u64::from(len);
     if len == 0 || len > MAX_RING_BYTES {
-        return Err(DmesgError::TooLarge {
-            what: "log_buf_len",
-            value: len,
-            limit: MAX_RING_BYTES,
-        });
+        return Err(DmesgError::TooLarge { what: "log_buf_len", value: len, limit: MAX_RING_BYTES });
     }
     Ok((addr, len))
 }
@@ -119,17 +109,10 @@ pub(crate) fn walk_structured(
     let first_idx = u64::from(read_u32(src, e, "log_first_idx", first_sym)?);
     let next_idx = u64::from(read_u32(src, e, "log_next_idx", next_sym)?);
 
-    let mut stats = DmesgStats {
-        buffer: BufferKind::Structured,
-        ..DmesgStats::default()
-    };
+    let mut stats = DmesgStats { buffer: BufferKind::Structured, ..DmesgStats::default() };
     let mut win = Window::new(src, "the log_buf records", buf_addr, buf_len);
     let hdr_len = usize::try_from(h.size).unwrap_or(MAX_STRUCT_SIZE as usize);
-    let caller_off = if format == Format::Makedumpfile {
-        h.caller_id
-    } else {
-        None
-    };
+    let caller_off = if format == Format::Makedumpfile { h.caller_id } else { None };
     // Every step but a wrap advances by at least one header: this bounds any walk.
     let max_steps = buf_len / h.size + 2;
     let mut line: Vec<u8> = Vec::with_capacity(1024);
@@ -148,9 +131,7 @@ pub(crate) fn walk_structured(
         }
         let hdr_end = idx.checked_add(h.size).filter(|&end| end <= buf_len);
         if hdr_end.is_none() {
-            stats.stopped_early = Some(format!(
-                "record index {idx} lies outside log_buf ({buf_len} bytes)"
-            ));
+            stats.stopped_early = Some(format!("record index {idx} lies outside log_buf ({buf_len} bytes)"));
             break;
         }
         let hdr = match win.get(idx, hdr_len) {
@@ -173,9 +154,7 @@ pub(crate) fn walk_structured(
             break;
         }
         if !is_marker && len < h.size {
-            stats.stopped_early = Some(format!(
-                "record at index {idx} has length {len}, shorter than its header"
-            ));
+            stats.stopped_early = Some(format!("record at index {idx} has length {len}, shorter than its header"));
             break;
         }
 
@@ -194,15 +173,11 @@ pub(crate) fn walk_structured(
         };
         let rec_len = e.u16(&rec_hdr, h.len).map(u64::from).unwrap_or(0);
         if is_marker && format != Format::VmcoreDmesg && rec_len < h.size {
-            stats.stopped_early = Some(format!(
-                "record at index 0 after the wrap has length {rec_len}, shorter than its header"
-            ));
+            stats.stopped_early =
+                Some(format!("record at index 0 after the wrap has length {rec_len}, shorter than its header"));
             break;
         }
-        print_record(
-            &mut win, e, &h, rec_idx, &rec_hdr, buf_len, format, caller_off, &mut line, sink,
-            &mut stats,
-        )?;
+        print_record(&mut win, e, &h, rec_idx, &rec_hdr, buf_len, format, caller_off, &mut line, sink, &mut stats)?;
 
         // Next index.
         let new_idx = if is_marker {
@@ -217,15 +192,9 @@ pub(crate) fn walk_structured(
         };
         // A valid walk never passes log_next_idx: before the wrap it only does so when the
         // log wraps (first > next), after the wrap never.
-        let passed = if wrapped || first_idx <= next_idx {
-            new_idx > next_idx
-        } else {
-            false
-        };
+        let passed = if wrapped || first_idx <= next_idx { new_idx > next_idx } else { false };
         if passed {
-            stats.stopped_early = Some(format!(
-                "the walk passed log_next_idx {next_idx} (at index {new_idx})"
-            ));
+            stats.stopped_early = Some(format!("the walk passed log_next_idx {next_idx} (at index {new_idx})"));
             break;
         }
         idx = new_idx;
@@ -251,10 +220,7 @@ fn print_record(
     let ts = e.u64(hdr, h.ts_nsec).unwrap_or(0);
     let text_len = e.u16(hdr, h.text_len).unwrap_or(0);
     let text_off = idx + h.size;
-    if text_off
-        .checked_add(u64::from(text_len))
-        .map_or(true, |end| end > buf_len)
-    {
+    if text_off.checked_add(u64::from(text_len)).map_or(true, |end| end > buf_len) {
         stats.corrupted += 1;
         return Ok(());
     }
@@ -278,10 +244,7 @@ fn print_record(
 }
 
 /// Copies out the plain character ring (before 3.5).
-pub(crate) fn walk_plain(
-    src: &dyn LogSource,
-    sink: &mut Sink<'_>,
-) -> Result<DmesgStats, DmesgError> {
+pub(crate) fn walk_plain(src: &dyn LogSource, sink: &mut Sink<'_>) -> Result<DmesgStats, DmesgError> {
     let e = endian(src)?;
     let end_sym = need(src, Key::Symbol, "log_end", PLAIN)?;
     let (buf_addr, buf_len) = log_buf(src, e, PLAIN)?;
@@ -299,8 +262,5 @@ pub(crate) fn walk_plain(
         sink.write(bytes)?;
         done += chunk;
     }
-    Ok(DmesgStats {
-        buffer: BufferKind::Plain,
-        ..DmesgStats::default()
-    })
+    Ok(DmesgStats { buffer: BufferKind::Plain, ..DmesgStats::default() })
 }

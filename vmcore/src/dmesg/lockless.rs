@@ -24,9 +24,8 @@
 //! fit before `next`, is counted as corrupt and skipped.
 
 use super::{
-    check_field, check_struct_size, need, push_caller, push_text, push_timestamp, read_vec,
-    read_word, BufferKind, DmesgError, DmesgStats, Endian, Format, Key, LogSource, Sink,
-    MAX_COUNT_BITS, MAX_RING_BYTES,
+    check_field, check_struct_size, need, push_caller, push_text, push_timestamp, read_vec, read_word, BufferKind,
+    DmesgError, DmesgStats, Endian, Format, Key, LogSource, Sink, MAX_COUNT_BITS, MAX_RING_BYTES,
 };
 
 const BUF: &str = "lockless printk ring buffer";
@@ -61,29 +60,16 @@ pub(crate) struct Window<'a> {
 
 impl<'a> Window<'a> {
     pub(crate) fn new(src: &'a dyn LogSource, what: &'static str, base: u64, total: u64) -> Self {
-        Window {
-            src,
-            what,
-            base,
-            total,
-            start: 0,
-            buf: Vec::new(),
-        }
+        Window { src, what, base, total, start: 0, buf: Vec::new() }
     }
 
     /// Returns `len` bytes at offset `off` of the region, or an error if they lie outside
     /// the region or cannot be read.
     pub(crate) fn get(&mut self, off: u64, len: usize) -> Result<&[u8], DmesgError> {
         let len64 = len as u64;
-        let end = off
-            .checked_add(len64)
-            .filter(|&e| e <= self.total)
-            .ok_or_else(|| DmesgError::BadLayout {
-                detail: format!(
-                    "{} bytes at offset {off} lie outside {} ({} bytes)",
-                    len, self.what, self.total
-                ),
-            })?;
+        let end = off.checked_add(len64).filter(|&e| e <= self.total).ok_or_else(|| DmesgError::BadLayout {
+            detail: format!("{} bytes at offset {off} lie outside {} ({} bytes)", len, self.what, self.total),
+        })?;
         let cached_end = self.start.saturating_add(self.buf.len() as u64);
         if !(off >= self.start && end <= cached_end) {
             self.load(off, len)?;
@@ -91,23 +77,18 @@ impl<'a> Window<'a> {
         let rel = usize::try_from(off - self.start).map_err(|_| DmesgError::BadLayout {
             detail: format!("offset {off} in {} does not fit in memory", self.what),
         })?;
-        self.buf
-            .get(rel..rel.saturating_add(len))
-            .ok_or_else(|| DmesgError::BadLayout {
-                detail: format!("window of {} is inconsistent at offset {off}", self.what),
-            })
+        self.buf.get(rel..rel.saturating_add(len)).ok_or_else(|| DmesgError::BadLayout {
+            detail: format!("window of {} is inconsistent at offset {off}", self.what),
+        })
     }
 
     fn load(&mut self, off: u64, len: usize) -> Result<(), DmesgError> {
         let remaining = self.total - off; // off + len <= total was checked by the caller
         let want = (WINDOW_BYTES as u64).min(remaining).max(len as u64);
         let want = usize::try_from(want).unwrap_or(len);
-        let addr = self
-            .base
-            .checked_add(off)
-            .ok_or_else(|| DmesgError::BadLayout {
-                detail: format!("{} at {:#x} + {off} overflows", self.what, self.base),
-            })?;
+        let addr = self.base.checked_add(off).ok_or_else(|| DmesgError::BadLayout {
+            detail: format!("{} at {:#x} + {off} overflows", self.what, self.base),
+        })?;
         self.buf.clear();
         self.buf.resize(want, 0);
         let mut result = self.src.read_kva(addr, &mut self.buf);
@@ -123,12 +104,7 @@ impl<'a> Window<'a> {
             }
             Err(source) => {
                 self.buf.clear();
-                Err(DmesgError::Read {
-                    what: self.what,
-                    addr,
-                    len,
-                    source,
-                })
+                Err(DmesgError::Read { what: self.what, addr, len, source })
             }
         }
     }
@@ -193,54 +169,16 @@ impl Layout {
         check_struct_size("printk_info", l.info_size)?;
         let rb = l.rb_size;
         let sub = |a: u64, b: u64, what: &str| a.checked_add(b).ok_or_else(|| overflow(what));
-        check_field(
-            "prb_desc_ring.count_bits",
-            sub(l.desc_ring, l.count_bits, "count_bits")?,
-            4,
-            rb,
-        )?;
-        check_field(
-            "prb_desc_ring.descs",
-            sub(l.desc_ring, l.descs, "descs")?,
-            word,
-            rb,
-        )?;
-        check_field(
-            "prb_desc_ring.infos",
-            sub(l.desc_ring, l.infos, "infos")?,
-            word,
-            rb,
-        )?;
-        let head = sub(
-            sub(l.desc_ring, l.head_id, "head_id")?,
-            l.counter,
-            "head_id",
-        )?;
-        let tail = sub(
-            sub(l.desc_ring, l.tail_id, "tail_id")?,
-            l.counter,
-            "tail_id",
-        )?;
+        check_field("prb_desc_ring.count_bits", sub(l.desc_ring, l.count_bits, "count_bits")?, 4, rb)?;
+        check_field("prb_desc_ring.descs", sub(l.desc_ring, l.descs, "descs")?, word, rb)?;
+        check_field("prb_desc_ring.infos", sub(l.desc_ring, l.infos, "infos")?, word, rb)?;
+        let head = sub(sub(l.desc_ring, l.head_id, "head_id")?, l.counter, "head_id")?;
+        let tail = sub(sub(l.desc_ring, l.tail_id, "tail_id")?, l.counter, "tail_id")?;
         check_field("prb_desc_ring.head_id", head, word, rb)?;
         check_field("prb_desc_ring.tail_id", tail, word, rb)?;
-        check_field(
-            "prb_data_ring.size_bits",
-            sub(l.text_data_ring, l.size_bits, "size_bits")?,
-            4,
-            rb,
-        )?;
-        check_field(
-            "prb_data_ring.data",
-            sub(l.text_data_ring, l.data, "data")?,
-            word,
-            rb,
-        )?;
-        check_field(
-            "prb_desc.state_var",
-            sub(l.state_var, l.counter, "state_var")?,
-            word,
-            l.desc_size,
-        )?;
+        check_field("prb_data_ring.size_bits", sub(l.text_data_ring, l.size_bits, "size_bits")?, 4, rb)?;
+        check_field("prb_data_ring.data", sub(l.text_data_ring, l.data, "data")?, word, rb)?;
+        check_field("prb_desc.state_var", sub(l.state_var, l.counter, "state_var")?, word, l.desc_size)?;
         check_field("prb_data_blk_lpos.begin", l.lpos_begin, word, l.desc_size)?;
         check_field("prb_data_blk_lpos.next", l.lpos_next, word, l.desc_size)?;
         check_field("printk_info.ts_nsec", l.ts_nsec, 8, l.info_size)?;
@@ -253,31 +191,20 @@ impl Layout {
 }
 
 fn overflow(what: &str) -> DmesgError {
-    DmesgError::BadLayout {
-        detail: format!("offset of {what} overflows"),
-    }
+    DmesgError::BadLayout { detail: format!("offset of {what} overflows") }
 }
 
 /// Walks the lockless ring and writes its records.
-pub(crate) fn walk(
-    src: &dyn LogSource,
-    format: Format,
-    sink: &mut Sink<'_>,
-) -> Result<DmesgStats, DmesgError> {
+pub(crate) fn walk(src: &dyn LogSource, format: Format, sink: &mut Sink<'_>) -> Result<DmesgStats, DmesgError> {
     let word = match src.size("atomic_long_t") {
         Some(4) => 4,
         Some(8) => 8,
         _ => src.word_size(),
     };
     if word != 4 && word != 8 {
-        return Err(DmesgError::BadLayout {
-            detail: format!("word size {word} is not 4 or 8"),
-        });
+        return Err(DmesgError::BadLayout { detail: format!("word size {word} is not 4 or 8") });
     }
-    let e = Endian {
-        big: src.big_endian(),
-        word,
-    };
+    let e = Endian { big: src.big_endian(), word };
     let word64 = word as u64;
     let l = Layout::from_vmcoreinfo(src, word64)?;
     let prb_sym = need(src, Key::Symbol, "prb", BUF)?;
@@ -287,9 +214,7 @@ pub(crate) fn walk(
     let rb_len = usize::try_from(l.rb_size).unwrap_or(0);
     let rb = read_vec(src, "struct printk_ringbuffer", rb_addr, rb_len)?;
     let field = |v: Option<u64>| {
-        v.ok_or_else(|| DmesgError::BadLayout {
-            detail: "printk_ringbuffer field outside the struct".to_string(),
-        })
+        v.ok_or_else(|| DmesgError::BadLayout { detail: "printk_ringbuffer field outside the struct".to_string() })
     };
     // Offsets below were checked against rb_size in from_vmcoreinfo.
     let count_bits = field(e.u32(&rb, l.desc_ring + l.count_bits).map(u64::from))?;
@@ -310,26 +235,15 @@ pub(crate) fn walk(
     let count: u64 = 1 << count_bits;
     let ring_limit_bits = MAX_RING_BYTES.trailing_zeros() as u64;
     if size_bits > ring_limit_bits {
-        return Err(DmesgError::TooLarge {
-            what: "prb_data_ring.size_bits",
-            value: size_bits,
-            limit: ring_limit_bits,
-        });
+        return Err(DmesgError::TooLarge { what: "prb_data_ring.size_bits", value: size_bits, limit: ring_limit_bits });
     }
     let size: u64 = 1 << size_bits;
 
     // The id occupies the bits below the two state bits of a kernel long.
-    let id_mask: u64 = if word == 8 {
-        !(3u64 << 62)
-    } else {
-        !(3u64 << 30) & 0xffff_ffff
-    };
+    let id_mask: u64 = if word == 8 { !(3u64 << 62) } else { !(3u64 << 30) & 0xffff_ffff };
     let word_mask: u64 = if word == 8 { u64::MAX } else { 0xffff_ffff };
 
-    let mut stats = DmesgStats {
-        buffer: BufferKind::Lockless,
-        ..DmesgStats::default()
-    };
+    let mut stats = DmesgStats { buffer: BufferKind::Lockless, ..DmesgStats::default() };
 
     // Ids to visit: tail..=head. A sane ring has head - tail < count.
     let span = head_id.wrapping_sub(tail_id) & id_mask;

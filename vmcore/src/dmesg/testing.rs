@@ -30,11 +30,7 @@ pub struct FakeSource {
 impl FakeSource {
     /// An empty fake with memory at `base` and 8-byte little-endian words.
     pub fn new(base: u64) -> Self {
-        FakeSource {
-            base,
-            word: 8,
-            ..FakeSource::default()
-        }
+        FakeSource { base, word: 8, ..FakeSource::default() }
     }
 
     /// Reserves `len` zeroed bytes aligned to 8 and returns their address.
@@ -52,9 +48,7 @@ impl FakeSource {
 
     /// Writes `bytes` at `addr` (panics outside memory: test setup only).
     pub fn write(&mut self, addr: u64, bytes: &[u8]) {
-        let r = self
-            .index(addr, bytes.len())
-            .expect("fake write outside memory");
+        let r = self.index(addr, bytes.len()).expect("fake write outside memory");
         self.mem[r].copy_from_slice(bytes);
     }
 
@@ -299,11 +293,8 @@ impl RingBuilder {
         let o = lockless_layout(&mut src, word);
         let count = 1u64 << count_bits;
         let size = 1u64 << size_bits;
-        let (id_mask, state_shift, lpos_mask) = if word == 8 {
-            (!(3u64 << 62), 62, u64::MAX)
-        } else {
-            (0x3fff_ffff, 30, 0xffff_ffff)
-        };
+        let (id_mask, state_shift, lpos_mask) =
+            if word == 8 { (!(3u64 << 62), 62, u64::MAX) } else { (0x3fff_ffff, 30, 0xffff_ffff) };
         let prb_ptr = src.alloc(word);
         let rb = src.alloc(o.rb_size as usize);
         let descs = src.alloc((count * o.desc_size) as usize);
@@ -376,16 +367,14 @@ impl RingBuilder {
     fn write_desc(&mut self, id: u64, state: u64, begin: u64, next: u64) {
         let a = self.desc_addr(id);
         let w = self.o.word;
-        self.src
-            .write_word(a, (id & self.id_mask) | (state << self.state_shift));
+        self.src.write_word(a, (id & self.id_mask) | (state << self.state_shift));
         self.src.write_word(a + w, begin);
         self.src.write_word(a + 2 * w, next);
     }
 
     fn set_state(&mut self, id: u64, state: u64) {
         let a = self.desc_addr(id);
-        self.src
-            .write_word(a, (id & self.id_mask) | (state << self.state_shift));
+        self.src.write_word(a, (id & self.id_mask) | (state << self.state_shift));
     }
 
     fn evict_oldest_data(&mut self) {
@@ -426,11 +415,7 @@ impl RingBuilder {
             while next.wrapping_sub(self.tail_lpos) & self.lpos_mask > self.size {
                 self.evict_oldest_data();
             }
-            let off = if wraps(begin) == wraps(plain_next) {
-                begin % self.size
-            } else {
-                0
-            };
+            let off = if wraps(begin) == wraps(plain_next) { begin % self.size } else { 0 };
             let data = self.data;
             self.src.write_word(data + off, id);
             self.src.write(data + off + w, text);
@@ -454,10 +439,8 @@ impl RingBuilder {
         let w = self.o.word;
         self.src.write_word(self.rb + 3 * w, self.head_id);
         self.src.write_word(self.rb + 4 * w, self.tail_id);
-        self.src
-            .write_word(self.rb + self.o.text_data_ring + 2 * w, self.head_lpos);
-        self.src
-            .write_word(self.rb + self.o.text_data_ring + 3 * w, self.tail_lpos);
+        self.src.write_word(self.rb + self.o.text_data_ring + 2 * w, self.head_lpos);
+        self.src.write_word(self.rb + self.o.text_data_ring + 3 * w, self.tail_lpos);
     }
 
     /// Sets the raw head and tail ids (for corruption tests).
@@ -536,10 +519,7 @@ impl LegacyBuilder {
 
     fn rec_len(&self, idx: u64) -> u64 {
         let a = (self.buf + idx - self.src.base) as usize;
-        u64::from(u16::from_le_bytes([
-            self.src.mem[a + 8],
-            self.src.mem[a + 9],
-        ]))
+        u64::from(u16::from_le_bytes([self.src.mem[a + 8], self.src.mem[a + 9]]))
     }
 
     fn log_next(&self, idx: u64) -> u64 {

@@ -13,11 +13,7 @@ fn run(src: &dyn LogSource, format: Format) -> (String, DmesgStats) {
 const CPU: u32 = 0x8000_0000;
 
 fn basic_ring(word: usize) -> RingBuilder {
-    let mut b = if word == 4 {
-        RingBuilder::new_at(0xc100_0000, 4, 5, 12)
-    } else {
-        RingBuilder::new(word, 5, 12)
-    };
+    let mut b = if word == 4 { RingBuilder::new_at(0xc100_0000, 4, 5, 12) } else { RingBuilder::new(word, 5, 12) };
     b.push(0, 0, b"Linux version 6.1.0");
     b.push(1_500_000_000, 1, b"first\nsecond");
     b.push(123_456_789_012, CPU, b"from cpu 0");
@@ -78,11 +74,7 @@ fn lockless_without_caller_offset_has_no_caller_column() {
 #[test]
 fn lockless_empty_ring_prints_nothing() {
     let b = RingBuilder::new(8, 5, 12);
-    for format in [
-        Format::VmcoreDmesg,
-        Format::Makedumpfile,
-        Format::Makedumpfile172,
-    ] {
+    for format in [Format::VmcoreDmesg, Format::Makedumpfile, Format::Makedumpfile172] {
         let (out, stats) = run(&b.src, format);
         assert_eq!(out, "");
         assert_eq!(stats.records, 0);
@@ -97,17 +89,11 @@ fn lockless_dataless_records() {
     b.push(2_000_000_000, 1, b"");
     b.push(3_000_000_000, 1, b"after");
     let (out, stats) = run(&b.src, Format::VmcoreDmesg);
-    assert_eq!(
-        out,
-        "[    1.000000] before\n[    2.000000] \n[    3.000000] after\n"
-    );
+    assert_eq!(out, "[    1.000000] before\n[    2.000000] \n[    3.000000] after\n");
     assert_eq!(stats.dataless, 1);
     assert_eq!(stats.records, 3);
     let (out, stats) = run(&b.src, Format::Makedumpfile);
-    assert_eq!(
-        out,
-        "[    1.000000] [      T1] before\n[    3.000000] [      T1] after\n"
-    );
+    assert_eq!(out, "[    1.000000] [      T1] before\n[    3.000000] [      T1] after\n");
     assert_eq!(stats.dataless, 1);
     assert_eq!(stats.records, 2);
 }
@@ -142,11 +128,7 @@ fn push_many(b: &mut RingBuilder, n: u64) -> Vec<String> {
         let text = format!("message {i} {}", "x".repeat((i * 7 % 23) as usize));
         let ts = i * 1_000_123;
         b.push(ts, i as u32, text.as_bytes());
-        lines.push(format!(
-            "[{:5}.{:06}] {text}\n",
-            ts / 1_000_000_000,
-            ts % 1_000_000_000 / 1000
-        ));
+        lines.push(format!("[{:5}.{:06}] {text}\n", ts / 1_000_000_000, ts % 1_000_000_000 / 1000));
     }
     lines
 }
@@ -247,10 +229,7 @@ fn lockless_inconsistent_ids_walk_is_bounded() {
     let (out, stats) = run(&b.src, Format::VmcoreDmesg);
     assert!(stats.stopped_early.is_some());
     assert_eq!(stats.records + stats.not_committed + stats.corrupted, 16);
-    assert!(
-        out.contains("rkdump: kernel log walk stopped early: descriptor ids"),
-        "{out}"
-    );
+    assert!(out.contains("rkdump: kernel log walk stopped early: descriptor ids"), "{out}");
     assert!(out.contains("message 9"), "{out}");
 }
 
@@ -262,30 +241,12 @@ fn lockless_absurd_sizes_are_refused() {
     let rb_addr = u64::from_le_bytes(b.src.mem[off..off + 8].try_into().unwrap());
     b.src.write_uint(rb_addr, 4, 30);
     let err = extract(&b.src, Format::VmcoreDmesg, &mut Vec::new()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DmesgError::TooLarge {
-                what: "prb_desc_ring.count_bits",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, DmesgError::TooLarge { what: "prb_desc_ring.count_bits", .. }), "{err}");
 
     let mut b = RingBuilder::new(8, 4, 10);
     b.src.write_uint(rb_addr + 48, 4, 31);
     let err = extract(&b.src, Format::VmcoreDmesg, &mut Vec::new()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DmesgError::TooLarge {
-                what: "prb_data_ring.size_bits",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, DmesgError::TooLarge { what: "prb_data_ring.size_bits", .. }), "{err}");
     assert!(err.to_string().contains("corrupt"));
 }
 
@@ -294,10 +255,7 @@ fn lockless_missing_key_and_bad_layout_errors() {
     let mut b = basic_ring(8);
     b.src.offsets.remove("printk_info.text_len");
     let err = extract(&b.src, Format::VmcoreDmesg, &mut Vec::new()).unwrap_err();
-    assert!(
-        err.to_string().contains("OFFSET(printk_info.text_len)"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("OFFSET(printk_info.text_len)"), "{err}");
 
     let mut b = basic_ring(8);
     b.src.set_offset("printk_info.ts_nsec", 4000);
@@ -325,12 +283,7 @@ fn lockless_unreadable_ring_is_an_error_not_an_empty_log() {
 fn legacy_basic(name: &str, caller: bool) -> LegacyBuilder {
     let mut b = LegacyBuilder::new(4096, name, caller);
     b.push(0, 1, b"Linux version 4.19.0", b"");
-    b.push(
-        2_500_000_000,
-        CPU | 3,
-        b"usb 1-1: new device\nline two",
-        b"SUBSYSTEM=usb\0DEVICE=c189:1",
-    );
+    b.push(2_500_000_000, CPU | 3, b"usb 1-1: new device\nline two", b"SUBSYSTEM=usb\0DEVICE=c189:1");
     b.push(3_000_001_000, 42, b"bad \x02 byte", b"");
     b
 }
@@ -374,25 +327,16 @@ fn structured_with_caller_id() {
         )
     );
     let (vd, _) = run(&b.src, Format::VmcoreDmesg);
-    assert!(
-        vd.starts_with("[    0.000000] Linux version 4.19.0\n"),
-        "{vd}"
-    );
+    assert!(vd.starts_with("[    0.000000] Linux version 4.19.0\n"), "{vd}");
     let (old, _) = run(&b.src, Format::Makedumpfile172);
-    assert!(
-        old.starts_with("[    0.000000] Linux version 4.19.0\n"),
-        "{old}"
-    );
+    assert!(old.starts_with("[    0.000000] Linux version 4.19.0\n"), "{old}");
 }
 
 #[test]
 fn structured_old_struct_log_names() {
     let b = legacy_basic("log", false);
     let (out, _) = run(&b.src, Format::VmcoreDmesg);
-    assert!(
-        out.starts_with("[    0.000000] Linux version 4.19.0\n"),
-        "{out}"
-    );
+    assert!(out.starts_with("[    0.000000] Linux version 4.19.0\n"), "{out}");
 }
 
 #[test]
@@ -463,10 +407,7 @@ fn structured_cycle_and_out_of_range_stop_with_a_note() {
     b.src.write_uint(a + 8, 2, 0);
     let (out, stats) = run(&b.src, Format::Makedumpfile172);
     assert!(stats.stopped_early.is_some(), "{stats:?}");
-    assert!(
-        out.contains("rkdump: kernel log walk stopped early"),
-        "{out}"
-    );
+    assert!(out.contains("rkdump: kernel log walk stopped early"), "{out}");
 
     let mut b = legacy_basic("printk_log", false);
     let a = b.addr_of(0);
@@ -480,20 +421,14 @@ fn structured_cycle_and_out_of_range_stop_with_a_note() {
     b.src.write_uint(a + 8, 2, 60000); // jumps outside the 4096-byte buffer
     let (out, _) = run(&b.src, Format::VmcoreDmesg);
     assert!(out.starts_with("[    0.000000] Linux version"), "{out}");
-    assert!(
-        out.contains("passed log_next_idx") || out.contains("outside log_buf"),
-        "{out}"
-    );
+    assert!(out.contains("passed log_next_idx") || out.contains("outside log_buf"), "{out}");
 
     let mut b = legacy_basic("printk_log", false);
     let a = b.addr_of(0);
     b.src.write_uint(a + 10, 2, 5000); // text_len past the buffer end
     let (out, stats) = run(&b.src, Format::VmcoreDmesg);
     assert_eq!(stats.corrupted, 1);
-    assert!(
-        out.ends_with("rkdump: skipped 1 corrupted log record\n"),
-        "{out}"
-    );
+    assert!(out.ends_with("rkdump: skipped 1 corrupted log record\n"), "{out}");
 }
 
 // ---- plain (before 3.5) ----
@@ -542,11 +477,7 @@ fn fuzz_source_random_inputs_never_panic() {
             data[1..9].copy_from_slice(&0x1010u64.to_le_bytes());
         }
         let f = FakeSource::from_fuzz(&data);
-        for format in [
-            Format::VmcoreDmesg,
-            Format::Makedumpfile,
-            Format::Makedumpfile172,
-        ] {
+        for format in [Format::VmcoreDmesg, Format::Makedumpfile, Format::Makedumpfile172] {
             let _ = extract(&f, format, &mut std::io::sink());
         }
     }
@@ -619,16 +550,9 @@ fn vmcore_dmesg_oracle(src: &FakeSource, name: &str) -> Option<Vec<u8>> {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let core = dir.join("vmcore");
     write_elf_core(src, &core);
-    let out = std::process::Command::new(tool)
-        .arg(&core)
-        .output()
-        .expect("run vmcore-dmesg");
+    let out = std::process::Command::new(tool).arg(&core).output().expect("run vmcore-dmesg");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "vmcore-dmesg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "vmcore-dmesg failed: {}", String::from_utf8_lossy(&out.stderr));
     Some(out.stdout)
 }
 
@@ -646,10 +570,7 @@ fn oracle_vmcore_dmesg_lockless() {
     b.push(99_500_000_000, 3, b"");
     b.push(100_000_000_000, CPU, b"tail");
     if let Some(want) = vmcore_dmesg_oracle(&b.src, "lockless") {
-        assert_eq!(
-            String::from_utf8_lossy(&ours(&b.src, Format::VmcoreDmesg)),
-            String::from_utf8_lossy(&want)
-        );
+        assert_eq!(String::from_utf8_lossy(&ours(&b.src, Format::VmcoreDmesg)), String::from_utf8_lossy(&want));
     }
 }
 
@@ -658,22 +579,14 @@ fn oracle_vmcore_dmesg_structured() {
     let mut b = LegacyBuilder::new(512, "printk_log", false);
     for i in 0..30u64 {
         let text = format!("legacy {i} {}", "q".repeat((i % 11) as usize));
-        b.push(
-            i * 333_333_333,
-            0,
-            text.as_bytes(),
-            b"DEVICE=+pci:0000:00:01.0",
-        );
+        b.push(i * 333_333_333, 0, text.as_bytes(), b"DEVICE=+pci:0000:00:01.0");
     }
     b.push(77_000_000_000, 0, b"two\nlines\x7f", b"");
     let (md, _) = run(&b.src, Format::Makedumpfile172);
     let vd = String::from_utf8(ours(&b.src, Format::VmcoreDmesg)).expect("utf-8");
     assert_ne!(md, vd, "the fixture should span the wrap marker");
     if let Some(want) = vmcore_dmesg_oracle(&b.src, "structured") {
-        assert_eq!(
-            String::from_utf8_lossy(&ours(&b.src, Format::VmcoreDmesg)),
-            String::from_utf8_lossy(&want)
-        );
+        assert_eq!(String::from_utf8_lossy(&ours(&b.src, Format::VmcoreDmesg)), String::from_utf8_lossy(&want));
     }
 }
 
@@ -699,43 +612,20 @@ fn real_vmcores_match_the_peers() {
         let kmem = crate::kmem::KernelMemory::new(&elf, info).expect("page tables");
         let src = DumpSource { kmem, info };
 
-        let want = Command::new("vmcore-dmesg")
-            .arg(&core)
-            .output()
-            .expect("run vmcore-dmesg");
-        assert!(
-            want.status.success(),
-            "vmcore-dmesg failed on {}",
-            core.display()
-        );
+        let want = Command::new("vmcore-dmesg").arg(&core).output().expect("run vmcore-dmesg");
+        assert!(want.status.success(), "vmcore-dmesg failed on {}", core.display());
         let got = ours_of(&src, Format::VmcoreDmesg);
-        assert!(
-            got == want.stdout,
-            "vmcore-dmesg differs on {}",
-            core.display()
-        );
+        assert!(got == want.stdout, "vmcore-dmesg differs on {}", core.display());
 
         let out = std::env::temp_dir().join(format!("rkdump-mdf-dmesg-{}", std::process::id()));
         let _ = std::fs::remove_file(&out);
-        let st = Command::new("makedumpfile")
-            .arg("--dump-dmesg")
-            .arg(&core)
-            .arg(&out)
-            .output()
-            .expect("run makedumpfile");
-        assert!(
-            st.status.success(),
-            "makedumpfile failed on {}",
-            core.display()
-        );
+        let st =
+            Command::new("makedumpfile").arg("--dump-dmesg").arg(&core).arg(&out).output().expect("run makedumpfile");
+        assert!(st.status.success(), "makedumpfile failed on {}", core.display());
         let want = std::fs::read(&out).expect("makedumpfile output");
         let _ = std::fs::remove_file(&out);
         let got = ours_of(&src, Format::Makedumpfile172);
-        assert!(
-            got == want,
-            "makedumpfile --dump-dmesg differs on {}",
-            core.display()
-        );
+        assert!(got == want, "makedumpfile --dump-dmesg differs on {}", core.display());
 
         // Our own kdump-compressed dump of it (lzo, -d 31: what kdump.conf's default
         // core_collector writes), read by our reader and by makedumpfile.
@@ -753,12 +643,8 @@ fn real_vmcores_match_the_peers() {
         let dkmem = crate::kmem::KernelMemory::new(&dd, dinfo).expect("page tables in our dump");
         let dsrc = DumpSource { kmem: dkmem, info: dinfo };
         let mdf_out = tmp.path().join("dmesg");
-        let st = Command::new("makedumpfile")
-            .arg("--dump-dmesg")
-            .arg(&kd)
-            .arg(&mdf_out)
-            .output()
-            .expect("run makedumpfile");
+        let st =
+            Command::new("makedumpfile").arg("--dump-dmesg").arg(&kd).arg(&mdf_out).output().expect("run makedumpfile");
         assert!(st.status.success(), "makedumpfile --dump-dmesg failed on our dump of {}", core.display());
         let want = std::fs::read(&mdf_out).expect("makedumpfile output");
         assert!(
@@ -786,7 +672,15 @@ fn ours_of(src: &dyn LogSource, format: Format) -> Vec<u8> {
 /// (minutes of work); the walk now skips a whole unreadable page of slots at a time.
 #[test]
 fn unreadable_descriptor_pages_are_skipped_not_retried_slot_by_slot() {
-    const INPUT: &[u8] = &[0x04, 0x2b, 0x10, 0x00, 0x00, 0x00, 0x23, 0x5d, 0x00, 0xff, 0x70, 0x5d, 0x00, 0xff, 0x70, 0x30, 0x70, 0x70, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x18, 0x00, 0x00, 0x00, 0x40, 0x10, 0x00, 0x6c, 0x6f, 0x67, 0x2e, 0x74, 0x65, 0x78, 0x74, 0x5f, 0x6c, 0x65, 0x6e, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xa4, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+    const INPUT: &[u8] = &[
+        0x04, 0x2b, 0x10, 0x00, 0x00, 0x00, 0x23, 0x5d, 0x00, 0xff, 0x70, 0x5d, 0x00, 0xff, 0x70, 0x30, 0x70, 0x70,
+        0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x18, 0x00, 0x00, 0x00, 0x40, 0x10, 0x00, 0x6c, 0x6f, 0x67,
+        0x2e, 0x74, 0x65, 0x78, 0x74, 0x5f, 0x6c, 0x65, 0x6e, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xa4, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00,
+    ];
     let src = crate::dmesg::testing::FakeSource::from_fuzz(INPUT);
     for format in [Format::VmcoreDmesg, Format::Makedumpfile, Format::Makedumpfile172] {
         let mut out = Vec::new();

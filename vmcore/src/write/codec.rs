@@ -47,13 +47,8 @@ impl Compression {
     }
 
     /// Every method, for tests and benchmarks.
-    pub const ALL: [Compression; 5] = [
-        Compression::None,
-        Compression::Zlib,
-        Compression::Lzo,
-        Compression::Snappy,
-        Compression::Zstd,
-    ];
+    pub const ALL: [Compression; 5] =
+        [Compression::None, Compression::Zlib, Compression::Lzo, Compression::Snappy, Compression::Zstd];
 
     /// Short lowercase name.
     pub fn name(self) -> &'static str {
@@ -126,17 +121,11 @@ impl PageCompressor {
     pub fn new(method: Compression) -> Result<PageCompressor, CodecError> {
         let ctx = match method {
             Compression::None => Ctx::None,
-            Compression::Zlib => Ctx::Zlib(Box::new(flate2::Compress::new(
-                flate2::Compression::new(2),
-                true,
-            ))),
+            Compression::Zlib => Ctx::Zlib(Box::new(flate2::Compress::new(flate2::Compression::new(2), true))),
             Compression::Lzo => Ctx::Lzo(Box::default()),
             Compression::Snappy => Ctx::Snappy(Box::new(snap::raw::Encoder::new())),
             Compression::Zstd => Ctx::Zstd(
-                Box::new(zstd::bulk::Compressor::new(1).map_err(|source| CodecError::Init {
-                    method: "zstd",
-                    source,
-                })?),
+                Box::new(zstd::bulk::Compressor::new(1).map_err(|source| CodecError::Init { method: "zstd", source })?),
                 Vec::new(),
             ),
         };
@@ -210,12 +199,7 @@ impl PageDecompressor {
 
     /// Decompress `data` stored with descriptor `flags` into `out`, which must come out exactly
     /// full (one page). `flags` with no method bit means raw.
-    pub fn decompress(
-        &mut self,
-        flags: u32,
-        data: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CodecError> {
+    pub fn decompress(&mut self, flags: u32, data: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
         let want = out.len();
         let check = |method: &'static str, got: usize| {
             if got == want {
@@ -226,9 +210,7 @@ impl PageDecompressor {
         };
         let corrupt = |method: &'static str, reason: String| CodecError::Corrupt { method, reason };
         if flags & FLAG_ZLIB != 0 {
-            let d = self
-                .zlib
-                .get_or_insert_with(|| Box::new(flate2::Decompress::new(true)));
+            let d = self.zlib.get_or_insert_with(|| Box::new(flate2::Decompress::new(true)));
             d.reset(true);
             match d.decompress(data, out, flate2::FlushDecompress::Finish) {
                 Ok(flate2::Status::StreamEnd) => check("zlib", d.total_out() as usize),
@@ -236,34 +218,26 @@ impl PageDecompressor {
                 Err(e) => Err(corrupt("zlib", e.to_string())),
             }
         } else if flags & FLAG_LZO != 0 {
-            lzo::decompress(data, &mut self.lzo_buf, want)
-                .map_err(|e| corrupt("lzo", e.to_string()))?;
+            lzo::decompress(data, &mut self.lzo_buf, want).map_err(|e| corrupt("lzo", e.to_string()))?;
             check("lzo", self.lzo_buf.len())?;
             out.copy_from_slice(&self.lzo_buf);
             Ok(())
         } else if flags & FLAG_SNAPPY != 0 {
-            let len =
-                snap::raw::decompress_len(data).map_err(|e| corrupt("snappy", e.to_string()))?;
+            let len = snap::raw::decompress_len(data).map_err(|e| corrupt("snappy", e.to_string()))?;
             check("snappy", len)?;
             let d = self.snappy.get_or_insert_with(snap::raw::Decoder::new);
-            let n = d
-                .decompress(data, out)
-                .map_err(|e| corrupt("snappy", e.to_string()))?;
+            let n = d.decompress(data, out).map_err(|e| corrupt("snappy", e.to_string()))?;
             check("snappy", n)
         } else if flags & FLAG_ZSTD != 0 {
             if self.zstd.is_none() {
-                let d = zstd::bulk::Decompressor::new().map_err(|source| CodecError::Init {
-                    method: "zstd",
-                    source,
-                })?;
+                let d =
+                    zstd::bulk::Decompressor::new().map_err(|source| CodecError::Init { method: "zstd", source })?;
                 self.zstd = Some(Box::new(d));
             }
             let Some(d) = self.zstd.as_mut() else {
                 return Err(CodecError::UnknownFlags(flags));
             };
-            let n = d
-                .decompress_to_buffer(data, out)
-                .map_err(|e| corrupt("zstd", e.to_string()))?;
+            let n = d.decompress_to_buffer(data, out).map_err(|e| corrupt("zstd", e.to_string()))?;
             check("zstd", n)
         } else if flags == 0 {
             check("raw", data.len())?;
@@ -281,9 +255,7 @@ mod tests {
 
     #[test]
     fn every_method_round_trips_and_keeps_raw_rule() {
-        let text: Vec<u8> = (0..4096u32)
-            .map(|i| b"kernel data "[i as usize % 12])
-            .collect();
+        let text: Vec<u8> = (0..4096u32).map(|i| b"kernel data "[i as usize % 12]).collect();
         let mut x = 7u64;
         let rnd: Vec<u8> = (0..4096)
             .map(|_| {

@@ -214,17 +214,9 @@ impl Resolver {
             let slot = slot_of(hash);
             let e = &mut t.slots[slot as usize];
             *mark = if e.ordinal1 != 0 && e.hash == hash {
-                Mark::Candidate {
-                    slot,
-                    ordinal: e.ordinal1 - 1,
-                    off: e.off,
-                }
+                Mark::Candidate { slot, ordinal: e.ordinal1 - 1, off: e.off }
             } else {
-                *e = Entry {
-                    hash,
-                    ordinal1: first + i as u64 + 1,
-                    off,
-                };
+                *e = Entry { hash, ordinal1: first + i as u64 + 1, off };
                 Mark::Occupy(slot)
             };
         }
@@ -288,21 +280,13 @@ impl WriterSlots {
             self.slots = vec![StoredDesc::default(); SLOTS];
         }
         if let Some(s) = self.slots.get_mut(slot as usize) {
-            *s = StoredDesc {
-                ordinal1: ordinal + 1,
-                offset,
-                size,
-                flags,
-            };
+            *s = StoredDesc { ordinal1: ordinal + 1, offset, size, flags };
         }
     }
 
     /// The descriptor of page `ordinal` if it is `slot`'s recorded page.
     pub fn get(&self, slot: u32, ordinal: u64) -> Option<StoredDesc> {
-        self.slots
-            .get(slot as usize)
-            .copied()
-            .filter(|s| s.ordinal1 == ordinal + 1)
+        self.slots.get(slot as usize).copied().filter(|s| s.ordinal1 == ordinal + 1)
     }
 }
 

@@ -9,8 +9,8 @@
 //! the list of output segments.
 
 use super::{
-    classify_window, is_zero_page, put, DumpSource, FilterOptions, FilterReport, PosWrite,
-    SourceSegment, WriteError, WINDOW_PFNS,
+    classify_window, is_zero_page, put, DumpSource, FilterOptions, FilterReport, PosWrite, SourceSegment, WriteError,
+    WINDOW_PFNS,
 };
 use crate::addr::{Pfn, PhysAddr};
 use crate::classify::{ClassCounts, Classifier, ClassifyOptions, PageClass};
@@ -97,16 +97,7 @@ fn ehdr(machine: u16, phnum: u16, e_flags: u32) -> [u8; 64] {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn phdr(
-    out: &mut Vec<u8>,
-    ty: u32,
-    flags: u32,
-    off: u64,
-    va: u64,
-    pa: u64,
-    filesz: u64,
-    memsz: u64,
-) {
+fn phdr(out: &mut Vec<u8>, ty: u32, flags: u32, off: u64, va: u64, pa: u64, filesz: u64, memsz: u64) {
     out.extend_from_slice(&ty.to_le_bytes());
     out.extend_from_slice(&flags.to_le_bytes());
     for v in [off, va, pa, filesz, memsz, 0u64] {
@@ -126,11 +117,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     let shift = src.page_shift();
     let mut cls = Classifier::new(src, src.vmcoreinfo(), ClassifyOptions { dump_level: dl });
     let max_mapnr = cls.max_pfn().0;
-    let mut counts = ClassCounts {
-        total: max_mapnr,
-        memhole: cls.memhole_pages(),
-        ..ClassCounts::default()
-    };
+    let mut counts = ClassCounts { total: max_mapnr, memhole: cls.memhole_pages(), ..ClassCounts::default() };
     let mut segs: Vec<SegState> = src
         .segments()
         .into_iter()
@@ -145,11 +132,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
         })
         .collect();
     // The highest pfn any segment touches (segments may reach past max_mapnr).
-    let seg_end_pfn = segs
-        .iter()
-        .map(|s| (s.src.phys_start + s.src.mem_size).div_ceil(ps))
-        .max()
-        .unwrap_or(0);
+    let seg_end_pfn = segs.iter().map(|s| (s.src.phys_start + s.src.mem_size).div_ceil(ps)).max().unwrap_or(0);
     let walk_end = seg_end_pfn.max(max_mapnr);
     let total_work = walk_end.saturating_mul(2);
 
@@ -211,36 +194,18 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     let notes_off = EHDR_SIZE + PHDR_SIZE * phnum as u64;
     let mut data_off = notes_off + notes.len() as u64;
     let mut table = Vec::with_capacity(phnum * PHDR_SIZE as usize);
-    phdr(
-        &mut table,
-        4,
-        0,
-        notes_off,
-        0,
-        0,
-        notes.len() as u64,
-        notes.len() as u64,
-    );
+    phdr(&mut table, 4, 0, notes_off, 0, 0, notes.len() as u64, notes.len() as u64);
     let mut offsets = Vec::with_capacity(outsegs.len());
     for sg in &outsegs {
         let off = if sg.filesz == 0 { 0 } else { data_off };
-        phdr(
-            &mut table, 1, 7, off, sg.vaddr, sg.paddr, sg.filesz, sg.memsz,
-        );
+        phdr(&mut table, 1, 7, off, sg.vaddr, sg.paddr, sg.filesz, sg.memsz);
         offsets.push(data_off);
-        data_off = data_off
-            .checked_add(sg.filesz)
-            .ok_or_else(|| WriteError::Layout("ELF data offset".into()))?;
+        data_off = data_off.checked_add(sg.filesz).ok_or_else(|| WriteError::Layout("ELF data offset".into()))?;
     }
     let rewrite = out.can_rewrite();
     // Incomplete until the end (a stream cannot be rewritten, so it never says so).
     let e_flags = if rewrite { ELF_FLAG_INCOMPLETE } else { 0 };
-    put(
-        out,
-        "the ELF header",
-        0,
-        &ehdr(src.e_machine(), phnum as u16, e_flags),
-    )?;
+    put(out, "the ELF header", 0, &ehdr(src.e_machine(), phnum as u16, e_flags))?;
     put(out, "the program headers", EHDR_SIZE, &table)?;
     put(out, "the notes", notes_off, notes)?;
 
@@ -277,12 +242,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
         }
     }
     if rewrite {
-        put(
-            out,
-            "the ELF header",
-            0,
-            &ehdr(src.e_machine(), phnum as u16, 0),
-        )?;
+        put(out, "the ELF header", 0, &ehdr(src.e_machine(), phnum as u16, 0))?;
     }
     progress(total_work, total_work);
     Ok(FilterReport {

@@ -17,11 +17,7 @@ pub struct FlatWriter<W: Write> {
 impl<W: Write> FlatWriter<W> {
     /// Wrap `inner`; the start header is written with the first record.
     pub fn new(inner: W) -> Self {
-        FlatWriter {
-            inner,
-            started: false,
-            end: 0,
-        }
+        FlatWriter { inner, started: false, end: 0 }
     }
 
     /// Size of the unflattened dump written so far.
@@ -49,9 +45,8 @@ impl<W: Write> PosWrite for FlatWriter<W> {
             return Ok(());
         }
         self.start()?;
-        let off = i64::try_from(offset).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset overflow")
-        })?;
+        let off = i64::try_from(offset)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset overflow"))?;
         let mut h = [0u8; 16];
         h[..8].copy_from_slice(&off.to_be_bytes());
         h[8..].copy_from_slice(&(data.len() as i64).to_be_bytes());

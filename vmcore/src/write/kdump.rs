@@ -14,8 +14,8 @@ use super::codec::FLAG_INCOMPLETE;
 use super::dedup::{Mark, WriterSlots};
 use super::parallel::{self, Batch, PageResult, PendingRead, ZeroHint};
 use super::{
-    classify_window, put, DumpSource, FilterOptions, FilterReport, PosWrite, WriteError,
-    BATCH_PAGES, FLUSH_BYTES, WINDOW_PFNS,
+    classify_window, put, DumpSource, FilterOptions, FilterReport, PosWrite, WriteError, BATCH_PAGES, FLUSH_BYTES,
+    WINDOW_PFNS,
 };
 use crate::addr::{Pfn, VirtAddr};
 use crate::classify::{ClassCounts, Classifier, ClassifyOptions, PageClass};
@@ -259,14 +259,10 @@ impl PageDesc {
 
 /// `struct new_utsname` of the dumped kernel: read from `init_uts_ns` through the kernel's
 /// page tables, else built from OSRELEASE and the ELF machine.
-pub(crate) fn utsname<S: DumpSource + ?Sized>(
-    src: &S,
-    kmem: Option<&KernelMemory<'_, S>>,
-) -> [u8; 390] {
+pub(crate) fn utsname<S: DumpSource + ?Sized>(src: &S, kmem: Option<&KernelMemory<'_, S>>) -> [u8; 390] {
     let mut u = [0u8; 390];
     if let (Some(k), Some(vi)) = (kmem, src.vmcoreinfo()) {
-        if let (Some(sym), Some(off)) = (vi.symbol("init_uts_ns"), vi.offset("uts_namespace.name"))
-        {
+        if let (Some(sym), Some(off)) = (vi.symbol("init_uts_ns"), vi.offset("uts_namespace.name")) {
             if k.read_virt(VirtAddr(sym.wrapping_add(off)), &mut u).is_ok() && u[0] != 0 {
                 return u;
             }
@@ -295,11 +291,7 @@ pub(crate) fn utsname<S: DumpSource + ?Sized>(
 /// phys_base for the sub-header.
 pub(crate) fn phys_base<S: DumpSource + ?Sized>(src: &S) -> u64 {
     let Some(vi) = src.vmcoreinfo() else { return 0 };
-    let key = if src.e_machine() == 183 {
-        "PHYS_OFFSET"
-    } else {
-        "phys_base"
-    };
+    let key = if src.e_machine() == 183 { "PHYS_OFFSET" } else { "phys_base" };
     vi.number(key).map(|v| v as u64).unwrap_or(0)
 }
 
@@ -377,24 +369,15 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     let notes = src.notes_bytes();
 
     // Layout.
-    let sub_bytes = (SIZEOF_KDUMP_SUB_HEADER as u64)
-        .checked_add(notes.len() as u64)
-        .ok_or_else(|| layout_err("notes size"))?;
+    let sub_bytes =
+        (SIZEOF_KDUMP_SUB_HEADER as u64).checked_add(notes.len() as u64).ok_or_else(|| layout_err("notes size"))?;
     let sub_hdr_size = sub_bytes.div_ceil(ps);
     let half_blocks = max_mapnr.div_ceil(8).div_ceil(ps);
-    let bitmap_blocks = half_blocks
-        .checked_mul(2)
-        .ok_or_else(|| layout_err("bitmap size"))?;
-    let bitmap1_off = (1 + sub_hdr_size)
-        .checked_mul(ps)
-        .ok_or_else(|| layout_err("bitmap offset"))?;
+    let bitmap_blocks = half_blocks.checked_mul(2).ok_or_else(|| layout_err("bitmap size"))?;
+    let bitmap1_off = (1 + sub_hdr_size).checked_mul(ps).ok_or_else(|| layout_err("bitmap offset"))?;
     let bitmap2_off = bitmap1_off + half_blocks * ps;
     let desc_off = bitmap1_off
-        .checked_add(
-            bitmap_blocks
-                .checked_mul(ps)
-                .ok_or_else(|| layout_err("bitmap size"))?,
-        )
+        .checked_add(bitmap_blocks.checked_mul(ps).ok_or_else(|| layout_err("bitmap size"))?)
         .ok_or_else(|| layout_err("descriptor offset"))?;
     let to_i32 = |v: u64, what: &str| i32::try_from(v).map_err(|_| layout_err(what));
 
@@ -454,15 +437,9 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
             / u128::from(num_dumpable.max(1));
         max_mapnr.saturating_add(share.min(u128::from(u64::MAX)) as u64).min(total_work)
     };
-    let counts = ClassCounts {
-        total: max_mapnr,
-        memhole: cls1.memhole_pages(),
-        ..ClassCounts::default()
-    };
-    let kept_bits: Option<Vec<u8>> = usize::try_from(max_mapnr.div_ceil(8))
-        .ok()
-        .filter(|&n| n <= keep_bitmap_limit())
-        .map(Vec::with_capacity);
+    let counts = ClassCounts { total: max_mapnr, memhole: cls1.memhole_pages(), ..ClassCounts::default() };
+    let kept_bits: Option<Vec<u8>> =
+        usize::try_from(max_mapnr.div_ceil(8)).ok().filter(|&n| n <= keep_bitmap_limit()).map(Vec::with_capacity);
     // With worker threads, a file output and bitmap 2 in memory, pass 1 runs ahead of pass 2
     // instead of before it: the main thread classifies a window or two per batch while the
     // workers compress the pages already classified, and their output is held (at most
@@ -598,11 +575,8 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
                     let bits = pl.kept_bits.as_deref().unwrap_or(&[]);
                     feeder.fill_from_bits(b, bits, 0, limit, src);
                     // While pass 1 runs ahead, only its share counts.
-                    let done = if pl.next >= pl.max_mapnr {
-                        pass2_done(feeder.handed, pl.num_dumpable)
-                    } else {
-                        pl.next
-                    };
+                    let done =
+                        if pl.next >= pl.max_mapnr { pass2_done(feeder.handed, pl.num_dumpable) } else { pl.next };
                     (progress.borrow_mut())(done, total_work);
                     if b.npages == BATCH_PAGES || pl.next >= pl.max_mapnr {
                         return Ok(b.npages > 0);
@@ -648,10 +622,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     let classify_time = pl.elapsed;
     w.flush(out)?;
     if feeder.dumpable != num_dumpable {
-        return Err(WriteError::Inconsistent {
-            first: num_dumpable,
-            second: feeder.dumpable,
-        });
+        return Err(WriteError::Inconsistent { first: num_dumpable, second: feeder.dumpable });
     }
     counts.zero = w.zero;
     let end = w.data_start;
@@ -679,12 +650,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
 /// Both bitmaps of one window (`bm1`, `bm2` zeroed, one bit per class) and its class counts;
 /// returns the number of kept pages. Eight classes make one bitmap byte; the counts come from
 /// a histogram indexed by the class value, so the loop has no branch per page.
-fn summarize_window(
-    classes: &[PageClass],
-    bm1: &mut [u8],
-    bm2: &mut [u8],
-    counts: &mut ClassCounts,
-) -> u64 {
+fn summarize_window(classes: &[PageClass], bm1: &mut [u8], bm2: &mut [u8], counts: &mut ClassCounts) -> u64 {
     let mut hist = [0u64; 16];
     for ((chunk, b1), b2) in classes.chunks(8).zip(bm1.iter_mut()).zip(bm2.iter_mut()) {
         let (mut x1, mut x2) = (0u8, 0u8);
@@ -768,8 +734,7 @@ impl<S: DumpSource + ?Sized> Plan<'_, S> {
         self.bm1.resize(nbytes, 0u8);
         self.bm2.clear();
         self.bm2.resize(nbytes, 0u8);
-        self.num_dumpable +=
-            summarize_window(&self.classes, &mut self.bm1, &mut self.bm2, &mut self.counts);
+        self.num_dumpable += summarize_window(&self.classes, &mut self.bm1, &mut self.bm2, &mut self.counts);
         if let Some(k) = self.kept_bits.as_mut() {
             k.extend_from_slice(&self.bm2);
         }
@@ -796,12 +761,7 @@ struct DataLayout {
 
 impl DataLayout {
     /// Pad the bitmaps if needed, write the shared zero page and return the pass-2 sink.
-    fn start(
-        &self,
-        num_dumpable: u64,
-        max_mapnr: u64,
-        out: &mut dyn PosWrite,
-    ) -> Result<DataWriter, WriteError> {
+    fn start(&self, num_dumpable: u64, max_mapnr: u64, out: &mut dyn PosWrite) -> Result<DataWriter, WriteError> {
         if self.pad_bitmaps {
             let used = max_mapnr.div_ceil(8);
             let pad = self.half_bytes.saturating_sub(used);
@@ -884,31 +844,21 @@ impl Feeder {
                         self.classes.resize((e - s) as usize, PageClass::Hole);
                     }
                 }
-                self.dumpable += self
-                    .classes
-                    .iter()
-                    .filter(|&&c| c == PageClass::Kept)
-                    .count() as u64;
+                self.dumpable += self.classes.iter().filter(|&&c| c == PageClass::Kept).count() as u64;
                 self.win_start = s;
                 self.pos = 0;
                 self.next = e;
                 continue;
             }
             // Next run of kept pages.
-            let Some(k) = self.classes[self.pos..]
-                .iter()
-                .position(|&c| c == PageClass::Kept)
-            else {
+            let Some(k) = self.classes[self.pos..].iter().position(|&c| c == PageClass::Kept) else {
                 self.pos = self.classes.len();
                 continue;
             };
             let first = self.pos + k;
             let room = BATCH_PAGES - b.npages;
             let mut n = 1;
-            while n < room
-                && first + n < self.classes.len()
-                && self.classes[first + n] == PageClass::Kept
-            {
+            while n < room && first + n < self.classes.len() && self.classes[first + n] == PageClass::Kept {
                 n += 1;
             }
             let pfn = self.win_start + first as u64;
@@ -933,27 +883,20 @@ impl Feeder {
             r.file_offset(pa, (n * ps) as u64)
         });
         if let Some(off) = pending {
-            b.reads.push(PendingRead {
-                off,
-                first: b.npages,
-                npages: n,
-            });
+            b.reads.push(PendingRead { off, first: b.npages, npages: n });
             b.npages += n;
             return;
         }
         let (input, zero) = b.input_and_hints_mut();
         let dst = &mut input[at..at + n * ps];
-        let read_ok = Pfn(pfn)
-            .to_phys(src.page_shift())
-            .is_some_and(|pa| src.read_pages(pa, dst).is_ok());
+        let read_ok = Pfn(pfn).to_phys(src.page_shift()).is_some_and(|pa| src.read_pages(pa, dst).is_ok());
         if !read_ok {
             // Retry page by page; unreadable pages are written as zeros (as data, not as
             // zero pages) and counted.
             for i in 0..n {
                 let page = &mut dst[i * ps..(i + 1) * ps];
-                let ok = Pfn(pfn + i as u64)
-                    .to_phys(src.page_shift())
-                    .is_some_and(|pa| src.read_phys(pa, page).is_ok());
+                let ok =
+                    Pfn(pfn + i as u64).to_phys(src.page_shift()).is_some_and(|pa| src.read_phys(pa, page).is_ok());
                 if !ok {
                     page.fill(0);
                     self.unreadable += 1;
@@ -967,14 +910,7 @@ impl Feeder {
     /// Pass 2 driven by bitmap 2 of pass 1 (`bits`, whose bit 0 is pfn `base`, a multiple of
     /// 8; valid below pfn `limit`): adds runs of kept pages to `b` until it is full or `limit`
     /// is reached.
-    fn fill_from_bits<S: DumpSource + ?Sized>(
-        &mut self,
-        b: &mut Batch,
-        bits: &[u8],
-        base: u64,
-        limit: u64,
-        src: &S,
-    ) {
+    fn fill_from_bits<S: DumpSource + ?Sized>(&mut self, b: &mut Batch, bits: &[u8], base: u64, limit: u64, src: &S) {
         while b.npages < BATCH_PAGES {
             let run = next_run(bits, self.next - base, limit - base, BATCH_PAGES - b.npages);
             let Some((p, n)) = run else {
@@ -1008,10 +944,7 @@ impl Feeder {
                 self.back.resize(len, 0);
                 let offset = bitmap2_off + start / 8;
                 let r = out.read_back(offset, &mut self.back).unwrap_or_else(|| {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        "the output cannot be read",
-                    ))
+                    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "the output cannot be read"))
                 });
                 if let Err(source) = r {
                     self.back.clear();
@@ -1104,46 +1037,27 @@ impl DataWriter {
             let d = match *r {
                 PageResult::Zero => {
                     self.zero += 1;
-                    PageDesc {
-                        offset: self.zero_off as i64,
-                        size: self.ps as u32,
-                        flags: 0,
-                        page_flags: 0,
-                    }
+                    PageDesc { offset: self.zero_off as i64, size: self.ps as u32, flags: 0, page_flags: 0 }
                 }
                 PageResult::Raw => {
                     self.raw += 1;
-                    let d = PageDesc {
-                        offset: off as i64,
-                        size: self.ps as u32,
-                        flags: 0,
-                        page_flags: 0,
-                    };
+                    let d = PageDesc { offset: off as i64, size: self.ps as u32, flags: 0, page_flags: 0 };
                     off += self.ps;
                     d
                 }
                 PageResult::Compressed(len) => {
                     self.compressed += 1;
-                    let d = PageDesc {
-                        offset: off as i64,
-                        size: len,
-                        flags: self.flag,
-                        page_flags: 0,
-                    };
+                    let d = PageDesc { offset: off as i64, size: len, flags: self.flag, page_flags: 0 };
                     off += u64::from(len);
                     d
                 }
                 PageResult::Dup { slot, ordinal } => {
-                    let s = self.slots.get(slot, ordinal).ok_or_else(|| {
-                        layout_err("a duplicate page's earlier copy was not recorded")
-                    })?;
+                    let s = self
+                        .slots
+                        .get(slot, ordinal)
+                        .ok_or_else(|| layout_err("a duplicate page's earlier copy was not recorded"))?;
                     self.dup += 1;
-                    PageDesc {
-                        offset: s.offset,
-                        size: s.size,
-                        flags: s.flags,
-                        page_flags: 0,
-                    }
+                    PageDesc { offset: s.offset, size: s.size, flags: s.flags, page_flags: 0 }
                 }
             };
             if let Some(&Mark::Occupy(slot)) = marks.get(i) {
@@ -1168,9 +1082,7 @@ impl DataWriter {
         }
         // Descriptors follow every FLUSH_BYTES of data, so a dump cut short by a write error
         // keeps the pages written up to a recent point readable.
-        if self.descs.len() >= FLUSH_BYTES / 8
-            || self.data_start - self.desc_data_mark >= FLUSH_BYTES as u64
-        {
+        if self.descs.len() >= FLUSH_BYTES / 8 || self.data_start - self.desc_data_mark >= FLUSH_BYTES as u64 {
             self.flush(out)?;
         }
         Ok(())

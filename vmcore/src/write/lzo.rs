@@ -133,11 +133,7 @@ fn scratch_len(n: usize) -> usize {
 impl LzoCompressor {
     /// A compressor with an empty table.
     pub fn new() -> Self {
-        LzoCompressor {
-            table: Box::new([0; 1 << HASH_BITS]),
-            base: 1,
-            scratch: Vec::new(),
-        }
+        LzoCompressor { table: Box::new([0; 1 << HASH_BITS]), base: 1, scratch: Vec::new() }
     }
 
     /// Compress `input`, appending one stream to `out`. Returns false, with `out` unchanged or
@@ -170,10 +166,7 @@ impl LzoCompressor {
             self.scratch.resize(need, 0);
         }
         let table = &mut *self.table;
-        let mut o = Out {
-            buf: &mut self.scratch[..],
-            op: 0,
-        };
+        let mut o = Out { buf: &mut self.scratch[..], op: 0 };
         let mut lit = 0usize;
         let mut ip = 0usize;
         if n >= 8 {
@@ -279,11 +272,7 @@ fn emit_match(out: &mut Out<'_>, dist: usize, len: usize) {
     let d = dist - 1;
     let op = out.op;
     if len <= 8 && dist <= M2_MAX_DIST {
-        let code = if len <= 4 {
-            0x40 | (((len - 3) as u8) << 5)
-        } else {
-            0x80 | (((len - 5) as u8) << 5)
-        };
+        let code = if len <= 4 { 0x40 | (((len - 3) as u8) << 5) } else { 0x80 | (((len - 5) as u8) << 5) };
         let two = [code | (((d & 7) as u8) << 2), (d >> 3) as u8];
         out.buf[op..op + 2].copy_from_slice(&two);
         out.op = op + 2;
@@ -324,9 +313,7 @@ pub fn decompress(input: &[u8], out: &mut Vec<u8>, max_out: usize) -> Result<(),
         }
     };
     let copy_lits = |ip: &mut usize, out: &mut Vec<u8>, n: usize| -> Result<(), LzoError> {
-        let src = input
-            .get(*ip..ip.saturating_add(n))
-            .ok_or(LzoError::Truncated(*ip))?;
+        let src = input.get(*ip..ip.saturating_add(n)).ok_or(LzoError::Truncated(*ip))?;
         if out.len() + n > max_out {
             return Err(LzoError::OutputOverrun(max_out));
         }
@@ -336,10 +323,7 @@ pub fn decompress(input: &[u8], out: &mut Vec<u8>, max_out: usize) -> Result<(),
     };
     let copy_match = |out: &mut Vec<u8>, dist: usize, len: usize| -> Result<(), LzoError> {
         if dist == 0 || dist > out.len() {
-            return Err(LzoError::LookBehind {
-                dist,
-                have: out.len(),
-            });
+            return Err(LzoError::LookBehind { dist, have: out.len() });
         }
         if out.len() + len > max_out {
             return Err(LzoError::OutputOverrun(max_out));
@@ -380,18 +364,10 @@ pub fn decompress(input: &[u8], out: &mut Vec<u8>, max_out: usize) -> Result<(),
         } else if t >= 64 {
             let h = byte(&mut ip)?;
             dist = (h << 3) + ((t >> 2) & 7) + 1;
-            len = if t >= 128 {
-                5 + ((t >> 5) & 3)
-            } else {
-                3 + ((t >> 5) & 1)
-            };
+            len = if t >= 128 { 5 + ((t >> 5) & 3) } else { 3 + ((t >> 5) & 1) };
             s = t & 3;
         } else if t >= 32 {
-            len = if t & 31 == 0 {
-                ext(&mut ip, 31)?
-            } else {
-                t & 31
-            } + 2;
+            len = if t & 31 == 0 { ext(&mut ip, 31)? } else { t & 31 } + 2;
             let le = byte(&mut ip)? | (byte(&mut ip)? << 8);
             dist = (le >> 2) + 1;
             s = le & 3;
@@ -477,9 +453,8 @@ mod tests {
         for round in 0..60usize {
             let size = [4096, 4096, 65533, 4096, 70000, 40000, 1, 65536, 100][round % 9];
             // Records with small variations: many matches at many distances.
-            let data: Vec<u8> = (0..size)
-                .map(|i| if next() % 7 == 0 { next() as u8 } else { (i % 61) as u8 })
-                .collect();
+            let data: Vec<u8> =
+                (0..size).map(|i| if next() % 7 == 0 { next() as u8 } else { (i % 61) as u8 }).collect();
             let mut a = Vec::new();
             assert!(shared.compress(&data, &mut a, usize::MAX));
             let mut b = Vec::new();
@@ -496,9 +471,8 @@ mod tests {
     #[test]
     fn text_and_record_pages_stay_compressed() {
         const WORDS: [&str; 24] = [
-            "the", "kernel", "page", "memory", "of", "and", "dump", "file", "to", "a", "is",
-            "crash", "struct", "with", "for", "in", "that", "free", "cache", "be", "on", "not",
-            "user", "data",
+            "the", "kernel", "page", "memory", "of", "and", "dump", "file", "to", "a", "is", "crash", "struct", "with",
+            "for", "in", "that", "free", "cache", "be", "on", "not", "user", "data",
         ];
         let mut x = 0x9e37_79b9u32;
         let mut text = Vec::new();

@@ -59,14 +59,10 @@ impl PageReader for FileReader {
     fn file_offset(&self, pa: PhysAddr, len: u64) -> Option<u64> {
         let pa = pa.0;
         // First match in file order, like `read_phys`.
-        let seg = self
-            .loads
-            .iter()
-            .find(|l| pa >= l.phys_start.0 && pa - l.phys_start.0 < l.mem_size)?;
+        let seg = self.loads.iter().find(|l| pa >= l.phys_start.0 && pa - l.phys_start.0 < l.mem_size)?;
         let rel = pa - seg.phys_start.0;
         let off = seg.file_offset.0.checked_add(rel)?;
-        (rel.checked_add(len)? <= seg.file_size && off.checked_add(len)? <= self.file_len)
-            .then_some(off)
+        (rel.checked_add(len)? <= seg.file_size && off.checked_add(len)? <= self.file_len).then_some(off)
     }
 
     fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
@@ -79,13 +75,7 @@ impl PageReader for FileReader {
         }
     }
 
-    fn read_pages_at(
-        &self,
-        off: u64,
-        buf: &mut [u8],
-        ps: usize,
-        zero: &mut [bool],
-    ) -> std::io::Result<()> {
+    fn read_pages_at(&self, off: u64, buf: &mut [u8], ps: usize, zero: &mut [bool]) -> std::io::Result<()> {
         // On /proc/vmcore a run is mapped, zero-checked in place and copied out page by page
         // (zero pages are never copied): its `read` maps and unmaps old memory one page at a
         // time.
@@ -119,9 +109,7 @@ impl FileReader {
     /// `[off, off+len)` mapped, when page runs are mapped (`/proc/vmcore`) and it lies inside
     /// the file. A failed mapping turns mapping off for the rest of the dump.
     fn map(&self, off: u64, len: usize) -> Option<memmap2::Mmap> {
-        if !self.map_runs.load(Ordering::Relaxed)
-            || off.checked_add(len as u64).map_or(true, |e| e > self.file_len)
-        {
+        if !self.map_runs.load(Ordering::Relaxed) || off.checked_add(len as u64).map_or(true, |e| e > self.file_len) {
             return None;
         }
         let mut opts = memmap2::MmapOptions::new();
@@ -172,11 +160,7 @@ impl<'a> MappedElf<'a> {
             file_len: core.file_len(),
             loads: core.loads().to_vec(),
             pages,
-            state: Mutex::new(State {
-                wins: Vec::with_capacity(WINDOWS),
-                tick: 0,
-                mmap_ok: true,
-            }),
+            state: Mutex::new(State { wins: Vec::with_capacity(WINDOWS), tick: 0, mmap_ok: true }),
         })
     }
 
@@ -223,11 +207,7 @@ impl<'a> MappedElf<'a> {
                         return None;
                     }
                 };
-                let w = Win {
-                    start,
-                    map,
-                    used: tick,
-                };
+                let w = Win { start, map, used: tick };
                 if st.wins.len() < WINDOWS {
                     st.wins.push(w);
                     st.wins.len() - 1
@@ -254,13 +234,11 @@ impl<'a> MappedElf<'a> {
                 return Ok(());
             }
         }
-        self.file
-            .read_exact_at(buf, off)
-            .map_err(|source| MemError::Io {
-                offset: FileOffset(off),
-                len: buf.len(),
-                source,
-            })
+        self.file.read_exact_at(buf, off).map_err(|source| MemError::Io {
+            offset: FileOffset(off),
+            len: buf.len(),
+            source,
+        })
     }
 
     /// The file offset of `[pa, pa+len)` if it lies entirely in one segment's file data.

@@ -103,9 +103,7 @@ pub const MAX_DEFAULT_THREADS: usize = 4;
 /// `nr_cpus=1`. zstd, the default codec, costs about three times LZO's time per page, so it
 /// matches makedumpfile `-l` only when it can use more than one core (see BENCHMARKS.md).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_DEFAULT_THREADS)
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_DEFAULT_THREADS)
 }
 
 /// What [`filter`] did.
@@ -180,9 +178,7 @@ pub enum WriteError {
     },
     /// A write failed (ENOSPC, EIO, broken pipe). The dump is marked incomplete where the
     /// format allows it.
-    #[error(
-        "writing {len} bytes of {what} at output offset {offset:#x} failed; the dump is incomplete"
-    )]
+    #[error("writing {len} bytes of {what} at output offset {offset:#x} failed; the dump is incomplete")]
     Write {
         /// Which part of the dump.
         what: &'static str,
@@ -195,9 +191,7 @@ pub enum WriteError {
         source: std::io::Error,
     },
     /// Bitmap 2, written in pass 1, could not be read back from the output in pass 2.
-    #[error(
-        "reading back {len} bytes of bitmap 2 at output offset {offset:#x} failed; the dump is incomplete"
-    )]
+    #[error("reading back {len} bytes of bitmap 2 at output offset {offset:#x} failed; the dump is incomplete")]
     ReadBack {
         /// Offset in the dump.
         offset: u64,
@@ -284,13 +278,7 @@ pub trait PageReader: Sync {
     /// Like [`PageReader::read_at`] for whole pages of `ps` bytes, except that all-zero pages
     /// may be left unwritten: `zero[i]` is set to true for each such page (the slot is then
     /// unspecified). The default reads everything.
-    fn read_pages_at(
-        &self,
-        off: u64,
-        buf: &mut [u8],
-        _ps: usize,
-        _zero: &mut [bool],
-    ) -> std::io::Result<()> {
+    fn read_pages_at(&self, off: u64, buf: &mut [u8], _ps: usize, _zero: &mut [bool]) -> std::io::Result<()> {
         self.read_at(off, buf)
     }
 }
@@ -327,8 +315,7 @@ impl DumpSource for ElfVmcore {
         ElfVmcore::vmcoreinfo(self)
     }
     fn vmcoreinfo_desc(&self) -> Option<(usize, usize)> {
-        self.vmcoreinfo_note()
-            .map(|n| (n.desc_offset_in_notes, n.desc_size))
+        self.vmcoreinfo_note().map(|n| (n.desc_offset_in_notes, n.desc_size))
     }
     fn nr_cpus(&self) -> usize {
         ElfVmcore::nr_cpus(self)
@@ -371,22 +358,11 @@ impl PosWrite for std::fs::File {
 }
 
 /// Write with error context.
-pub(crate) fn put(
-    out: &mut dyn PosWrite,
-    what: &'static str,
-    offset: u64,
-    data: &[u8],
-) -> Result<(), WriteError> {
+pub(crate) fn put(out: &mut dyn PosWrite, what: &'static str, offset: u64, data: &[u8]) -> Result<(), WriteError> {
     if data.is_empty() {
         return Ok(());
     }
-    out.write_at(offset, data)
-        .map_err(|source| WriteError::Write {
-            what,
-            offset,
-            len: data.len(),
-            source,
-        })
+    out.write_at(offset, data).map_err(|source| WriteError::Write { what, offset, len: data.len(), source })
 }
 
 /// Classify one window and apply the source's own exclusions.
@@ -449,44 +425,29 @@ impl Input {
         let mut sig = [0u8; 16];
         let n = {
             use std::io::Read;
-            let mut f = std::fs::File::open(path).map_err(|source| WriteError::ReadInput {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let mut f = std::fs::File::open(path)
+                .map_err(|source| WriteError::ReadInput { path: path.to_path_buf(), source })?;
             let mut n = 0;
             while n < sig.len() {
                 match f.read(&mut sig[n..]) {
                     Ok(0) => break,
                     Ok(k) => n += k,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(source) => {
-                        return Err(WriteError::ReadInput {
-                            path: path.to_path_buf(),
-                            source,
-                        })
-                    }
+                    Err(source) => return Err(WriteError::ReadInput { path: path.to_path_buf(), source }),
                 }
             }
             n
         };
         let sig = &sig[..n];
-        if sig.starts_with(b"KDUMP   ")
-            || sig.starts_with(b"DISKDUMP")
-            || sig.starts_with(crate::flat::FLAT_SIGNATURE)
+        if sig.starts_with(b"KDUMP   ") || sig.starts_with(b"DISKDUMP") || sig.starts_with(crate::flat::FLAT_SIGNATURE)
         {
             DiskDump::open(path)
                 .map(|d| Input::Kdump(Box::new(d)))
-                .map_err(|source| WriteError::OpenKdump {
-                    path: path.to_path_buf(),
-                    source,
-                })
+                .map_err(|source| WriteError::OpenKdump { path: path.to_path_buf(), source })
         } else {
             ElfVmcore::open(path)
                 .map(|e| Input::Elf(Box::new(e)))
-                .map_err(|source| WriteError::OpenElf {
-                    path: path.to_path_buf(),
-                    source,
-                })
+                .map_err(|source| WriteError::OpenElf { path: path.to_path_buf(), source })
         }
     }
 
@@ -530,10 +491,7 @@ pub fn filter(
                 .truncate(true)
                 .mode(0o600)
                 .open(p)
-                .map_err(|source| WriteError::Create {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
+                .map_err(|source| WriteError::Create { path: p.to_path_buf(), source })?;
             if opts.flattened {
                 let mut w = flat::FlatWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
                 write_dump(src, &mut w, opts, progress)
@@ -544,9 +502,7 @@ pub fn filter(
         }
         Output::Stream(s) => {
             if !opts.flattened {
-                return Err(WriteError::Unsupported(
-                    "writing to a stream needs the flattened format (-F)".into(),
-                ));
+                return Err(WriteError::Unsupported("writing to a stream needs the flattened format (-F)".into()));
             }
             let mut w = flat::FlatWriter::new(std::io::BufWriter::with_capacity(1 << 20, s));
             write_dump(src, &mut w, opts, progress)

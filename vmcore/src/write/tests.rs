@@ -31,11 +31,7 @@ fn synth(dir: &Path) -> PathBuf {
         if !s.phys.pages.contains_key(&pfn) {
             let page: Vec<u8> = match placed % 4 {
                 0 => noise(&mut x, 4096),
-                1 => format!("pfn {pfn} kernel text {placed} ")
-                    .bytes()
-                    .cycle()
-                    .take(4096)
-                    .collect(),
+                1 => format!("pfn {pfn} kernel text {placed} ").bytes().cycle().take(4096).collect(),
                 2 => (0..4096u32).map(|i| (i / 64) as u8).collect(),
                 _ => {
                     let mut p = vec![0u8; 4096];
@@ -83,16 +79,8 @@ fn check_kdump(src: &ElfVmcore, dump: &DiskDump, dl: u8, report: &FilterReport) 
     let mut nonzero_kept = 0u64;
     for (pfn, c) in classes.iter().enumerate() {
         let pfn = pfn as u64;
-        assert_eq!(
-            dump.is_in_memory_map(pfn),
-            *c != PageClass::Hole,
-            "pfn {pfn:#x} {c:?}"
-        );
-        assert_eq!(
-            dump.is_dumpable(pfn),
-            *c == PageClass::Kept,
-            "pfn {pfn:#x} {c:?}"
-        );
+        assert_eq!(dump.is_in_memory_map(pfn), *c != PageClass::Hole, "pfn {pfn:#x} {c:?}");
+        assert_eq!(dump.is_dumpable(pfn), *c == PageClass::Kept, "pfn {pfn:#x} {c:?}");
         if *c == PageClass::Kept {
             kept += 1;
             let want = page_of(src, pfn).unwrap();
@@ -102,10 +90,7 @@ fn check_kdump(src: &ElfVmcore, dump: &DiskDump, dl: u8, report: &FilterReport) 
                 nonzero_kept += 1;
             }
         } else {
-            assert!(
-                page_of(dump, pfn).is_none(),
-                "excluded pfn {pfn:#x} readable"
-            );
+            assert!(page_of(dump, pfn).is_none(), "excluded pfn {pfn:#x} readable");
         }
     }
     assert_eq!(kept, report.written_pages);
@@ -117,10 +102,7 @@ fn check_kdump(src: &ElfVmcore, dump: &DiskDump, dl: u8, report: &FilterReport) 
     // Metadata.
     assert_eq!(dump.notes_bytes(), src.notes_bytes());
     assert_eq!(DumpSource::nr_cpus(dump), 2);
-    assert_eq!(
-        dump.vmcoreinfo().and_then(|v| v.osrelease()),
-        src.vmcoreinfo().and_then(|v| v.osrelease())
-    );
+    assert_eq!(dump.vmcoreinfo().and_then(|v| v.osrelease()), src.vmcoreinfo().and_then(|v| v.osrelease()));
     let sub = dump.sub_header();
     assert_eq!(sub.dump_level, i32::from(dl));
     let (o, s) = src.vmcoreinfo_desc().unwrap();
@@ -128,11 +110,7 @@ fn check_kdump(src: &ElfVmcore, dump: &DiskDump, dl: u8, report: &FilterReport) 
     assert_eq!(sub.size_vmcoreinfo, s as u64);
     assert_eq!(dump.header().header_version, 6);
     assert_eq!(&dump.header().signature, b"KDUMP   ");
-    assert!(
-        dump.release().len() > 2,
-        "utsname release {:?}",
-        dump.release()
-    );
+    assert!(dump.release().len() > 2, "utsname release {:?}", dump.release());
 }
 
 fn write_file(src: &dyn DumpSource, path: &Path, opts: &FilterOptions) -> FilterReport {
@@ -147,11 +125,7 @@ fn kdump_round_trip_every_codec_and_level() {
     let core = ElfVmcore::open(&vmcore).unwrap();
     for m in Compression::ALL {
         for dl in [31u8, 1, 0, 16] {
-            let opts = FilterOptions {
-                dump_level: dl,
-                compression: m,
-                ..FilterOptions::default()
-            };
+            let opts = FilterOptions { dump_level: dl, compression: m, ..FilterOptions::default() };
             let out = dir.path().join(format!("dump-{}-{dl}", m.name()));
             let r = write_file(&core, &out, &opts);
             let dump = DiskDump::open(&out).unwrap();
@@ -172,15 +146,10 @@ fn filter_api_and_report_counts() {
     let vmcore = synth(dir.path());
     let out = dir.path().join("out");
     let mut calls = 0;
-    let r = filter(
-        &vmcore,
-        Output::Path(&out),
-        &FilterOptions::default(),
-        &mut |d, t| {
-            assert!(d <= t);
-            calls += 1;
-        },
-    )
+    let r = filter(&vmcore, Output::Path(&out), &FilterOptions::default(), &mut |d, t| {
+        assert!(d <= t);
+        calls += 1;
+    })
     .unwrap();
     assert!(calls >= 2);
     let core = ElfVmcore::open(&vmcore).unwrap();
@@ -189,12 +158,7 @@ fn filter_api_and_report_counts() {
     // Stream output without -F is refused.
     let mut sink = Vec::new();
     assert!(matches!(
-        filter(
-            &vmcore,
-            Output::Stream(&mut sink),
-            &FilterOptions::default(),
-            &mut |_, _| {}
-        ),
+        filter(&vmcore, Output::Stream(&mut sink), &FilterOptions::default(), &mut |_, _| {}),
         Err(WriteError::Unsupported(_))
     ));
 }
@@ -208,11 +172,7 @@ fn threads_give_identical_output() {
         let mut outs = Vec::new();
         for t in [0usize, 2, 3] {
             let p = dir.path().join(format!("t{t}"));
-            let opts = FilterOptions {
-                compression: m,
-                num_threads: t,
-                ..FilterOptions::default()
-            };
+            let opts = FilterOptions { compression: m, num_threads: t, ..FilterOptions::default() };
             write_file(&core, &p, &opts);
             outs.push(std::fs::read(&p).unwrap());
         }
@@ -226,32 +186,15 @@ fn flattened_stream_unflattens_to_the_same_file() {
     let vmcore = synth(dir.path());
     let core = ElfVmcore::open(&vmcore).unwrap();
     for m in [Compression::Lzo, Compression::Snappy] {
-        let opts = FilterOptions {
-            compression: m,
-            flattened: true,
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { compression: m, flattened: true, ..FilterOptions::default() };
         let direct = dir.path().join("direct");
-        write_file(
-            &core,
-            &direct,
-            &FilterOptions {
-                flattened: false,
-                ..opts
-            },
-        );
+        write_file(&core, &direct, &FilterOptions { flattened: false, ..opts });
         let mut stream = Vec::new();
         let r = filter(&vmcore, Output::Stream(&mut stream), &opts, &mut |_, _| {}).unwrap();
         assert_eq!(&stream[..12], b"makedumpfile");
         assert_eq!(&stream[stream.len() - 16..], &[0xff; 16]);
         let un = dir.path().join("un");
-        let f = std::fs::File::options()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&un)
-            .unwrap();
+        let f = std::fs::File::options().create(true).truncate(true).read(true).write(true).open(&un).unwrap();
         let size = crate::flat::unflatten(&mut &stream[..], &f, &un).unwrap();
         assert_eq!(size, r.output_bytes);
         assert_eq!(std::fs::read(&un).unwrap(), std::fs::read(&direct).unwrap());
@@ -275,11 +218,7 @@ fn elf_output_keeps_dumpable_pages_and_splits_long_exclusions() {
     let core = ElfVmcore::open(&vmcore).unwrap();
     for dl in [31u8, 0] {
         let out = dir.path().join(format!("elf{dl}"));
-        let opts = FilterOptions {
-            dump_level: dl,
-            format: DumpFormat::Elf,
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { dump_level: dl, format: DumpFormat::Elf, ..FilterOptions::default() };
         let r = write_file(&core, &out, &opts);
         assert_eq!(r.output_bytes, std::fs::metadata(&out).unwrap().len());
         let e = ElfVmcore::open(&out).unwrap();
@@ -312,10 +251,7 @@ fn elf_output_keeps_dumpable_pages_and_splits_long_exclusions() {
         }
         zeros.clear();
         if dl == 31 {
-            assert!(
-                e.loads().len() > core.loads().len(),
-                "long excluded runs split segments"
-            );
+            assert!(e.loads().len() > core.loads().len(), "long excluded runs split segments");
             assert!(e.loads().iter().any(|l| l.file_size < l.mem_size));
             assert!(e.file_len() < core.file_len());
         } else {
@@ -360,18 +296,8 @@ struct ReadBackFile {
 
 impl ReadBackFile {
     fn create(path: &Path, fail_after: Option<usize>) -> ReadBackFile {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .unwrap();
-        ReadBackFile {
-            file,
-            reads: 0,
-            fail_after,
-        }
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
+        ReadBackFile { file, reads: 0, fail_after }
     }
 }
 
@@ -401,11 +327,7 @@ fn pass_2_reads_bitmap_2_back_from_the_output() {
     let p = dir.path().join("out");
     for dl in [31u8, 1, 0] {
         for t in [0usize, 2] {
-            let opts = FilterOptions {
-                dump_level: dl,
-                num_threads: t,
-                ..FilterOptions::default()
-            };
+            let opts = FilterOptions { dump_level: dl, num_threads: t, ..FilterOptions::default() };
             let kept = write_file(&mapped, &p, &opts);
             let want = std::fs::read(&p).unwrap();
             let bitmap_bytes = kept.max_pfn.div_ceil(8) as usize;
@@ -438,11 +360,7 @@ fn failed_bitmap_read_back_leaves_an_incomplete_dump() {
     let core = ElfVmcore::open(&vmcore).unwrap();
     let p = dir.path().join("out");
     for t in [0usize, 2] {
-        let opts = FilterOptions {
-            dump_level: 31,
-            num_threads: t,
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { dump_level: 31, num_threads: t, ..FilterOptions::default() };
         super::kdump::FORCE_RECLASSIFY.with(|f| f.set(true));
         super::kdump::READBACK_TEST.with(|f| f.set(Some(64)));
         let mut w = ReadBackFile::create(&p, Some(2));
@@ -468,25 +386,14 @@ fn enospc_leaves_an_incomplete_but_readable_dump() {
     let vmcore = synth(dir.path());
     let core = ElfVmcore::open(&vmcore).unwrap();
     let full = dir.path().join("full");
-    let opts = FilterOptions {
-        dump_level: 0,
-        compression: Compression::None,
-        ..FilterOptions::default()
-    };
+    let opts = FilterOptions { dump_level: 0, compression: Compression::None, ..FilterOptions::default() };
     let whole = write_file(&core, &full, &opts);
     let limit = whole.output_bytes - 20 * 4096;
     let path = dir.path().join("partial");
-    let mut w = FullDisk {
-        file: std::fs::File::create(&path).unwrap(),
-        size: 0,
-        limit,
-    };
+    let mut w = FullDisk { file: std::fs::File::create(&path).unwrap(), size: 0, limit };
     let err = write_dump(&core, &mut w, &opts, &mut |_, _| {}).unwrap_err();
     let msg = crate::classify::error_chain(&err);
-    assert!(
-        msg.contains("incomplete") && msg.contains("os error 28"),
-        "{msg}"
-    );
+    assert!(msg.contains("incomplete") && msg.contains("os error 28"), "{msg}");
     let d = DiskDump::open(&path).unwrap();
     assert!(d.is_incomplete());
     assert_ne!(d.header().status & FLAG_INCOMPLETE, 0);
@@ -511,15 +418,8 @@ fn enospc_leaves_an_incomplete_but_readable_dump() {
     assert!(ok > 1000 && missing > 0, "ok {ok} missing {missing}");
     // ELF: e_flags bit 0 stays set.
     let epath = dir.path().join("partial.elf");
-    let mut w = FullDisk {
-        file: std::fs::File::create(&epath).unwrap(),
-        size: 0,
-        limit: 200_000,
-    };
-    let eopts = FilterOptions {
-        format: DumpFormat::Elf,
-        ..opts
-    };
+    let mut w = FullDisk { file: std::fs::File::create(&epath).unwrap(), size: 0, limit: 200_000 };
+    let eopts = FilterOptions { format: DumpFormat::Elf, ..opts };
     assert!(write_dump(&core, &mut w, &eopts, &mut |_, _| {}).is_err());
     let e = ElfVmcore::open(&epath).unwrap();
     assert_eq!(e.ehdr().e_flags & 1, 1);
@@ -537,20 +437,10 @@ fn refiltering_our_dump_gives_the_same_pages() {
     write_file(
         &core,
         &first,
-        &FilterOptions {
-            dump_level: 0,
-            compression: Compression::Zstd,
-            ..FilterOptions::default()
-        },
+        &FilterOptions { dump_level: 0, compression: Compression::Zstd, ..FilterOptions::default() },
     );
     let second = dir.path().join("d31");
-    let r = filter(
-        &first,
-        Output::Path(&second),
-        &FilterOptions::default(),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let r = filter(&first, Output::Path(&second), &FilterOptions::default(), &mut |_, _| {}).unwrap();
     let d = DiskDump::open(&second).unwrap();
     check_kdump(&core, &d, 31, &r);
     // And ELF from a kdump source.
@@ -558,10 +448,7 @@ fn refiltering_our_dump_gives_the_same_pages() {
     filter(
         &second,
         Output::Path(&third),
-        &FilterOptions {
-            format: DumpFormat::Elf,
-            ..FilterOptions::default()
-        },
+        &FilterOptions { format: DumpFormat::Elf, ..FilterOptions::default() },
         &mut |_, _| {},
     )
     .unwrap();
@@ -585,11 +472,7 @@ fn corrupt_kdump_headers_are_errors_not_panics() {
     let mut x = 12345u64;
     for i in 0..300 {
         let mut b = good.clone();
-        b.truncate(if i % 7 == 0 {
-            (x as usize) % good.len()
-        } else {
-            good.len()
-        });
+        b.truncate(if i % 7 == 0 { (x as usize) % good.len() } else { good.len() });
         for _ in 0..8 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -623,36 +506,20 @@ fn mapped_source_and_second_classification_give_identical_output() {
     like_proc.map_like_proc();
     for dl in [31u8, 1, 0] {
         for t in [0usize, 2] {
-            let opts = FilterOptions {
-                dump_level: dl,
-                num_threads: t,
-                ..FilterOptions::default()
-            };
+            let opts = FilterOptions { dump_level: dl, num_threads: t, ..FilterOptions::default() };
             let p = dir.path().join("plain");
             let r1 = write_file(&core, &p, &opts);
             let want = std::fs::read(&p).unwrap();
             let r2 = write_file(&mapped, &p, &opts);
-            assert_eq!(
-                std::fs::read(&p).unwrap(),
-                want,
-                "mapped, -d {dl}, {t} threads"
-            );
+            assert_eq!(std::fs::read(&p).unwrap(), want, "mapped, -d {dl}, {t} threads");
             let r4 = write_file(&like_proc, &p, &opts);
-            assert_eq!(
-                std::fs::read(&p).unwrap(),
-                want,
-                "runs mapped as on /proc/vmcore, -d {dl}, {t} threads"
-            );
+            assert_eq!(std::fs::read(&p).unwrap(), want, "runs mapped as on /proc/vmcore, -d {dl}, {t} threads");
             assert!(like_proc.still_maps_runs(), "a mapping failed: the runs were read instead");
             super::kdump::FORCE_RECLASSIFY.with(|f| f.set(true));
             // `write_file`'s file is write-only: bitmap 2 cannot be read back.
             let r3 = write_file(&mapped, &p, &opts);
             super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
-            assert_eq!(
-                std::fs::read(&p).unwrap(),
-                want,
-                "reclassified, -d {dl}, {t} threads"
-            );
+            assert_eq!(std::fs::read(&p).unwrap(), want, "reclassified, -d {dl}, {t} threads");
             for r in [&r2, &r3, &r4] {
                 assert_eq!(r.counts, r1.counts);
                 assert_eq!(r.written_pages, r1.written_pages);
@@ -685,12 +552,7 @@ fn overlapped_passes_give_identical_output() {
     let core = ElfVmcore::open(&vmcore).unwrap();
     for m in [Compression::Lzo, Compression::None] {
         let one = dir.path().join("one");
-        let opts = |t| FilterOptions {
-            compression: m,
-            dump_level: 1,
-            num_threads: t,
-            ..FilterOptions::default()
-        };
+        let opts = |t| FilterOptions { compression: m, dump_level: 1, num_threads: t, ..FilterOptions::default() };
         let r1 = write_file(&core, &one, &opts(1));
         let want = std::fs::read(&one).unwrap();
         for (window, hold) in [(512u64, 1usize << 30), (512, 0), (64, 8192), (1 << 16, 1 << 20)] {
@@ -713,28 +575,14 @@ fn progress_is_monotonic_and_follows_the_dumpable_pages() {
     let dir = tempfile::tempdir().unwrap();
     let vmcore = synth(dir.path());
     let core = ElfVmcore::open(&vmcore).unwrap();
-    for (threads, unkept, readable) in [
-        (1usize, false, false),
-        (2, false, false),
-        (1, true, false),
-        (1, true, true),
-    ] {
+    for (threads, unkept, readable) in [(1usize, false, false), (2, false, false), (1, true, false), (1, true, true)] {
         super::kdump::FORCE_RECLASSIFY.with(|f| f.set(unkept));
         let mut seen: Vec<(u64, u64)> = Vec::new();
-        let opts = FilterOptions {
-            dump_level: 31,
-            num_threads: threads,
-            ..FilterOptions::default()
-        };
+        let opts = FilterOptions { dump_level: 31, num_threads: threads, ..FilterOptions::default() };
         let path = dir.path().join(format!("p{threads}{unkept}{readable}"));
         // A write-only file cannot be read back: pass 2 classifies again.
-        let mut f = std::fs::OpenOptions::new()
-            .read(readable)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let mut f =
+            std::fs::OpenOptions::new().read(readable).write(true).create(true).truncate(true).open(&path).unwrap();
         let r = write_dump(&core, &mut f, &opts, &mut |d, t| seen.push((d, t))).unwrap();
         super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
         let what = format!("{threads} threads, bitmap not kept {unkept}, readable {readable}");
@@ -755,22 +603,14 @@ fn enospc_with_worker_threads_leaves_a_marked_dump() {
     let dir = tempfile::tempdir().unwrap();
     let vmcore = synth(dir.path());
     let core = ElfVmcore::open(&vmcore).unwrap();
-    let opts = FilterOptions {
-        dump_level: 0,
-        compression: Compression::None,
-        num_threads: 2,
-        ..FilterOptions::default()
-    };
+    let opts =
+        FilterOptions { dump_level: 0, compression: Compression::None, num_threads: 2, ..FilterOptions::default() };
     let whole = write_file(&core, &dir.path().join("full"), &opts);
     let n = whole.output_bytes;
     for (window, limit) in [(512u64, n / 2), (512, n * 3 / 4), (64, n / 3), (1 << 16, n - 4096)] {
         super::kdump::OVERLAP_TEST.with(|f| f.set(Some((window, 64 << 10))));
         let path = dir.path().join("partial");
-        let mut w = FullDisk {
-            file: std::fs::File::create(&path).unwrap(),
-            size: 0,
-            limit,
-        };
+        let mut w = FullDisk { file: std::fs::File::create(&path).unwrap(), size: 0, limit };
         let err = write_dump(&core, &mut w, &opts, &mut |_, _| {});
         super::kdump::OVERLAP_TEST.with(|f| f.set(None));
         let msg = crate::classify::error_chain(&err.unwrap_err());
@@ -861,12 +701,7 @@ fn identical_pages_share_one_stored_copy() {
         }
         assert!(want_shared >= 20, "-d {dl}: only {want_shared} copies in the test input");
         for m in [Compression::Lzo, Compression::Zstd, Compression::None] {
-            let base = FilterOptions {
-                dump_level: dl,
-                compression: m,
-                dedup: true,
-                ..FilterOptions::default()
-            };
+            let base = FilterOptions { dump_level: dl, compression: m, dedup: true, ..FilterOptions::default() };
             let mut outs = Vec::new();
             let mut report = None;
             for t in [0usize, 2, 3] {
@@ -895,10 +730,7 @@ fn identical_pages_share_one_stored_copy() {
             let plain = write_file(&mapped, &p, &FilterOptions { dedup: false, ..base });
             assert_eq!(plain.shared_pages, 0);
             let r = report.unwrap();
-            assert_eq!(
-                plain.compressed_pages + plain.raw_pages,
-                r.compressed_pages + r.raw_pages + r.shared_pages
-            );
+            assert_eq!(plain.compressed_pages + plain.raw_pages, r.compressed_pages + r.raw_pages + r.shared_pages);
             assert!(
                 r.output_bytes + want_shared * 20 <= plain.output_bytes,
                 "-d {dl} {m:?}: {} bytes shared against {} plain",
@@ -916,12 +748,7 @@ fn dedup_without_a_page_reader_stores_every_page() {
     let dir = tempfile::tempdir().unwrap();
     let vmcore = synth_with_copies(dir.path());
     let core = ElfVmcore::open(&vmcore).unwrap();
-    let opts = FilterOptions {
-        dump_level: 1,
-        dedup: true,
-        num_threads: 2,
-        ..FilterOptions::default()
-    };
+    let opts = FilterOptions { dump_level: 1, dedup: true, num_threads: 2, ..FilterOptions::default() };
     let p = dir.path().join("d");
     let r = write_file(&core, &p, &opts);
     assert_eq!(r.shared_pages, 0);

@@ -20,6 +20,14 @@ fn rkdump_bin() -> PathBuf {
     bin
 }
 
+/// The common start of a test that builds its own image: its artifact directory (created), the
+/// static `rkdump`, and the kernel to test.
+fn setup(name: &str) -> (PathBuf, PathBuf, rkdump_qemu::Kernel) {
+    let base = artifacts(name);
+    std::fs::create_dir_all(&base).unwrap();
+    (base, rkdump_bin(), rkdump_qemu::find_kernel(None).expect("a kernel in /boot"))
+}
+
 /// A fresh artifact directory for one test.
 fn artifacts(name: &str) -> PathBuf {
     let d = workspace().join("target/e2e").join(name);
@@ -222,10 +230,7 @@ fn xz_module_tree(root: &Path, src: &Path, modules: &[String]) {
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn xz_compressed_modules_boot_and_capture() {
-    let base = artifacts("xz-modules");
-    std::fs::create_dir_all(&base).unwrap();
-    let bin = rkdump_bin();
-    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let (base, bin, kernel) = setup("xz-modules");
     // The modules a normal image for the crash-test target holds.
     let conf = base.join("kdump.conf");
     std::fs::write(&conf, "ext4 UUID=11111111-2222-3333-4444-555555555555\nextra_modules virtio_blk virtio_pci\n")
@@ -291,10 +296,7 @@ fn xz_compressed_modules_boot_and_capture() {
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn capture_image_on_a_normal_boot_says_so_and_reboots() {
-    let base = artifacts("not-a-capture-boot");
-    std::fs::create_dir_all(&base).unwrap();
-    let bin = rkdump_bin();
-    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let (base, bin, kernel) = setup("not-a-capture-boot");
     let conf = base.join("kdump.conf");
     std::fs::write(&conf, "ext4 UUID=11111111-2222-3333-4444-555555555555\nextra_modules virtio_blk\n").unwrap();
     let img = base.join("capture.img");
@@ -542,10 +544,7 @@ impl Drop for Unmount {
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
-    let base = artifacts("path-target");
-    std::fs::create_dir_all(&base).unwrap();
-    let bin = rkdump_bin();
-    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let (base, bin, kernel) = setup("path-target");
     let uuid = "5d1c4a52-9b0e-4c55-8f43-1d2a3b4c5d6e";
     let disk = base.join("disk.img");
     std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
@@ -613,10 +612,7 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn raw_target_capture_is_saved_by_save_raw() {
-    let base = artifacts("raw-target");
-    std::fs::create_dir_all(&base).unwrap();
-    let bin = rkdump_bin();
-    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let (base, bin, kernel) = setup("raw-target");
     let conf = base.join("kdump.conf");
     std::fs::write(&conf, "raw /dev/vda\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -F -l --message-level 7 -d 31\n").unwrap();
     let img = base.join("capture.img");
@@ -668,10 +664,7 @@ fn raw_target_capture_is_saved_by_save_raw() {
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn partuuid_target_on_a_gpt_disk() {
-    let base = artifacts("partuuid");
-    std::fs::create_dir_all(&base).unwrap();
-    let bin = rkdump_bin();
-    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let (base, bin, kernel) = setup("partuuid");
     let disk = base.join("disk.img");
     std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
     let sectors = (3u64 << 30) / 512 - 2 * 2048;
@@ -734,10 +727,7 @@ impl Drop for Detach {
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn dump_to_rootfs_when_the_target_is_missing() {
-    let base = artifacts("dump-to-rootfs");
-    std::fs::create_dir_all(&base).unwrap();
-    let bin = rkdump_bin();
-    let kernel = rkdump_qemu::find_kernel(None).expect("a kernel in /boot");
+    let (base, bin, kernel) = setup("dump-to-rootfs");
     let uuid = "3f1e6a2c-8d4b-4a55-9e0f-7c2b1d0a9e88";
     let disk = base.join("rootfs.img");
     std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();

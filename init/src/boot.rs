@@ -134,8 +134,6 @@ pub struct Init<S: Sys> {
     pub devtmpfs: bool,
     /// How the plan says the vmcore is written (set once the plan is read).
     pub collector: Collector,
-    /// The plan's `post` hooks (set once the plan is read).
-    pub post_hooks: Vec<String>,
     /// The dump directory, once made (given to the hooks as `RKDUMP_DUMP_DIR`).
     pub dump_dir: Option<String>,
     /// The raw target's device node, once found (given to the hooks as `RKDUMP_RAW_DEVICE`).
@@ -156,7 +154,6 @@ impl<S: Sys> Init<S> {
             target_mounted: false,
             devtmpfs: false,
             collector: Collector::default(),
-            post_hooks: Vec::new(),
             dump_dir: None,
             raw_device: None,
             plan: None,
@@ -287,8 +284,10 @@ fn wait_for_target<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<String, Ca
     loop {
         let found = match spec {
             DeviceSpec::Path(p) => {
-                if !init.devtmpfs && !init.sys.exists(p) {
-                    mknod_from_sysfs(init, p);
+                if !init.devtmpfs {
+                    if let Some(name) = p.strip_prefix("/dev/") {
+                        probe::make_node(&mut init.sys, &name.replace('/', "!"), p);
+                    }
                 }
                 match init.sys.read_dir(probe::SYS_CLASS_BLOCK) {
                     Ok(names) => {
@@ -353,17 +352,6 @@ fn wait_for_target<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<String, Ca
     }
 }
 
-/// Without devtmpfs, creates `/dev/<name>` from `/sys/class/block/<name>/dev`.
-fn mknod_from_sysfs<S: Sys>(init: &mut Init<S>, path: &str) {
-    let Some(name) = path.strip_prefix("/dev/") else {
-        return;
-    };
-    let dev = read_file(&mut init.sys, &format!("{}/{}/dev", probe::SYS_CLASS_BLOCK, name.replace('/', "!")), 64);
-    if let Some((ma, mi)) = dev.ok().and_then(|d| probe::parse_major_minor(&String::from_utf8_lossy(&d))) {
-        let _ = init.sys.mknod(path, NodeKind::Block, ma, mi);
-    }
-}
-
 fn mount_target<S: Sys>(init: &mut Init<S>, plan: &Plan, device: &str) -> Result<(), CaptureError> {
     let fstype = plan.target.fstype.as_str();
     mkdir_p(&mut init.sys, "/", TARGET_MNT, 0o755)
@@ -408,7 +396,6 @@ pub fn capture<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -
     let plan = read_plan(init)?;
     init.set_failure_action(plan.failure_action);
     init.collector = plan.collector;
-    init.post_hooks = plan.post.clone();
     init.plan = Some(plan.clone());
     init.log(
         Level::Info,
@@ -428,16 +415,20 @@ pub fn capture<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -
     if plan.target.is_raw() {
         return capture_raw(init, &plan, &device, steps);
     }
-    mount_target(init, &plan, &device)?;
-    let dir = make_dump_dir(init, &plan)?;
-    init.dump_dir = Some(dir.path.clone());
+    let dir = mount_and_make_dir(init, &plan, &device)?;
+    run_pre_hooks(init, &plan)?;
+    save_steps(init, &dir, steps)?;
+    Ok(plan.final_action)
+}
+
+/// Runs the plan's `pre` hooks in order; the first that fails stops the capture.
+fn run_pre_hooks<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<(), CaptureError> {
     for program in &plan.pre {
         if let Err(how) = run_hook(init, "kdump_pre", program, &[]) {
             return Err(CaptureError::PreHook { program: program.clone(), how, final_action: plan.final_action });
         }
     }
-    save_steps(init, &dir, steps)?;
-    Ok(plan.final_action)
+    Ok(())
 }
 
 /// Runs the save steps into `dir`: a required step's failure stops them.
@@ -496,10 +487,17 @@ fn dump_to_rootfs<S: Sys>(
     init.dump_dir = None;
     init.log(Level::Notice, &format!("dump_to_rootfs: saving the dump to {} {}, {path}", target.fstype, target.device));
     let device = wait_for_target(init, &plan)?;
-    mount_target(init, &plan, &device)?;
-    let dir = make_dump_dir(init, &plan)?;
-    init.dump_dir = Some(dir.path.clone());
+    let dir = mount_and_make_dir(init, &plan, &device)?;
     save_steps(init, &dir, steps)
+}
+
+/// Mounts the plan's filesystem target from `device` and makes the dump directory (given to the
+/// hooks as `RKDUMP_DUMP_DIR`).
+fn mount_and_make_dir<S: Sys>(init: &mut Init<S>, plan: &Plan, device: &str) -> Result<DumpDir, CaptureError> {
+    mount_target(init, plan, device)?;
+    let dir = make_dump_dir(init, plan)?;
+    init.dump_dir = Some(dir.path.clone());
+    Ok(dir)
 }
 
 /// The capture to a raw device: no filesystem, no dump directory; the hooks, then the steps'
@@ -511,11 +509,7 @@ fn capture_raw<S: Sys>(
     steps: &mut [Box<dyn SaveStep<S>>],
 ) -> Result<Action, CaptureError> {
     init.raw_device = Some(device.to_string());
-    for program in &plan.pre {
-        if let Err(how) = run_hook(init, "kdump_pre", program, &[]) {
-            return Err(CaptureError::PreHook { program: program.clone(), how, final_action: plan.final_action });
-        }
-    }
+    run_pre_hooks(init, plan)?;
     let mut written = false;
     for step in steps.iter_mut() {
         let name = step.name().to_string();
@@ -563,11 +557,12 @@ fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]
     }
 }
 
-/// Runs the `post` hooks with the capture's status (0: dump saved) as their argument; their
-/// failures are logged and change nothing.
+/// Runs the plan's `post` hooks (none before the plan is read) with the capture's status
+/// (0: dump saved) as their argument; their failures are logged and change nothing.
 fn run_post_hooks<S: Sys>(init: &mut Init<S>, status: u8) {
     let status = status.to_string();
-    for program in std::mem::take(&mut init.post_hooks) {
+    let post = init.plan.as_ref().map(|p| p.post.clone()).unwrap_or_default();
+    for program in post {
         if let Err(how) = run_hook(init, "kdump_post", &program, &[&status]) {
             init.log(Level::Err, &format!("kdump_post {program} {how}"));
         }
@@ -631,8 +626,8 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
                 Level::Err,
                 &format!("kdump_pre {program} {how}: no dump written; final action {}", final_action.as_str()),
             );
-            init.post_hooks.clear();
-            (final_action, 1)
+            finish(init, final_action);
+            return final_action;
         }
         Err(e) => {
             init.log(Level::Err, &e.to_string());

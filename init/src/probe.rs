@@ -302,8 +302,9 @@ pub fn find_partuuid<S: Sys>(
     Ok(None)
 }
 
-/// Creates `/dev/<name>` from `/sys/class/block/<name>/dev` when it is missing.
-fn make_node<S: Sys>(sys: &mut S, name: &str, node: &str) {
+/// Creates `/dev/<name>` (the node `node`) from `/sys/class/block/<name>/dev` when it is
+/// missing (no devtmpfs).
+pub(crate) fn make_node<S: Sys>(sys: &mut S, name: &str, node: &str) {
     if sys.exists(node) {
         return;
     }

@@ -105,10 +105,6 @@ fn utc(secs: u64) -> String {
     }
 }
 
-fn list(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-}
-
 /// The status lines: reservation (`size`, from `/sys/kernel/kexec_crash_size`), whether a
 /// capture kernel is loaded, and, from the record in `run_dir`, what was armed and whether
 /// that image is current.
@@ -158,16 +154,7 @@ pub fn status_text(size: Option<u64>, loaded: Option<bool>, run_dir: &Path) -> S
                 "freshness unknown: it does not list the files it was built from (built by an older rkdump?)"
                     .to_string()
             }
-            Ok(f) => {
-                let mut why = Vec::new();
-                if !f.newer.is_empty() {
-                    why.push(format!("changed since it was built: {}", list(&f.newer)));
-                }
-                if !f.missing.is_empty() {
-                    why.push(format!("gone: {}", list(&f.missing)));
-                }
-                format!("stale ({}): rebuild it (rkdump build) and arm again", why.join("; "))
-            }
+            Ok(f) => format!("stale ({}): rebuild it (rkdump build) and arm again", f.stale_reason()),
         },
     };
     let _ = writeln!(out, "image: {image}");
@@ -187,10 +174,7 @@ fn pending_raw_dump(image: &Path) -> Option<String> {
     if !plan.target.is_raw() {
         return None;
     }
-    let mut head = [0u8; 16];
-    let mut f = std::fs::File::open(dev).ok()?;
-    std::io::Read::read_exact(&mut f, &mut head).ok()?;
-    head.starts_with(rkdump_vmcore::flat::FLAT_SIGNATURE).then(|| dev.clone())
+    crate::saveraw::holds_dump(Path::new(dev)).ok()?.then(|| dev.clone())
 }
 
 #[cfg(test)]

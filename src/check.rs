@@ -80,9 +80,9 @@ fn bad(status: Status, what: String, fix: impl Into<String>) -> Check {
 }
 
 /// Whether the image is older than the files it was built from (kdumpctl rebuilds then).
-fn freshness_check(img: &Path) -> Check {
+fn freshness_check(img: &Path, sources: Vec<std::path::PathBuf>) -> Check {
     let rebuild = "rebuild it (rkdump build) and arm it again (rkdump arm)";
-    match rkdump_mkinitrd::freshness(img) {
+    match rkdump_mkinitrd::freshness_of(img, sources) {
         Ok(f) if f.up_to_date() => {
             ok(format!("capture image is newer than the {} files it was built from", f.sources.len()))
         }
@@ -91,18 +91,7 @@ fn freshness_check(img: &Path) -> Check {
             "capture image does not list the files it was built from (an older rkdump?)".into(),
             "rebuild it to let rkdump check it",
         ),
-        Ok(f) => {
-            let names =
-                |v: &[std::path::PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-            let mut why = Vec::new();
-            if !f.newer.is_empty() {
-                why.push(format!("changed since it was built: {}", names(&f.newer)));
-            }
-            if !f.missing.is_empty() {
-                why.push(format!("gone: {}", names(&f.missing)));
-            }
-            bad(Status::Warn, format!("capture image is stale ({})", why.join("; ")), rebuild)
-        }
+        Ok(f) => bad(Status::Warn, format!("capture image is stale ({})", f.stale_reason()), rebuild),
         Err(e) => bad(Status::Fail, format!("capture image: {e}"), "build it with rkdump build"),
     }
 }
@@ -237,7 +226,8 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
                             });
                         }
                     }
-                    out.push(freshness_check(img));
+                    // The image is read once: `sizes` also gave its source list.
+                    out.push(freshness_check(img, s.sources.clone()));
                 }
                 sizes = Some(s);
             }

@@ -355,7 +355,7 @@ fn save_pending_raw(image: &Path) {
 
 /// The default image of `kernel` (default: the running kernel's) if it exists.
 fn existing_default_image(kernel: Option<&Path>) -> Option<PathBuf> {
-    let running = crate::defaults::running_release().ok();
+    let running = rkdump_mkinitrd::running_release().ok();
     let release = kernel.and_then(crate::defaults::kernel_release_of).or(running)?;
     Some(crate::defaults::image_path(&release)).filter(|p| p.exists())
 }
@@ -365,7 +365,7 @@ fn existing_default_image(kernel: Option<&Path>) -> Option<PathBuf> {
 fn default_image(kernel: &Path, no_rebuild: bool) -> Result<PathBuf> {
     let release = match crate::defaults::kernel_release_of(kernel) {
         Some(r) => r,
-        None => crate::defaults::running_release()?,
+        None => rkdump_mkinitrd::running_release()?,
     };
     let image = crate::defaults::image_path(&release);
     let why = if !image.exists() {
@@ -373,9 +373,8 @@ fn default_image(kernel: &Path, no_rebuild: bool) -> Result<PathBuf> {
     } else {
         match rkdump_mkinitrd::freshness(&image) {
             Ok(f) if f.up_to_date() => None,
-            Ok(f) if !f.newer.is_empty() => Some(format!("{} changed since it was built", f.newer[0].display())),
-            Ok(f) if !f.missing.is_empty() => Some(format!("{} is gone", f.missing[0].display())),
-            Ok(_) => Some("it does not list the files it was built from".to_string()),
+            Ok(f) if f.sources.is_empty() => Some("it does not list the files it was built from".to_string()),
+            Ok(f) => Some(f.stale_reason()),
             Err(e) => Some(format!("it cannot be read ({e})")),
         }
     };
@@ -485,7 +484,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 None => {
                     let release = match &kernel_release {
                         Some(r) => r.clone(),
-                        None => crate::defaults::running_release()?,
+                        None => rkdump_mkinitrd::running_release()?,
                     };
                     crate::defaults::image_path(&release)
                 }
@@ -506,7 +505,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Arm { kernel, initrd, no_rebuild, append, cmdline } => {
             let kernel = match kernel {
                 Some(k) => k,
-                None => crate::defaults::kernel_path(&crate::defaults::running_release()?),
+                None => crate::defaults::kernel_path(&rkdump_mkinitrd::running_release()?),
             };
             let initrd = match initrd {
                 Some(i) => {

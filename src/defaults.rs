@@ -5,22 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-
 /// Directory of the default capture images.
 pub const IMAGE_DIR: &str = "/var/lib/rkdump";
 
 /// The default capture image for kernel `release`.
 pub fn image_path(release: &str) -> PathBuf {
     Path::new(IMAGE_DIR).join(format!("capture-{release}.img"))
-}
-
-/// The running kernel's release.
-pub fn running_release() -> Result<String> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .context("cannot read the running kernel's release (/proc/sys/kernel/osrelease)")?
-        .trim()
-        .to_string())
 }
 
 /// The running kernel's bzImage (`/boot/vmlinuz-R`).

@@ -29,44 +29,22 @@ pub enum Outcome {
 /// Saves the dump on `device` under `path` (see the module doc); `now` (seconds since the
 /// epoch) names the directory.
 pub fn save_raw(device: &Path, path: &Path, keep: bool, now: u64) -> Result<Outcome> {
-    let mut dev = std::fs::File::open(device).with_context(|| format!("cannot open {}", device.display()))?;
-    let mut head = vec![0u8; FLAT_HEADER_SIZE];
-    let mut n = 0;
-    while n < head.len() {
-        match dev.read(&mut head[n..]).with_context(|| format!("cannot read {}", device.display()))? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    if !head[..n].starts_with(FLAT_SIGNATURE) {
+    if !holds_dump(device).with_context(|| format!("cannot read {}", device.display()))? {
         return Ok(Outcome::NoDump);
     }
     std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
     let dir = path.join(rkdump_init::save::dump_dir_name(rkdump_init::boot::LOCAL_HOST, now));
     std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join("vmcore-incomplete");
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    // From the first byte again: the header read above is part of the stream.
-    let dev_read = std::fs::File::open(device).with_context(|| format!("cannot open {}", device.display()))?;
-    let mut r = std::io::BufReader::with_capacity(1 << 20, dev_read);
-    let bytes = match rkdump_vmcore::flat::unflatten(&mut r, &out, device) {
+    // `rkdump unflatten` (makedumpfile -R): a new 0600 file, fsynced.
+    let bytes = match crate::filter::unflatten(&device.to_string_lossy(), &tmp) {
         Ok(b) => b,
-        Err(e) => {
-            let _ = out.sync_all();
-            bail!(
-                "the dump on {} is incomplete or damaged ({e}); what could be read is in {}; the device is left as it is",
-                device.display(),
-                tmp.display()
-            );
-        }
+        Err(e) => bail!(
+            "the dump on {} is incomplete or damaged ({e:#}); what could be read is in {}; the device is left as it is",
+            device.display(),
+            tmp.display()
+        ),
     };
-    out.sync_all().with_context(|| format!("cannot fsync {}", tmp.display()))?;
-    drop(out);
     let vmcore = dir.join("vmcore");
     std::fs::rename(&tmp, &vmcore).with_context(|| format!("cannot rename {} to vmcore", tmp.display()))?;
     sync_dir(&dir)?;
@@ -86,6 +64,16 @@ pub fn save_raw(device: &Path, path: &Path, keep: bool, now: u64) -> Result<Outc
             .with_context(|| format!("cannot clear the saved dump's header on {}", device.display()))?;
     }
     Ok(Outcome::Saved { dir, bytes, log_note })
+}
+
+/// Whether `device` starts with a flattened dump stream (a capture's dump not saved yet).
+pub fn holds_dump(device: &Path) -> std::io::Result<bool> {
+    let mut head = [0u8; FLAT_SIGNATURE.len()];
+    match std::fs::File::open(device)?.read_exact(&mut head) {
+        Ok(()) => Ok(head == FLAT_SIGNATURE),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -296,25 +296,49 @@ impl Freshness {
     pub fn up_to_date(&self) -> bool {
         !self.sources.is_empty() && self.newer.is_empty() && self.missing.is_empty()
     }
+
+    /// Why the image is stale (`changed since it was built: a, b; gone: c`); empty when no
+    /// source changed or went away.
+    pub fn stale_reason(&self) -> String {
+        let names = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        let mut why = Vec::new();
+        if !self.newer.is_empty() {
+            why.push(format!("changed since it was built: {}", names(&self.newer)));
+        }
+        if !self.missing.is_empty() {
+            why.push(format!("gone: {}", names(&self.missing)));
+        }
+        why.join("; ")
+    }
+}
+
+/// The files listed in an image's [`SOURCES_PATH`] entry.
+fn parse_sources(bytes: &[u8]) -> Vec<PathBuf> {
+    String::from_utf8_lossy(bytes).lines().filter(|l| l.starts_with('/')).map(PathBuf::from).collect()
 }
 
 /// Compares the modification times of the files an image was built from with the image's own,
 /// as kdumpctl decides whether to rebuild.
 pub fn freshness(image: &Path) -> Result<Freshness, ListError> {
-    let built = std::fs::metadata(image)
-        .and_then(|m| m.modified())
-        .map_err(|source| ListError::Read { path: image.to_path_buf(), source })?;
     let data = read_image(image)?;
-    let mut out = Freshness::default();
+    let mut sources = Vec::new();
     let want = SOURCES_PATH.trim_start_matches('/');
     walk_image(&data, &mut |e, bytes| {
         if e.path == want {
-            out.sources =
-                String::from_utf8_lossy(bytes).lines().filter(|l| l.starts_with('/')).map(PathBuf::from).collect();
+            sources = parse_sources(bytes);
         }
         Ok(())
     })
     .map_err(|e| list_error(image, e))?;
+    freshness_of(image, sources)
+}
+
+/// [`freshness`] of `image` whose source list was already read (e.g. by [`sizes`]).
+pub fn freshness_of(image: &Path, sources: Vec<PathBuf>) -> Result<Freshness, ListError> {
+    let built = std::fs::metadata(image)
+        .and_then(|m| m.modified())
+        .map_err(|source| ListError::Read { path: image.to_path_buf(), source })?;
+    let mut out = Freshness { sources, ..Freshness::default() };
     for p in &out.sources {
         match std::fs::metadata(p).and_then(|m| m.modified()) {
             Ok(t) if t > built => out.newer.push(p.clone()),
@@ -633,6 +657,8 @@ pub struct ImageSizes {
     pub paths: Vec<String>,
     /// The compression of its first segment (`None`: a plain cpio first).
     pub compression: Option<Compression>,
+    /// The files it was built from ([`SOURCES_PATH`]; empty if it lists none).
+    pub sources: Vec<PathBuf>,
 }
 
 /// Measures an image made by [`build`] (any image the kernel could unpack).
@@ -650,6 +676,9 @@ pub fn sizes(image: &Path) -> Result<ImageSizes, ListError> {
     walk_image(&data, &mut |e, bytes| {
         out.paths.push(e.path.clone());
         out.unpacked += e.size.div_ceil(4096) * 4096;
+        if e.path == SOURCES_PATH.trim_start_matches('/') {
+            out.sources = parse_sources(bytes);
+        }
         if e.kind != EntryKind::File {
             return Ok(());
         }

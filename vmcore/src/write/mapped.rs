@@ -45,7 +45,8 @@ pub struct MappedElf<'a> {
     pages: FileReader,
 }
 
-/// Reads of page data for the compressing threads: `pread`, or mappings of `/proc/vmcore`.
+/// Reads of page data for the compressing threads: `pread`, or mappings (every run of
+/// `/proc/vmcore`; runs of a regular file that are likely mostly zero, on one thread).
 struct FileReader {
     file: File,
     file_len: u64,
@@ -53,6 +54,15 @@ struct FileReader {
     /// Whether page runs are mapped instead of read (see [`maps_runs`]); cleared by the first
     /// mapping that fails (reads are then `pread`s).
     map_runs: AtomicBool,
+    /// Whether runs that look mostly zero are mapped (see [`MappedElf::map_zero_runs`]);
+    /// cleared by the first mapping that fails.
+    map_zero_runs: AtomicBool,
+    /// Whether the last run read was mostly zero pages: the next one is then likely to be too
+    /// (zero pages come in long stretches of never-used memory).
+    zero_heavy: AtomicBool,
+    /// Tests: runs mapped by `map_zero_run`.
+    #[cfg(test)]
+    zero_runs_mapped: std::sync::atomic::AtomicUsize,
 }
 
 impl PageReader for FileReader {
@@ -82,25 +92,39 @@ impl PageReader for FileReader {
         if ps == 0 {
             return self.read_at(off, buf);
         }
-        let Some(map) = self.map(off, buf.len()) else {
-            // Copy, then tell zero pages apart (they are in cache now).
-            self.file.read_exact_at(buf, off)?;
-            for (page, z) in buf.chunks(ps).zip(zero.iter_mut()) {
-                if is_zero_page(page) {
-                    *z = true;
-                }
-            }
-            return Ok(());
+        // A regular file on one thread: a run that follows a mostly zero one is mapped too, so
+        // that zero pages are only read, not copied (see `map_zero_runs`).
+        let map = match self.map(off, buf.len()) {
+            None if self.zero_heavy.load(Ordering::Relaxed) => self.map_zero_run(off, buf.len()),
+            m => m,
         };
-        for (i, (src, dst)) in map.chunks(ps).zip(buf.chunks_mut(ps)).enumerate() {
-            if is_zero_page(src) {
-                if let Some(z) = zero.get_mut(i) {
-                    *z = true;
-                    continue;
+        let mut zeros = 0;
+        match map {
+            Some(map) => {
+                for (i, (src, dst)) in map.chunks(ps).zip(buf.chunks_mut(ps)).enumerate() {
+                    if is_zero_page(src) {
+                        if let Some(z) = zero.get_mut(i) {
+                            *z = true;
+                            zeros += 1;
+                            continue;
+                        }
+                    }
+                    dst.copy_from_slice(src);
                 }
             }
-            dst.copy_from_slice(src);
+            None => {
+                // Copy, then tell zero pages apart (they are in cache now).
+                self.file.read_exact_at(buf, off)?;
+                for (page, z) in buf.chunks(ps).zip(zero.iter_mut()) {
+                    if is_zero_page(page) {
+                        *z = true;
+                        zeros += 1;
+                    }
+                }
+            }
         }
+        let heavy = zeros * 2 > buf.len() / ps;
+        self.zero_heavy.store(heavy && self.map_zero_runs.load(Ordering::Relaxed), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -109,7 +133,24 @@ impl FileReader {
     /// `[off, off+len)` mapped, when page runs are mapped (`/proc/vmcore`) and it lies inside
     /// the file. A failed mapping turns mapping off for the rest of the dump.
     fn map(&self, off: u64, len: usize) -> Option<memmap2::Mmap> {
-        if !self.map_runs.load(Ordering::Relaxed) || off.checked_add(len as u64).map_or(true, |e| e > self.file_len) {
+        if !self.map_runs.load(Ordering::Relaxed) {
+            return None;
+        }
+        // Not mappable (an unaligned segment, a kernel without vmcore mmap): every later run
+        // is read.
+        self.map_or_clear(off, len, &self.map_runs)
+    }
+
+    /// `[off, off+len)` mapped for [`MappedElf::map_zero_runs`]; a failed mapping turns that
+    /// off.
+    fn map_zero_run(&self, off: u64, len: usize) -> Option<memmap2::Mmap> {
+        #[cfg(test)]
+        self.zero_runs_mapped.fetch_add(1, Ordering::Relaxed);
+        self.map_or_clear(off, len, &self.map_zero_runs)
+    }
+
+    fn map_or_clear(&self, off: u64, len: usize, flag: &AtomicBool) -> Option<memmap2::Mmap> {
+        if off.checked_add(len as u64).map_or(true, |e| e > self.file_len) {
             return None;
         }
         let mut opts = memmap2::MmapOptions::new();
@@ -120,9 +161,8 @@ impl FileReader {
         match unsafe { opts.map(&self.file) } {
             Ok(map) => Some(map),
             Err(_) => {
-                // Not mappable (an unaligned segment, a kernel without vmcore mmap): every
-                // later run is read.
-                self.map_runs.store(false, Ordering::Relaxed);
+                flag.store(false, Ordering::Relaxed);
+                self.zero_heavy.store(false, Ordering::Relaxed);
                 None
             }
         }
@@ -137,9 +177,10 @@ const PREAD_MIN_BYTES: usize = 16 << 10;
 /// `mmap` maps a whole run at once (makedumpfile maps it too). In a capture kernel under QEMU,
 /// a `-d 31` dump of a 2 GiB guest without compression took 1.6-2.1 s with every run mapped
 /// and 2.4-3.2 s when only long mostly-zero runs were (see BENCHMARKS.md). A vmcore in the
-/// page cache (a regular file) is read faster with large `pread`s than mapped: populating and
-/// tearing down page-table entries costs more than the copy, and two mapping threads contend
-/// on the address space lock.
+/// page cache (a regular file) is read faster with large `pread`s than mapped, except for runs
+/// of zero pages on one thread ([`MappedElf::map_zero_runs`]): populating and tearing down
+/// page-table entries costs more than copying pages that are then compressed, and two mapping
+/// threads contend on the address space lock.
 fn maps_runs(path: &std::path::Path) -> bool {
     std::fs::canonicalize(path).is_ok_and(|p| p.starts_with("/proc"))
 }
@@ -153,6 +194,10 @@ impl<'a> MappedElf<'a> {
             file_len: core.file_len(),
             loads: core.loads().to_vec(),
             map_runs: AtomicBool::new(maps_runs(core.path())),
+            map_zero_runs: AtomicBool::new(false),
+            zero_heavy: AtomicBool::new(false),
+            #[cfg(test)]
+            zero_runs_mapped: Default::default(),
         };
         Ok(MappedElf {
             core,
@@ -164,11 +209,31 @@ impl<'a> MappedElf<'a> {
         })
     }
 
+    /// Map runs of a regular file that follow a mostly zero run, instead of reading them: zero
+    /// pages are then zero-checked where the page cache holds them and never copied. For one
+    /// thread only: with more, every unmapping interrupts the other threads' CPUs to flush
+    /// their TLBs, which cost more than the copies saved (8 GiB capture, `-l -d 1`, 91% zero
+    /// pages: one thread 0.94 -> 0.84 of makedumpfile's time, two threads 0.53 -> 0.56; see
+    /// BENCHMARKS.md). `/proc/vmcore` maps every run anyway.
+    pub fn map_zero_runs(&self, on: bool) {
+        self.pages.map_zero_runs.store(on, Ordering::Relaxed);
+        if !on {
+            self.pages.zero_heavy.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Tests: read as from `/proc/vmcore` (page runs and large metadata reads mapped),
     /// whatever the file is.
     #[cfg(test)]
     pub(crate) fn map_like_proc(&self) {
         self.pages.map_runs.store(true, Ordering::Relaxed);
+    }
+
+    /// Tests: runs mapped because the run before was mostly zero, and whether that is still on
+    /// (no such mapping has failed).
+    #[cfg(test)]
+    pub(crate) fn zero_runs_mapped(&self) -> (usize, bool) {
+        (self.pages.zero_runs_mapped.load(Ordering::Relaxed), self.pages.map_zero_runs.load(Ordering::Relaxed))
     }
 
     /// Tests: whether page runs are still mapped (no mapping has failed).

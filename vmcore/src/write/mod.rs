@@ -477,7 +477,10 @@ pub fn filter(
         Input::Kdump(_) => None,
     };
     let src: &dyn DumpSource = match &mapped {
-        Some(m) => m,
+        Some(m) => {
+            m.map_zero_runs(opts.num_threads <= 1);
+            m
+        }
         None => inp.source(),
     };
     match output {

@@ -504,6 +504,9 @@ fn mapped_source_and_second_classification_give_identical_output() {
     let mapped = super::mapped::MappedElf::new(&core).unwrap();
     let like_proc = super::mapped::MappedElf::new(&core).unwrap();
     like_proc.map_like_proc();
+    // What `filter` does on one thread: runs after a mostly zero run are mapped.
+    let zero_runs = super::mapped::MappedElf::new(&core).unwrap();
+    zero_runs.map_zero_runs(true);
     for dl in [31u8, 1, 0] {
         for t in [0usize, 2] {
             let opts = FilterOptions { dump_level: dl, num_threads: t, ..FilterOptions::default() };
@@ -515,12 +518,21 @@ fn mapped_source_and_second_classification_give_identical_output() {
             let r4 = write_file(&like_proc, &p, &opts);
             assert_eq!(std::fs::read(&p).unwrap(), want, "runs mapped as on /proc/vmcore, -d {dl}, {t} threads");
             assert!(like_proc.still_maps_runs(), "a mapping failed: the runs were read instead");
+            let before = zero_runs.zero_runs_mapped().0;
+            let r5 = write_file(&zero_runs, &p, &opts);
+            assert_eq!(std::fs::read(&p).unwrap(), want, "mostly zero runs mapped, -d {dl}, {t} threads");
+            let (mapped_runs, on) = zero_runs.zero_runs_mapped();
+            assert!(on, "a mapping failed: the runs were read instead");
+            if dl == 1 {
+                // The synthetic machine's free memory is zero: some run follows a zero one.
+                assert!(mapped_runs > before, "no run was mapped at -d 1, {t} threads");
+            }
             super::kdump::FORCE_RECLASSIFY.with(|f| f.set(true));
             // `write_file`'s file is write-only: bitmap 2 cannot be read back.
             let r3 = write_file(&mapped, &p, &opts);
             super::kdump::FORCE_RECLASSIFY.with(|f| f.set(false));
             assert_eq!(std::fs::read(&p).unwrap(), want, "reclassified, -d {dl}, {t} threads");
-            for r in [&r2, &r3, &r4] {
+            for r in [&r2, &r3, &r4, &r5] {
                 assert_eq!(r.counts, r1.counts);
                 assert_eq!(r.written_pages, r1.written_pages);
                 assert_eq!(r.compressed_pages, r1.compressed_pages);

@@ -39,6 +39,13 @@ check gzip /bin/gzip
 check bc /usr/bin/bc
 check vmtouch /usr/bin/vmtouch   # bench/run.sh: keeps the vmcore in the page cache
 check fdisk /usr/sbin/sfdisk    # partitioned disk images for the PARTUUID tests
+# The dedicated capture kernel test: Debian's kernel source and what building it takes.
+check linux-source-6.1 /usr/src/linux-source-6.1.tar.xz
+check flex /usr/bin/flex
+check bison /usr/bin/bison
+check libelf-dev /usr/include/libelf.h
+check make /usr/bin/make
+check gcc /usr/bin/gcc
 
 # A Debian kernel with its modules, for the capture image and the crash test.
 newest_kernel() {

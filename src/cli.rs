@@ -123,6 +123,27 @@ enum Cmd {
         #[arg(long, default_value_t = 1, value_name = "N")]
         capture_cpus: u64,
     },
+    /// Write a minimal capture-kernel .config fragment for a kernel source tree: the kdump
+    /// options and the drivers the capture image loads, built in.
+    KernelConfig {
+        /// Kernel source tree (its Makefiles and Kconfig files name the options).
+        #[arg(long, value_name = "DIR")]
+        source: PathBuf,
+        /// Capture image whose modules and target filesystem the kernel must build in; default:
+        /// /var/lib/rkdump/capture-R.img of the running kernel when it exists.
+        #[arg(long, value_name = "IMG")]
+        initrd: Option<PathBuf>,
+        /// Another module to build in (repeatable), e.g. one the running kernel has built in.
+        #[arg(long = "module", value_name = "NAME")]
+        modules: Vec<String>,
+        /// Check a .config made from the fragment (after `make olddefconfig`): list the
+        /// fragment's options it does not build in, and fail if there are any.
+        #[arg(long, value_name = "CONFIG")]
+        check: Option<PathBuf>,
+        /// Write the fragment here instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Describe a dump: kernel release, crash time, CPUs, memory ranges, page classes.
     Info {
         /// Dump: ELF vmcore, /proc/vmcore, kdump-compressed or flattened file.
@@ -270,6 +291,10 @@ enum Cmd {
         /// Do not read the dump back (a raw target: `rkdump save-raw` reads it from --target-disk).
         #[arg(long, requires = "target_disk")]
         no_collect: bool,
+        /// Capture with this kernel (a bzImage, e.g. one built from `rkdump kernel-config`'s
+        /// fragment) instead of the tested kernel itself.
+        #[arg(long, value_name = "BZIMAGE")]
+        capture_kernel: Option<PathBuf>,
     },
     /// (internal) memory workload run inside the crash-test guest.
     #[command(hide = true)]
@@ -573,6 +598,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (_, text) = crate::estimate::run(&initrd, kernel.as_deref(), memory, capture_cpus)?;
             print!("{text}");
         }
+        Cmd::KernelConfig { source, initrd, modules, check, output } => {
+            let initrd = initrd.or_else(|| existing_default_image(None));
+            let args = crate::kernel_config::Args {
+                source: &source,
+                initrd: initrd.as_deref(),
+                modules: &modules,
+                check: check.as_deref(),
+                output: output.as_deref(),
+            };
+            if !crate::kernel_config::run(&args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Info { vmcore, json } => {
             let report = rkdump_vmcore::info(&vmcore).with_context(|| format!("cannot read {}", vmcore.display()))?;
             if json {
@@ -661,6 +699,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             target_disk,
             dump_path,
             no_collect,
+            capture_kernel,
         } => {
             let kernel = rkdump_qemu::find_kernel(kernel_release.as_deref())?;
             let rkdump = std::env::current_exe()?;
@@ -679,6 +718,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             o.target_disk = target_disk;
             o.dump_path = dump_path;
             o.collect = !no_collect;
+            o.capture_kernel = capture_kernel;
             let summary = rkdump_qemu::crash_test(&o, &mut |l| eprintln!("crash-test: {l}"))?;
             print!("{summary}");
             if o.attach_target && o.collect && summary.vmcore_size().is_none() {

@@ -9,6 +9,7 @@ mod cli;
 mod defaults;
 mod estimate;
 mod filter;
+mod kernel_config;
 mod kexec;
 mod saveraw;
 mod workload;

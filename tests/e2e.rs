@@ -769,3 +769,104 @@ fn dump_to_rootfs_when_the_target_is_missing() {
     assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));
     let _ = std::fs::remove_file(&disk);
 }
+
+/// A dedicated capture kernel. `rkdump kernel-config` writes the fragment for Debian's kernel
+/// source from a capture image; merged onto `tinyconfig`, the kernel's own `olddefconfig`
+/// keeps every option of it (`--check`, which fails on plain `tinyconfig`); the kernel builds,
+/// and Debian's kernel kexecs into it on a crash. It has no module support: the init says so
+/// once, finds the virtio disk through the built-in drivers, and the dump opens in crash. Its
+/// bzImage asks for a fraction of the memory Debian's does at boot.
+#[test]
+#[ignore = "builds a kernel and boots QEMU; run by `make test`"]
+fn dedicated_capture_kernel_from_the_fragment() {
+    let (base, bin, kernel) = setup("capture-kernel");
+    let tarball = std::fs::read_dir("/usr/src")
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("linux-source-")))
+        .filter(|p| p.to_string_lossy().ends_with(".tar.xz"))
+        .max()
+        .expect("/usr/src/linux-source-*.tar.xz missing: run `make deps`");
+    let (ok, _, err) = run(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&base));
+    assert!(ok, "unpacking {}: {err}", tarball.display());
+    let stem = tarball.file_name().unwrap().to_string_lossy().trim_end_matches(".tar.xz").to_string();
+    let src = base.join(stem);
+    let obj = base.join("obj");
+    std::fs::create_dir_all(&obj).unwrap();
+
+    let uuid = "7e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
+    let disk = base.join("disk.img");
+    std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
+    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-U", uuid]).arg(&disk));
+    assert!(ok, "mkfs.ext4: {err}");
+    let conf = base.join("kdump.conf");
+    std::fs::write(&conf, format!("ext4 UUID={uuid}\npath /var/crash\nextra_modules virtio_blk virtio_pci\n")).unwrap();
+    let img = base.join("capture.img");
+    build_from(&bin, &conf, &kernel.release, &img);
+
+    let frag = base.join("capture.config");
+    let kernel_config = |extra: &[&std::ffi::OsStr]| {
+        run(Command::new(&bin).arg("kernel-config").arg("--source").arg(&src).arg("--initrd").arg(&img).args(extra))
+    };
+    let (ok, _, err) = kernel_config(&["-o".as_ref(), frag.as_os_str()]);
+    assert!(ok, "rkdump kernel-config: {err}");
+    let text = std::fs::read_to_string(&frag).unwrap();
+    for opt in
+        ["CONFIG_PROC_VMCORE=y", "CONFIG_VIRTIO_BLK=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_EXT4_FS=y", "CONFIG_RD_ZSTD=y"]
+    {
+        assert!(text.contains(opt), "{opt} missing from the fragment:\n{text}");
+    }
+    let make = |args: &[&str]| {
+        let (ok, out, err) =
+            run(Command::new("make").arg("-C").arg(&src).arg(format!("O={}", obj.display())).args(args));
+        assert!(ok, "make {args:?}: {err}\n{out}");
+        out
+    };
+    make(&["tinyconfig"]);
+    let config = obj.join(".config");
+    // Plain tinyconfig lacks the kdump options: the check must say so and fail.
+    let (ok, out, _) = kernel_config(&["--check".as_ref(), config.as_os_str()]);
+    assert!(!ok && out.contains("CONFIG_PROC_VMCORE not set"), "{out}");
+    let (ok, out, err) = run(Command::new(src.join("scripts/kconfig/merge_config.sh"))
+        .current_dir(&src)
+        .arg("-m")
+        .arg("-O")
+        .arg(&obj)
+        .arg(&config)
+        .arg(&frag));
+    assert!(ok, "merge_config.sh: {err}\n{out}");
+    make(&["olddefconfig"]);
+    let (ok, out, err) = kernel_config(&["--check".as_ref(), config.as_os_str()]);
+    assert!(ok && out.contains("options of the capture fragment are built in"), "{out}{err}");
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    make(&[&format!("-j{jobs}"), "bzImage"]);
+    let release = make(&["-s", "kernelrelease"]).trim().to_string();
+    let bzimage = obj.join("arch/x86/boot/bzImage");
+
+    let init_size = |k: &Path| -> f64 {
+        let (ok, est, err) = run(Command::new(&bin).arg("estimate").arg("--kernel").arg(k).arg("--initrd").arg(&img));
+        assert!(ok, "rkdump estimate: {err}");
+        est.lines()
+            .find(|l| l.contains("bzImage init_size"))
+            .and_then(|l| l.split_whitespace().rev().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no init_size line in:\n{est}"))
+    };
+    let (small, debian) = (init_size(&bzimage), init_size(&kernel.image));
+    eprintln!("bzImage init_size: {small} MiB for the capture kernel {release}, {debian} MiB for {}", kernel.release);
+    assert!(small * 2.0 < debian, "{small} MiB against {debian} MiB");
+
+    let bz = bzimage.to_string_lossy().to_string();
+    let (stdout, console) = crash_test_given(&bin, &base.join("run"), &img, &disk, &["--capture-kernel", &bz]);
+    assert!(console.contains(&format!("Linux version {release} ")), "the capture kernel did not boot:\n{console}");
+    assert!(console.contains("this kernel cannot load modules (no module support)"), "{console}");
+    assert!(console.contains("rkdump: capture complete"), "{console}");
+    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));
+    let _ = std::fs::remove_file(&disk);
+    let _ = std::fs::remove_dir_all(&src);
+    let _ = std::fs::remove_dir_all(&obj);
+}

@@ -241,10 +241,23 @@ fn load_modules<S: Sys>(init: &mut Init<S>, modules: &[String]) {
     }
     let mut loader = ModuleLoader::default();
     let (mut loaded, mut present, mut failed) = (0, 0, 0);
-    for m in modules {
+    for (i, m) in modules.iter().enumerate() {
         match loader.load(&mut init.sys, m) {
             Ok(Loaded::Loaded) => loaded += 1,
             Ok(Loaded::AlreadyPresent) => present += 1,
+            // A kernel built without module support (a dedicated capture kernel from `rkdump
+            // kernel-config`, which builds the drivers in): say so once, not per module.
+            Err(crate::modules::ModuleError::Load { errno: Errno::NOSYS, .. }) => {
+                init.log(
+                    Level::Warning,
+                    &format!(
+                        "this kernel cannot load modules (no module support): skipping the image's {} modules; the target's drivers must be built in",
+                        modules.len() - i
+                    ),
+                );
+                failed += modules.len() - i;
+                break;
+            }
             Err(e) => {
                 failed += 1;
                 init.log(Level::Err, &format!("{e}; continuing"));
@@ -945,6 +958,32 @@ mod tests {
             kmsg.contains("modules: 1 loaded (decompressed in-process), 1 already present or built in, 2 failed"),
             "{kmsg}"
         );
+        assert!(init.sys.file(&format!("{DIR}/vmcore")).is_some(), "the capture went on");
+    }
+
+    #[test]
+    fn a_kernel_without_module_support_is_told_once_and_the_capture_goes_on() {
+        let plan = format!(
+            "rkdump-plan 1\ntarget ext4 UUID={UUID_STR}\nmodule /lib/modules/ext4.ko\nmodule /lib/modules/virtio_blk.ko.xz\nmodule /lib/modules/jbd2.ko\n"
+        );
+        let mut sys = capture_kernel(&plan);
+        sys.fail("finit_module /lib/modules/ext4.ko", Errno::NOSYS);
+        // The drivers are built in: the target is there from the start.
+        for (path, node) in std::mem::take(&mut sys.appear_on).into_iter().map(|(_, p, n)| (p, n)) {
+            sys.add(&path, node);
+        }
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Reboot);
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(
+            kmsg.contains(
+                "<4>rkdump: this kernel cannot load modules (no module support): skipping the image's 3 modules"
+            ),
+            "{kmsg}"
+        );
+        assert!(kmsg.contains("modules: 0 loaded, 0 already present or built in, 3 failed"), "{kmsg}");
+        assert!(!kmsg.contains("kernel refused module"), "{kmsg}");
+        assert_eq!(init.sys.calls_matching(&["finit_module"]).len(), 1, "no module tried after the first");
         assert!(init.sys.file(&format!("{DIR}/vmcore")).is_some(), "the capture went on");
     }
 

@@ -13,10 +13,12 @@
 //! Names may be given with or without the `CONFIG_` prefix.
 //!
 //! [`checks`]: the options kdump needs (`rkdump check`); [`estimate`]: the `crashkernel=` a
-//! capture needs (`rkdump estimate`).
+//! capture needs (`rkdump estimate`); [`fragment`]: a minimal capture-kernel `.config` fragment
+//! (`rkdump kernel-config`).
 
 pub mod checks;
 pub mod estimate;
+pub mod fragment;
 
 /// Tests: the files of /boot named `prefix...` on this machine (none where there is no /boot).
 #[cfg(test)]

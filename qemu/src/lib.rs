@@ -167,6 +167,8 @@ pub struct CrashTestOptions {
     /// Read the dump back from the target disk (false: a raw target, read with `rkdump
     /// save-raw` from `target_disk`).
     pub collect: bool,
+    /// A bzImage to capture with instead of `kernel` itself.
+    pub capture_kernel: Option<PathBuf>,
 }
 
 impl CrashTestOptions {
@@ -190,6 +192,7 @@ impl CrashTestOptions {
             build_root: None,
             initrd: None,
             target_disk: None,
+            capture_kernel: None,
             dump_path: "/var/crash".into(),
             collect: true,
         }
@@ -348,7 +351,7 @@ i=0
 while [ ! -e /run/workload-ready ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 say arming
 arm() {{
-    if ! /rkdump arm --kernel /vmlinuz --initrd /capture.img --append "panic=1"; then
+    if ! /rkdump arm --kernel {capture} --initrd /capture.img --append "panic=1"; then
         echo "rkdump-stage1: arm failed"; poweroff -f
     fi
 }}
@@ -370,7 +373,8 @@ echo "rkdump-stage1: still alive after sysrq-c"
 poweroff -f
 "#,
         anon = opts.anon_mib,
-        cache = opts.cache_mib
+        cache = opts.cache_mib,
+        capture = if opts.capture_kernel.is_some() { "/capture-vmlinuz" } else { "/vmlinuz" },
     )
 }
 
@@ -392,6 +396,9 @@ fn build_stage1(opts: &CrashTestOptions, capture: &Path, dest: &Path) -> Result<
     w.add_file("/rkdump", 0o755, &read(&opts.rkdump)?).map_err(step)?;
     w.add_file("/vmlinuz", 0o644, &read(&opts.kernel.image)?).map_err(step)?;
     w.add_file("/capture.img", 0o644, &read(capture)?).map_err(step)?;
+    if let Some(k) = &opts.capture_kernel {
+        w.add_file("/capture-vmlinuz", 0o644, &read(k)?).map_err(step)?;
+    }
     // For `rkdump check` in the guest (Debian kernels do not expose /proc/config.gz).
     let config = PathBuf::from(format!("/boot/config-{}", opts.kernel.release));
     if let Ok(c) = fs::read(&config) {
@@ -681,6 +688,15 @@ mod tests {
         let crash = s.find("echo c > /proc/sysrq-trigger").unwrap_or(0);
         assert!(arm < crash, "{s}");
         assert!(s.contains("--anon-mib 256 --cache-mib 128"));
+        assert!(s.contains("/rkdump arm --kernel /vmlinuz "), "{s}");
+        let mut o = CrashTestOptions::new(
+            Kernel { release: "r".into(), image: "/boot/vmlinuz-r".into(), modules: "/lib/modules/r".into() },
+            "/tmp/x".into(),
+            "/x/rkdump".into(),
+        );
+        o.capture_kernel = Some("/k/bzImage".into());
+        let s = stage1_init(&o);
+        assert!(s.contains("/rkdump arm --kernel /capture-vmlinuz "), "{s}");
     }
 
     #[test]

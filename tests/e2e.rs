@@ -516,6 +516,15 @@ fn assert_sysrq_dump(release: &str, vmcore: &Path) {
     assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
 }
 
+/// A new sparse 3 GiB ext4 disk image `base/name` with filesystem UUID `uuid`.
+fn ext4_disk(base: &Path, name: &str, uuid: &str) -> PathBuf {
+    let disk = base.join(name);
+    std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
+    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-U", uuid]).arg(&disk));
+    assert!(ok, "mkfs.ext4: {err}");
+    disk
+}
+
 /// Removes a directory tree when dropped.
 struct RemoveDir(PathBuf);
 
@@ -546,10 +555,7 @@ impl Drop for Unmount {
 fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     let (base, bin, kernel) = setup("path-target");
     let uuid = "5d1c4a52-9b0e-4c55-8f43-1d2a3b4c5d6e";
-    let disk = base.join("disk.img");
-    std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
-    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-U", uuid]).arg(&disk));
-    assert!(ok, "mkfs.ext4: {err}");
+    let disk = ext4_disk(&base, "disk.img", uuid);
     let mnt = base.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let (ok, _, err) = run(Command::new("mount").arg("-o").arg("loop").arg(&disk).arg(&mnt));
@@ -729,10 +735,7 @@ impl Drop for Detach {
 fn dump_to_rootfs_when_the_target_is_missing() {
     let (base, bin, kernel) = setup("dump-to-rootfs");
     let uuid = "3f1e6a2c-8d4b-4a55-9e0f-7c2b1d0a9e88";
-    let disk = base.join("rootfs.img");
-    std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
-    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-U", uuid]).arg(&disk));
-    assert!(ok, "mkfs.ext4: {err}");
+    let disk = ext4_disk(&base, "rootfs.img", uuid);
     let (ok, loopdev, err) = run(Command::new("losetup").arg("-f").arg("--show").arg(&disk));
     assert!(ok, "losetup (root and loop devices needed, as `make test` has): {err}");
     let loopdev = loopdev.trim().to_string();
@@ -798,10 +801,7 @@ fn dedicated_capture_kernel_from_the_fragment() {
     std::fs::create_dir_all(&obj).unwrap();
 
     let uuid = "7e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
-    let disk = base.join("disk.img");
-    std::fs::File::create(&disk).unwrap().set_len(3 << 30).unwrap();
-    let (ok, _, err) = run(Command::new("mkfs.ext4").args(["-q", "-F", "-U", uuid]).arg(&disk));
-    assert!(ok, "mkfs.ext4: {err}");
+    let disk = ext4_disk(&base, "disk.img", uuid);
     let conf = base.join("kdump.conf");
     std::fs::write(&conf, format!("ext4 UUID={uuid}\npath /var/crash\nextra_modules virtio_blk virtio_pci\n")).unwrap();
     let img = base.join("capture.img");

@@ -76,10 +76,16 @@ pub struct Batch {
     seq: u64,
 }
 
+/// A page-data buffer for a whole batch and the offset of its first aligned byte.
+fn page_buffer(page_size: usize) -> (Vec<u8>, usize) {
+    let input = vec![0; page_size * BATCH_PAGES + INPUT_ALIGN];
+    let start = aligned_start(input.as_ptr());
+    (input, start)
+}
+
 impl Batch {
     fn new(page_size: usize) -> Batch {
-        let input = vec![0; page_size * BATCH_PAGES + INPUT_ALIGN];
-        let input_start = aligned_start(input.as_ptr());
+        let (input, input_start) = page_buffer(page_size);
         // Room for every page stored raw plus a codec's worst-case bound for the last one, so
         // the vector never reallocates (which would lose the alignment).
         let mut out: Vec<u8> = Vec::with_capacity(page_size * (BATCH_PAGES + 2) + INPUT_ALIGN + 4096);
@@ -204,8 +210,7 @@ struct Hot {
 
 impl Hot {
     fn new(page_size: usize) -> Hot {
-        let input = vec![0; page_size * BATCH_PAGES + INPUT_ALIGN];
-        let input_start = aligned_start(input.as_ptr());
+        let (input, input_start) = page_buffer(page_size);
         Hot { input, input_start }
     }
 }

@@ -56,6 +56,10 @@ enum Cmd {
         /// List the contents of an existing image instead of building.
         #[arg(long, value_name = "IMG", conflicts_with = "output")]
         list: Option<PathBuf>,
+        /// Pack no kernel modules, for a capture kernel with the target's drivers built in
+        /// (one built from `rkdump kernel-config`); the release then needs no modules directory.
+        #[arg(long)]
+        no_modules: bool,
     },
     /// Load a capture kernel and image into the crash reservation (kexec_file_load, on crash).
     Arm {
@@ -500,6 +504,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             compression_level,
             output,
             list,
+            no_modules,
         } => {
             if let Some(img) = list {
                 return list_image(&img);
@@ -523,6 +528,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 output,
                 compression: compression.parse().map_err(|e| anyhow::anyhow!("--compression: {e}"))?,
                 compression_level,
+                no_modules,
                 ..Default::default()
             };
             build_image(opts, init)?;

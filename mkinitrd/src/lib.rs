@@ -61,6 +61,9 @@ pub struct BuildOptions {
     pub compression_level: Option<i32>,
     /// mtime of every entry; default `SOURCE_DATE_EPOCH` from the environment, else 0.
     pub source_date_epoch: Option<u32>,
+    /// Pack no kernel modules: the capture kernel has the target's drivers built in (a
+    /// dedicated capture kernel, see `rkdump kernel-config`); no modules directory is needed.
+    pub no_modules: bool,
 }
 
 impl Default for BuildOptions {
@@ -77,6 +80,7 @@ impl Default for BuildOptions {
             compression: Compression::Zstd,
             compression_level: None,
             source_date_epoch: None,
+            no_modules: false,
         }
     }
 }
@@ -268,7 +272,9 @@ fn build_sources(
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut out = vec![abs(&opts.config), abs(&opts.init_binary)];
     let dep = modules_dir.join("modules.dep");
-    if dep.is_file() {
+    if modules_dir.as_os_str().is_empty() {
+        // --no-modules: nothing from a modules directory.
+    } else if dep.is_file() {
         out.push(abs(&dep));
     } else {
         out.extend(mods.iter().map(|m| abs(&modules_dir.join(&m.rel_path))));
@@ -406,8 +412,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     check_compression(opts, &release, &mut warnings)?;
     phase("config");
 
-    let dir = modules::ModuleIndex::find_dir(opts.root.as_deref(), &release)?;
-    let mut index = modules::ModuleIndex::load(&dir, &release)?;
+    let (dir, mut index) = if opts.no_modules {
+        warnings.push(format!(
+            "no kernel modules packed (--no-modules): the capture kernel must have the target's storage and filesystem drivers built in (kernel release {release})"
+        ));
+        (PathBuf::new(), modules::ModuleIndex::builtin_only(&release))
+    } else {
+        let dir = modules::ModuleIndex::find_dir(opts.root.as_deref(), &release)?;
+        let index = modules::ModuleIndex::load(&dir, &release)?;
+        (dir, index)
+    };
     phase("modules index");
 
     // Roots of the module closure: the device stack, extra_modules, the filesystem.
@@ -457,14 +471,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
                 .any(|f| f.is_storage_driver());
             let notes_text =
                 if notes.is_empty() { String::new() } else { format!(" (probe notes: {})", notes.join("; ")) };
-            if !storage {
+            if index.is_builtin_only() {
+                warnings.push(format!(
+                    "target {} is not present on this machine; relying on the capture kernel's built-in drivers{notes_text}",
+                    target.device
+                ));
+            } else if !storage {
                 return Err(BuildError::TargetAbsent { target: target.device.to_string(), notes: notes_text });
+            } else {
+                warnings.push(format!(
+                    "target {} is not present on this machine; relying on extra_modules ({}) for its storage driver{notes_text}",
+                    target.device,
+                    cfg.extra_modules.join(" ")
+                ));
             }
-            warnings.push(format!(
-                "target {} is not present on this machine; relying on extra_modules ({}) for its storage driver{notes_text}",
-                target.device,
-                cfg.extra_modules.join(" ")
-            ));
         }
     }
     phase("device");

@@ -238,6 +238,8 @@ pub struct ModuleIndex {
     aliases: Option<Vec<(String, String)>>,
     has_dep_file: bool,
     modinfo_loaded: BTreeSet<String>,
+    /// Every module is taken as built in ([`ModuleIndex::builtin_only`]).
+    all_builtin: bool,
 }
 
 fn read_opt(path: &Path) -> Result<Option<String>, ModuleError> {
@@ -274,6 +276,30 @@ impl ModuleIndex {
             .ok_or_else(|| ModuleError::NoModulesDir { release: release.to_string(), looked })
     }
 
+    /// The index of a kernel that has every driver built in and loads no modules (`rkdump
+    /// build --no-modules`): every name resolves as built in, no alias matches.
+    pub fn builtin_only(release: &str) -> Self {
+        let mut idx = ModuleIndex {
+            dir: PathBuf::new(),
+            release: release.to_string(),
+            files: BTreeMap::new(),
+            deps: BTreeMap::new(),
+            softdeps: BTreeMap::new(),
+            builtin: BTreeMap::new(),
+            aliases: Some(Vec::new()),
+            has_dep_file: false,
+            modinfo_loaded: BTreeSet::new(),
+            all_builtin: true,
+        };
+        idx.has_dep_file = false;
+        idx
+    }
+
+    /// Whether this is a [`ModuleIndex::builtin_only`] index.
+    pub fn is_builtin_only(&self) -> bool {
+        self.all_builtin
+    }
+
     /// Loads the index files of a modules directory.
     pub fn load(dir: &Path, release: &str) -> Result<Self, ModuleError> {
         let mut idx = ModuleIndex {
@@ -286,6 +312,7 @@ impl ModuleIndex {
             aliases: None,
             has_dep_file: false,
             modinfo_loaded: BTreeSet::new(),
+            all_builtin: false,
         };
         if let Some(dep) = read_opt(&dir.join("modules.dep"))? {
             idx.has_dep_file = true;
@@ -433,6 +460,9 @@ impl ModuleIndex {
 
     /// Resolves a module name or alias.
     pub fn resolve(&mut self, name: &str) -> Result<Resolution, ModuleError> {
+        if self.all_builtin {
+            return Ok(Resolution::Builtin);
+        }
         let n = normalize_name(name);
         if self.files.contains_key(&n) {
             return Ok(Resolution::Module(n));

@@ -41,6 +41,7 @@ fn fixture(conf: &str, with_virtio_sysfs: bool) -> Fixture {
         compression: Compression::Zstd,
         compression_level: None,
         source_date_epoch: Some(0),
+        no_modules: false,
     };
     Fixture { _dir: dir, base, opts }
 }
@@ -166,6 +167,26 @@ fn target_absent_with_builtin_storage_driver() {
     let r = build(&f.opts).unwrap();
     assert!(r.modules.iter().all(|m| m.name != "nvme_builtin"));
     assert!(r.modules.iter().any(|m| m.name == "ext4"));
+}
+
+#[test]
+fn no_modules_needs_no_modules_directory_and_packs_none() {
+    // With the target present (its driver stack in sysfs) and absent, extra_modules given.
+    for (sysfs, conf) in [
+        (true, format!("ext4 UUID={UUID_STR}\n")),
+        (false, format!("ext4 UUID={UUID_STR}\nextra_modules virtio_blk\n")),
+    ] {
+        let mut f = fixture(&conf, sysfs);
+        std::fs::remove_dir_all(f.opts.root.as_ref().unwrap().join("lib/modules")).unwrap();
+        assert!(build(&f.opts).unwrap_err().to_string().contains("no modules directory for kernel 9.9-test"));
+        f.opts.no_modules = true;
+        let r = build(&f.opts).unwrap();
+        assert!(r.modules.is_empty() && r.plan.modules.is_empty(), "{:?}", r.modules);
+        assert!(r.warnings.iter().any(|w| w.contains("no kernel modules packed (--no-modules)")), "{:?}", r.warnings);
+        let list = list(&f.opts.output).unwrap();
+        assert!(!paths(&list).iter().any(|p| p.starts_with("lib/modules")), "{:?}", paths(&list));
+        assert_eq!(r.plan.target.fstype, "ext4");
+    }
 }
 
 #[test]
@@ -335,6 +356,7 @@ fn real_debian_kernel_build() {
         compression: Compression::Zstd,
         compression_level: None,
         source_date_epoch: Some(0),
+        no_modules: false,
     };
     let r = build(&opts).unwrap();
     let names: Vec<&str> = r.modules.iter().map(|m| m.name.as_str()).collect();

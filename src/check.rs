@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use rkdump_kconfig::checks::{kdump_options, Need};
+use rkdump_kconfig::checks::{kdump_options, Need, Role};
 use rkdump_kconfig::estimate::{bzimage_init_size, bzimage_release, estimate};
 use rkdump_kconfig::Kconfig;
 
@@ -163,15 +163,44 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
             None
         }
     };
-    if let Some(k) = &config {
-        for c in kdump_options(k) {
-            let what = format!("{}=y: {}", c.name, c.why);
+    // A dedicated capture kernel (another release than the running one): the options the
+    // running kernel needs (kexec_file_load, sysrq) are checked in the running kernel's config.
+    let separate = match (&running, &release) {
+        (Some(run), Some(cap)) => run != cap,
+        _ => false,
+    };
+    let running_config = if separate {
+        let run = running.as_deref().unwrap_or_default();
+        let p = sys.path(&format!("/boot/config-{run}"));
+        match Kconfig::load(&p) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                out.push(bad(
+                    Status::Warn,
+                    format!("running kernel {run}: config not checked: {e}"),
+                    "it needs CONFIG_KEXEC_FILE=y to load the capture kernel",
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let verdicts = |k: &Kconfig, role: Role, label: &str, out: &mut Vec<Check>| {
+        for c in kdump_options(k).into_iter().filter(|c| c.role == role || !separate) {
+            let what = format!("{label}{}=y: {}", c.name, c.why);
             out.push(match (c.ok, c.need) {
                 (true, _) => ok(what),
                 (false, Need::Required) => bad(Status::Fail, what, format!("build the kernel with {}=y", c.name)),
                 (false, Need::Recommended) => bad(Status::Warn, what, format!("build the kernel with {}=y", c.name)),
             });
         }
+    };
+    if let Some(k) = &running_config {
+        verdicts(k, Role::Running, "running kernel: ", &mut out);
+    }
+    if let Some(k) = &config {
+        verdicts(k, Role::Capture, if separate { "capture kernel: " } else { "" }, &mut out);
     }
 
     // The image.
@@ -411,6 +440,37 @@ mod tests {
         assert!(text.contains("CONFIG_PROC_VMCORE=y") && text.contains("CONFIG_RD_ZSTD=y"), "{text}");
         assert!(text.contains("crash reservation: 256 MiB (the capture needs about"), "{text}");
         assert!(text.ends_with("ready to capture\n"), "{text}");
+    }
+
+    /// A dedicated capture kernel (another release) is checked for the capture options only;
+    /// kexec_file_load and sysrq are the running kernel's business, checked in its config.
+    #[test]
+    fn a_dedicated_capture_kernel_is_checked_for_its_own_options() {
+        let root = ready_root();
+        let cap = root.path().join("capture-bzImage");
+        std::fs::write(&cap, bzimage("6.1.192")).unwrap();
+        let cap_config = root.path().join("capture.config");
+        let capture_only: String = kdump_options(&Kconfig::parse("").unwrap())
+            .iter()
+            .filter(|c| c.role == Role::Capture)
+            .map(|c| format!("{}=y\n", c.name))
+            .collect();
+        std::fs::write(&cap_config, format!("{capture_only}# CONFIG_KEXEC_FILE is not set\n")).unwrap();
+        let sys = System { root: root.path().to_path_buf() };
+        let inputs = CheckInputs { kernel: Some(&cap), initrd: None, kernel_config: Some(&cap_config) };
+        let (text, _) = report(&run(&sys, &inputs));
+        assert!(text.contains("ok    running kernel: CONFIG_KEXEC_FILE=y"), "{text}");
+        assert!(text.contains("ok    capture kernel: CONFIG_PROC_VMCORE=y"), "{text}");
+        assert!(
+            !text.contains("FAIL  capture kernel: CONFIG_KEXEC_FILE") && !text.contains("FAIL  CONFIG_KEXEC_FILE"),
+            "{text}"
+        );
+
+        // The running kernel without kexec_file_load fails, named as such.
+        std::fs::write(root.path().join(format!("boot/config-{R}")), "CONFIG_CRASH_DUMP=y\n").unwrap();
+        let (text, ready) = report(&run(&sys, &inputs));
+        assert!(!ready && text.contains("FAIL  running kernel: CONFIG_KEXEC_FILE=y"), "{text}");
+        assert!(text.contains("ok    capture kernel: CONFIG_PROC_VMCORE=y"), "{text}");
     }
 
     /// An image older than a file it was built from is stale (a warning: the capture still

@@ -14,6 +14,16 @@ pub enum Need {
     Recommended,
 }
 
+/// Which kernel an option is needed in. They are the same kernel unless a dedicated capture
+/// kernel is armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The running (production) kernel, which loads the capture kernel and is crashed.
+    Running,
+    /// The capture kernel.
+    Capture,
+}
+
 /// One option's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptionCheck {
@@ -23,27 +33,37 @@ pub struct OptionCheck {
     pub why: &'static str,
     /// Required or recommended.
     pub need: Need,
+    /// The kernel that needs it.
+    pub role: Role,
     /// Set to `y` (built in); a module does not count for these options.
     pub ok: bool,
 }
 
 /// The options, in the order they are reported.
-const OPTIONS: &[(&str, &str, Need)] = &[
-    ("CONFIG_KEXEC_FILE", "kexec_file_load(2), which `rkdump arm` uses", Need::Required),
-    ("CONFIG_CRASH_DUMP", "booting as a capture kernel", Need::Required),
-    ("CONFIG_PROC_VMCORE", "/proc/vmcore in the capture kernel", Need::Required),
-    ("CONFIG_RELOCATABLE", "running from the reservation's address", Need::Required),
-    ("CONFIG_BLK_DEV_INITRD", "booting the capture image", Need::Required),
-    ("CONFIG_DEVTMPFS", "device nodes for the capture init", Need::Required),
-    ("CONFIG_TMPFS", "the capture init's /run and /tmp", Need::Required),
-    ("CONFIG_PROC_FS", "/proc in the capture kernel", Need::Required),
-    ("CONFIG_SYSFS", "finding the dump target's device", Need::Required),
-    ("CONFIG_MAGIC_SYSRQ", "test crashes with sysrq-c (`echo c > /proc/sysrq-trigger`)", Need::Recommended),
+const OPTIONS: &[(&str, &str, Need, Role)] = &[
+    ("CONFIG_KEXEC_FILE", "kexec_file_load(2), which `rkdump arm` uses", Need::Required, Role::Running),
+    ("CONFIG_CRASH_DUMP", "booting as a capture kernel", Need::Required, Role::Capture),
+    ("CONFIG_PROC_VMCORE", "/proc/vmcore in the capture kernel", Need::Required, Role::Capture),
+    ("CONFIG_RELOCATABLE", "running from the reservation's address", Need::Required, Role::Capture),
+    ("CONFIG_BLK_DEV_INITRD", "booting the capture image", Need::Required, Role::Capture),
+    ("CONFIG_DEVTMPFS", "device nodes for the capture init", Need::Required, Role::Capture),
+    ("CONFIG_TMPFS", "the capture init's /run and /tmp", Need::Required, Role::Capture),
+    ("CONFIG_PROC_FS", "/proc in the capture kernel", Need::Required, Role::Capture),
+    ("CONFIG_SYSFS", "finding the dump target's device", Need::Required, Role::Capture),
+    (
+        "CONFIG_MAGIC_SYSRQ",
+        "test crashes with sysrq-c (`echo c > /proc/sysrq-trigger`)",
+        Need::Recommended,
+        Role::Running,
+    ),
 ];
 
 /// The kdump options of `k`, each with its verdict.
 pub fn kdump_options(k: &Kconfig) -> Vec<OptionCheck> {
-    OPTIONS.iter().map(|&(name, why, need)| OptionCheck { name, why, need, ok: k.is_builtin(name) }).collect()
+    OPTIONS
+        .iter()
+        .map(|&(name, why, need, role)| OptionCheck { name, why, need, role, ok: k.is_builtin(name) })
+        .collect()
 }
 
 #[cfg(test)]

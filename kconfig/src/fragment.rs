@@ -328,8 +328,7 @@ pub fn fragment(src: &KernelSource, needs: &Needs<'_>) -> Fragment {
         }
     };
     for c in crate::checks::kdump_options(&Kconfig::default()) {
-        // kexec_file_load is for the production kernel, which loads this one.
-        if c.need == crate::checks::Need::Required && c.name != "CONFIG_KEXEC_FILE" {
+        if c.need == crate::checks::Need::Required && c.role == crate::checks::Role::Capture {
             push(&mut frag, c.name, c.why.to_string());
         }
     }

@@ -231,7 +231,18 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
                                 "capture image {}: its modules are for {b}, the capture kernel is {r}",
                                 img.display()
                             ),
-                            format!("rebuild it: rkdump build --kernel-release {r} --output {}", img.display()),
+                            if !separate
+                                || ["lib/modules", "usr/lib/modules"].iter().any(|d| sys.path(&format!("/{d}/{r}")).is_dir())
+                            {
+                                format!("rebuild it: rkdump build --kernel-release {r} --output {}", img.display())
+                            } else {
+                                // A dedicated capture kernel with no modules installed: its
+                                // drivers are built in.
+                                format!(
+                                    "rebuild it without modules: rkdump build --kernel-release {r} --no-modules --output {}",
+                                    img.display()
+                                )
+                            },
                         )),
                         _ => out.push(ok(format!(
                             "capture image {} ({} modules{})",
@@ -471,6 +482,14 @@ mod tests {
         let (text, ready) = report(&run(&sys, &inputs));
         assert!(!ready && text.contains("FAIL  running kernel: CONFIG_KEXEC_FILE=y"), "{text}");
         assert!(text.contains("ok    capture kernel: CONFIG_PROC_VMCORE=y"), "{text}");
+
+        // The production kernel's image: its modules will not load; no modules are installed
+        // for the capture kernel, so the fix is an image without modules.
+        let img = root.path().join("capture.img");
+        image(&img, R, rkdump_mkinitrd::Compression::Zstd);
+        let (text, _) = report(&run(&sys, &CheckInputs { initrd: Some(&img), ..inputs }));
+        assert!(text.contains(&format!("its modules are for {R}, the capture kernel is 6.1.192")), "{text}");
+        assert!(text.contains("rkdump build --kernel-release 6.1.192 --no-modules"), "{text}");
     }
 
     /// An image older than a file it was built from is stale (a warning: the capture still

@@ -775,7 +775,8 @@ fn dump_to_rootfs_when_the_target_is_missing() {
 
 /// A dedicated capture kernel. `rkdump kernel-config` writes the fragment for Debian's kernel
 /// source from a capture image; merged onto `tinyconfig`, the kernel's own `olddefconfig`
-/// keeps every option of it (`--check`, which fails on plain `tinyconfig`); the kernel builds,
+/// keeps every option of it (`--check`, which fails on plain `tinyconfig`), also with real
+/// machines' storage drivers added (NVMe, AHCI, USB storage, SCSI HBAs, xfs, btrfs); the kernel builds,
 /// and Debian's kernel kexecs into it on a crash. It has no module support: the init says so
 /// once, finds the virtio disk through the built-in drivers, and the dump opens in crash; an
 /// image built for it with `--no-modules` captures without that detour. Its bzImage asks for a
@@ -842,6 +843,38 @@ fn dedicated_capture_kernel_from_the_fragment() {
     make(&["olddefconfig"]);
     let (ok, out, err) = kernel_config(&["--check".as_ref(), config.as_os_str()]);
     assert!(ok && out.contains("options of the capture fragment are built in"), "{out}{err}");
+    // Real machines' storage drivers too (USB storage's options sit in a file sourced inside
+    // `if USB`), checked by the configurator alone, in a second object directory.
+    let obj2 = base.join("obj-hw");
+    std::fs::create_dir_all(&obj2).unwrap();
+    let mut hw: Vec<&std::ffi::OsStr> = Vec::new();
+    for m in ["nvme", "ahci", "sd_mod", "usb_storage", "xhci_pci", "virtio_scsi", "megaraid_sas", "xfs", "btrfs"] {
+        hw.extend([std::ffi::OsStr::new("--module"), std::ffi::OsStr::new(m)]);
+    }
+    let frag2 = base.join("hw.config");
+    let (ok, _, err) = kernel_config(&[hw.as_slice(), &["-o".as_ref(), frag2.as_os_str()]].concat());
+    assert!(ok, "rkdump kernel-config --module ...: {err}");
+    let make2 = |args: &[&str]| {
+        let (ok, out, err) =
+            run(Command::new("make").arg("-C").arg(&src).arg(format!("O={}", obj2.display())).args(args));
+        assert!(ok, "make {args:?}: {err}\n{out}");
+    };
+    make2(&["tinyconfig"]);
+    let config2 = obj2.join(".config");
+    let (ok, out, err) = run(Command::new(src.join("scripts/kconfig/merge_config.sh"))
+        .arg("-m")
+        .arg("-O")
+        .arg(&obj2)
+        .arg(&config2)
+        .arg(&frag2));
+    assert!(ok, "merge_config.sh: {err}\n{out}");
+    make2(&["olddefconfig"]);
+    let (ok, out, err) = kernel_config(&[hw.as_slice(), &["--check".as_ref(), config2.as_os_str()]].concat());
+    assert!(ok && out.contains("options of the capture fragment are built in"), "{out}{err}");
+    for opt in ["CONFIG_USB_STORAGE=y", "CONFIG_BLK_DEV_NVME=y", "CONFIG_SATA_AHCI=y", "CONFIG_XFS_FS=y"] {
+        assert!(std::fs::read_to_string(&config2).unwrap().contains(opt), "{opt} not in {}", config2.display());
+    }
+
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     make(&[&format!("-j{jobs}"), "bzImage"]);
     let release = make(&["-s", "kernelrelease"]).trim().to_string();
@@ -885,4 +918,5 @@ fn dedicated_capture_kernel_from_the_fragment() {
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_dir_all(&src);
     let _ = std::fs::remove_dir_all(&obj);
+    let _ = std::fs::remove_dir_all(&obj2);
 }

@@ -94,6 +94,8 @@ pub struct KernelSource {
     module_option: BTreeMap<String, String>,
     /// Option -> its entry.
     entries: BTreeMap<String, Entry>,
+    /// Kconfig file (path in the tree) -> what it defines and sources.
+    files: BTreeMap<String, KconfigFile>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -194,9 +196,18 @@ fn required_symbols(expr: &str) -> Vec<String> {
     out
 }
 
+/// What one Kconfig file defines, and the files it sources with the conditions of the blocks
+/// around each `source` line (a sourced file's entries inherit them).
+#[derive(Debug, Clone, Default)]
+struct KconfigFile {
+    defined: Vec<String>,
+    sources: Vec<(String, Vec<String>)>,
+}
+
 /// Entries of one Kconfig file: `config`/`menuconfig` blocks, their prompts and `depends on`
 /// lines, and the conditions of enclosing `if` and `menu ... depends on` blocks.
-fn parse_kconfig(text: &str, out: &mut BTreeMap<String, Entry>) {
+fn parse_kconfig(text: &str, out: &mut BTreeMap<String, Entry>) -> KconfigFile {
+    let mut file = KconfigFile::default();
     // Conditions of the open `if`/`menu` blocks (a menu's arrive with its `depends on`).
     let mut blocks: Vec<Vec<String>> = Vec::new();
     let mut current: Option<String> = None;
@@ -208,6 +219,7 @@ fn parse_kconfig(text: &str, out: &mut BTreeMap<String, Entry>) {
         match word {
             "config" | "menuconfig" => {
                 let name = format!("CONFIG_{arg}");
+                file.defined.push(name.clone());
                 let e = out.entry(name.clone()).or_default();
                 for b in &blocks {
                     e.depends.extend(b.iter().cloned());
@@ -230,7 +242,13 @@ fn parse_kconfig(text: &str, out: &mut BTreeMap<String, Entry>) {
                 current = None;
                 in_menu_header = false;
             }
-            "choice" | "endchoice" | "comment" | "source" | "mainmenu" => {
+            "source" | "osource" => {
+                let path = arg.trim_matches('"').replace("$(SRCARCH)", "x86");
+                file.sources.push((path, blocks.concat()));
+                current = None;
+                in_menu_header = false;
+            }
+            "choice" | "endchoice" | "comment" | "mainmenu" => {
                 current = None;
                 in_menu_header = false;
             }
@@ -254,6 +272,7 @@ fn parse_kconfig(text: &str, out: &mut BTreeMap<String, Entry>) {
             _ => {}
         }
     }
+    file
 }
 
 impl KernelSource {
@@ -290,10 +309,12 @@ impl KernelSource {
                 if makefile {
                     src.add_makefile(&text);
                 } else {
-                    src.add_kconfig(&text);
+                    let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+                    src.add_kconfig(&rel, &text);
                 }
             }
         }
+        src.inherit_source_conditions();
         Ok(src)
     }
 
@@ -302,9 +323,42 @@ impl KernelSource {
         parse_makefile(text, &mut self.module_option);
     }
 
-    /// Adds the entries of one `Kconfig` file.
-    pub fn add_kconfig(&mut self, text: &str) {
-        parse_kconfig(text, &mut self.entries);
+    /// Adds the entries of one `Kconfig` file (`path`: its place in the tree, as `source`
+    /// lines name it).
+    pub fn add_kconfig(&mut self, path: &str, text: &str) {
+        let file = parse_kconfig(text, &mut self.entries);
+        self.files.insert(path.to_string(), file);
+    }
+
+    /// Gives the entries of every file the conditions under which it is sourced (`if USB`
+    /// around `source "drivers/usb/storage/Kconfig"`), through any depth of `source` lines.
+    pub fn inherit_source_conditions(&mut self) {
+        // Conditions each file is sourced under, from the files that source it, grown to a fixed
+        // point (sets only grow and are bounded by the symbols named, so this ends; a file
+        // sourced from two places gets both sites' conditions, a rare and conservative case).
+        let mut inherited: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (path, f) in &self.files {
+                let mine = inherited.get(path).cloned().unwrap_or_default();
+                for (src, conds) in &f.sources {
+                    let have = inherited.entry(src.clone()).or_default();
+                    let before = have.len();
+                    have.extend(mine.iter().cloned());
+                    have.extend(conds.iter().cloned());
+                    changed |= have.len() != before;
+                }
+            }
+        }
+        for (path, conds) in inherited {
+            let Some(f) = self.files.get(&path) else { continue };
+            for name in &f.defined {
+                if let Some(e) = self.entries.get_mut(name) {
+                    e.depends.extend(conds.iter().filter(|c| *c != name).cloned());
+                }
+            }
+        }
     }
 
     /// The option that builds `module`.
@@ -341,7 +395,7 @@ pub fn fragment(src: &KernelSource, needs: &Needs<'_>) -> Fragment {
     for m in needs.modules {
         let name = module_name(m);
         match src.option_of_module(&name) {
-            Some(opt) => push(&mut frag, opt, format!("module {name}, which the capture image loads")),
+            Some(opt) => push(&mut frag, opt, format!("module {name}, which the capture needs")),
             None => frag.unknown_modules.push(name),
         }
     }
@@ -449,6 +503,35 @@ mod tests {
         assert!(!e["CONFIG_INNER"].prompt && !e["CONFIG_OUTER"].prompt);
     }
 
+    /// `if USB` around `source "drivers/usb/storage/Kconfig"`: the sourced file's entries depend
+    /// on USB (and on what the sourcing file itself is sourced under), and `$(SRCARCH)` is x86.
+    #[test]
+    fn sourced_files_inherit_the_conditions_around_their_source_line() {
+        let mut src = KernelSource::default();
+        src.add_kconfig("Kconfig", "source \"drivers/Kconfig\"\nsource \"arch/$(SRCARCH)/Kconfig\"\n");
+        src.add_kconfig(
+            "drivers/Kconfig",
+            "menuconfig USB_SUPPORT\n\tbool \"USB support\"\nif USB_SUPPORT\nconfig USB\n\ttristate \"USB\"\n\
+             if USB\nsource \"drivers/usb/storage/Kconfig\"\nendif\nendif\nsource \"drivers/other/Kconfig\"\n",
+        );
+        src.add_kconfig(
+            "drivers/usb/storage/Kconfig",
+            "config USB_STORAGE\n\ttristate \"USB Mass Storage\"\n\tdepends on SCSI\n",
+        );
+        src.add_kconfig("drivers/other/Kconfig", "config OTHER\n\tbool \"other\"\n");
+        src.add_kconfig("arch/x86/Kconfig", "config X86_THING\n\tbool \"x\"\n");
+        src.inherit_source_conditions();
+        let deps = |src: &KernelSource, n: &str| src.entries[n].depends.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(deps(&src, "CONFIG_USB_STORAGE"), ["CONFIG_SCSI", "CONFIG_USB", "CONFIG_USB_SUPPORT"]);
+        assert_eq!(deps(&src, "CONFIG_USB"), ["CONFIG_USB_SUPPORT"]);
+        assert!(deps(&src, "CONFIG_OTHER").is_empty() && deps(&src, "CONFIG_X86_THING").is_empty());
+        assert!(src.files.contains_key("arch/x86/Kconfig"));
+        // A file sourcing itself (not in real trees) ends.
+        src.add_kconfig("loop/Kconfig", "if A\nsource \"loop/Kconfig\"\nendif\nconfig L\n\tbool \"l\"\n");
+        src.inherit_source_conditions();
+        assert_eq!(deps(&src, "CONFIG_L"), ["CONFIG_A"]);
+    }
+
     #[test]
     fn fragment_adds_module_options_and_their_settable_dependencies() {
         let mut src = KernelSource::default();
@@ -484,7 +567,7 @@ mod tests {
         );
         assert_eq!(f.unknown_modules, ["nosuch"]);
         let text = f.render();
-        assert!(text.contains("CONFIG_VIRTIO_BLK=y\n#   module virtio_blk"), "{text}");
+        assert!(text.contains("CONFIG_VIRTIO_BLK=y\n#   module virtio_blk, which the capture needs"), "{text}");
         assert!(text.contains("CONFIG_DMA_THING=y\n#   needed by CONFIG_VIRTIO_BLK"), "{text}");
         assert!(text.contains("# module nosuch:"), "{text}");
         let got = Kconfig::parse(

@@ -13,7 +13,9 @@
 //!   `Makefile`/`Kbuild` lines (`obj-$(CONFIG_VIRTIO_BLK) += virtio_blk.o`), so no table of
 //!   module names goes stale;
 //! - the user-visible options those depend on, from the plain `depends on A && B` lines and
-//!   enclosing `if A` blocks of the source's `Kconfig` files (a `||` or `!` term is left to
+//!   enclosing `if A` blocks of the source's `Kconfig` files, including the blocks around the
+//!   `source` line that reads a file (`if USB` ... `source "drivers/usb/storage/Kconfig"`)
+//!   (a `||` or `!` term is left to
 //!   the kernel's own configurator, which reports what it dropped; so does
 //!   [`Fragment::check`] against the resulting `.config`).
 //!

@@ -14,10 +14,9 @@
 //!   module names goes stale;
 //! - the user-visible options those depend on, from the plain `depends on A && B` lines and
 //!   enclosing `if A` blocks of the source's `Kconfig` files, including the blocks around the
-//!   `source` line that reads a file (`if USB` ... `source "drivers/usb/storage/Kconfig"`)
-//!   (a `||` or `!` term is left to
-//!   the kernel's own configurator, which reports what it dropped; so does
-//!   [`Fragment::check`] against the resulting `.config`).
+//!   `source` line that reads a file (`if USB` ... `source "drivers/usb/storage/Kconfig"`).
+//!   A `||` or `!` term is left to the kernel's own configurator, which reports what it
+//!   dropped; so does [`Fragment::check`] against the resulting `.config`.
 //!
 //! Merge it onto a small base: `make tinyconfig`, then `scripts/kconfig/merge_config.sh -m
 //! .config capture.config && make olddefconfig`. x86_64 only, like the rest of rkdump.

@@ -821,26 +821,30 @@ fn dedicated_capture_kernel_from_the_fragment() {
     {
         assert!(text.contains(opt), "{opt} missing from the fragment:\n{text}");
     }
-    let make = |args: &[&str]| {
+    // `make` in an object directory of the source; tinyconfig there with a fragment merged in.
+    let make_in = |dir: &Path, args: &[&str]| {
         let (ok, out, err) =
-            run(Command::new("make").arg("-C").arg(&src).arg(format!("O={}", obj.display())).args(args));
+            run(Command::new("make").arg("-C").arg(&src).arg(format!("O={}", dir.display())).args(args));
         assert!(ok, "make {args:?}: {err}\n{out}");
         out
     };
-    make(&["tinyconfig"]);
-    let config = obj.join(".config");
+    let tiny_with = |dir: &Path, frag: &Path| {
+        let config = dir.join(".config");
+        let (ok, out, err) = run(Command::new(src.join("scripts/kconfig/merge_config.sh"))
+            .arg("-m")
+            .arg("-O")
+            .arg(dir)
+            .arg(&config)
+            .arg(frag));
+        assert!(ok, "merge_config.sh: {err}\n{out}");
+        make_in(dir, &["olddefconfig"]);
+        config
+    };
+    make_in(&obj, &["tinyconfig"]);
     // Plain tinyconfig lacks the kdump options: the check must say so and fail.
-    let (ok, out, _) = kernel_config(&["--check".as_ref(), config.as_os_str()]);
+    let (ok, out, _) = kernel_config(&["--check".as_ref(), obj.join(".config").as_os_str()]);
     assert!(!ok && out.contains("CONFIG_PROC_VMCORE not set"), "{out}");
-    let (ok, out, err) = run(Command::new(src.join("scripts/kconfig/merge_config.sh"))
-        .current_dir(&src)
-        .arg("-m")
-        .arg("-O")
-        .arg(&obj)
-        .arg(&config)
-        .arg(&frag));
-    assert!(ok, "merge_config.sh: {err}\n{out}");
-    make(&["olddefconfig"]);
+    let config = tiny_with(&obj, &frag);
     let (ok, out, err) = kernel_config(&["--check".as_ref(), config.as_os_str()]);
     assert!(ok && out.contains("options of the capture fragment are built in"), "{out}{err}");
     // Real machines' storage drivers too (USB storage's options sit in a file sourced inside
@@ -854,21 +858,8 @@ fn dedicated_capture_kernel_from_the_fragment() {
     let frag2 = base.join("hw.config");
     let (ok, _, err) = kernel_config(&[hw.as_slice(), &["-o".as_ref(), frag2.as_os_str()]].concat());
     assert!(ok, "rkdump kernel-config --module ...: {err}");
-    let make2 = |args: &[&str]| {
-        let (ok, out, err) =
-            run(Command::new("make").arg("-C").arg(&src).arg(format!("O={}", obj2.display())).args(args));
-        assert!(ok, "make {args:?}: {err}\n{out}");
-    };
-    make2(&["tinyconfig"]);
-    let config2 = obj2.join(".config");
-    let (ok, out, err) = run(Command::new(src.join("scripts/kconfig/merge_config.sh"))
-        .arg("-m")
-        .arg("-O")
-        .arg(&obj2)
-        .arg(&config2)
-        .arg(&frag2));
-    assert!(ok, "merge_config.sh: {err}\n{out}");
-    make2(&["olddefconfig"]);
+    make_in(&obj2, &["tinyconfig"]);
+    let config2 = tiny_with(&obj2, &frag2);
     let (ok, out, err) = kernel_config(&[hw.as_slice(), &["--check".as_ref(), config2.as_os_str()]].concat());
     assert!(ok && out.contains("options of the capture fragment are built in"), "{out}{err}");
     for opt in ["CONFIG_USB_STORAGE=y", "CONFIG_BLK_DEV_NVME=y", "CONFIG_SATA_AHCI=y", "CONFIG_XFS_FS=y"] {
@@ -876,8 +867,8 @@ fn dedicated_capture_kernel_from_the_fragment() {
     }
 
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    make(&[&format!("-j{jobs}"), "bzImage"]);
-    let release = make(&["-s", "kernelrelease"]).trim().to_string();
+    make_in(&obj, &[&format!("-j{jobs}"), "bzImage"]);
+    let release = make_in(&obj, &["-s", "kernelrelease"]).trim().to_string();
     let bzimage = obj.join("arch/x86/boot/bzImage");
 
     let init_size = |k: &Path| -> f64 {

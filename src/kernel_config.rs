@@ -28,7 +28,7 @@ pub fn run(args: &Args<'_>) -> Result<bool> {
             initrd_option = sizes.compression.and_then(|c| c.kernel_option());
             // The target's filesystem may be built into the running kernel (then the image
             // carries no module for it), but the capture kernel needs it all the same.
-            if let Some(Ok(plan)) = rkdump_mkinitrd::plan_of(img).with_context(|| format!("cannot read {}", img.display()))? {
+            if let Some(Ok(plan)) = sizes.plan.as_deref().map(rkdump_init::plan::Plan::parse) {
                 if !plan.target.is_raw() {
                     modules.push(plan.target.fstype.clone());
                 }

@@ -73,6 +73,11 @@ fn summary_value<'a>(summary: &'a str, key: &str) -> Option<&'a str> {
     summary.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
 }
 
+/// The dump directory a crash-test summary names.
+fn summary_dump_dir(summary: &str) -> PathBuf {
+    PathBuf::from(summary_value(summary, "dump:").expect("dump line"))
+}
+
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
@@ -90,7 +95,7 @@ fn crash_test_captures_sysrq_panic_and_crash_opens_it() {
     let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
     let panic = summary_value(&stdout, "panic:").expect("panic line");
     assert!(panic.contains("sysrq triggered crash"), "panic line: {panic}");
-    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let dump_dir = summary_dump_dir(&stdout);
     let name = dump_dir.file_name().unwrap().to_string_lossy().to_string();
     assert!(name.starts_with("127.0.0.1-") && name.len() == "127.0.0.1-2026-01-01-00:00:00".len(), "{name}");
     let vmcore = dump_dir.join("vmcore");
@@ -161,7 +166,7 @@ fn crash_test_with_four_level_paging() {
     eprintln!("{stderr}{stdout}");
     assert!(ok, "crash-test failed");
     let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
-    let vmcore = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line")).join("vmcore");
+    let vmcore = summary_dump_dir(&stdout).join("vmcore");
     let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
     assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
     publish_vmcore("four-level", &vmcore);
@@ -279,7 +284,7 @@ fn xz_compressed_modules_boot_and_capture() {
     let console = std::fs::read_to_string(out.join("console.log")).unwrap();
     assert!(console.contains(&format!("modules: {} loaded", modules.len())), "{console}");
     assert!(console.contains(" 0 failed"), "{console}");
-    let dump = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let dump = summary_dump_dir(&stdout);
     assert!(dump.join("vmcore").exists());
     // No core_collector line: the default collector (zstd at -d 31, identical pages stored
     // once), and crash opens what it wrote.
@@ -353,7 +358,7 @@ fn filtered_capture_with_the_kdump_utils_default_collector() {
     eprintln!("{stderr}{stdout}");
     assert!(ok, "crash-test failed");
     let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
-    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let dump_dir = summary_dump_dir(&stdout);
     let vmcore = dump_dir.join("vmcore");
     let head = std::fs::read(&vmcore).expect("vmcore");
     assert!(head.starts_with(b"KDUMP   "), "not a kdump-compressed file");
@@ -397,7 +402,7 @@ fn capture_at_dump_level_1_stores_identical_pages_once() {
     eprintln!("{stderr}{stdout}");
     assert!(ok, "crash-test failed");
     let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
-    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let dump_dir = summary_dump_dir(&stdout);
     let vmcore = dump_dir.join("vmcore");
     let console = std::fs::read_to_string(out.join("console.log")).unwrap();
     assert!(console.contains("collector kdump 1 lzo"), "{console}");
@@ -468,7 +473,7 @@ fn estimated_reservation_is_enough_for_a_capture() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no peak memory in: {line}"));
     assert!(peak > 1.0 && peak < 16.0, "{line}");
-    let vmcore = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line")).join("vmcore");
+    let vmcore = summary_dump_dir(&stdout).join("vmcore");
     assert!(vmcore.exists());
 }
 
@@ -605,7 +610,7 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     assert!(!console.contains("error while loading shared libraries"), "{console}");
     // `ls` of the dump directory by the post hook, one name per line.
     assert!(console.lines().any(|l| l.trim_end_matches('\r') == "vmcore-dmesg.txt"), "{console}");
-    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let dump_dir = summary_dump_dir(&stdout);
     assert_eq!(std::fs::read_to_string(dump_dir.join("kdump_pre-ran")).unwrap(), "ran\n");
     assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));
     let _ = std::fs::remove_file(&disk);
@@ -768,7 +773,7 @@ fn dump_to_rootfs_when_the_target_is_missing() {
     assert!(console.contains("target LABEL=nowhere did not appear within 3 s"), "{console}");
     assert!(console.contains(&format!("dump_to_rootfs: saving the dump to ext4 UUID={uuid}, /var/crash")), "{console}");
     assert!(console.contains("dump_to_rootfs: dump saved; reboot"), "{console}");
-    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let dump_dir = summary_dump_dir(&stdout);
     assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));
     let _ = std::fs::remove_file(&disk);
 }
@@ -889,7 +894,7 @@ fn dedicated_capture_kernel_from_the_fragment() {
     assert!(console.contains(&format!("Linux version {release} ")), "the capture kernel did not boot:\n{console}");
     assert!(console.contains("this kernel cannot load modules (no module support)"), "{console}");
     assert!(console.contains("rkdump: capture complete"), "{console}");
-    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let dump_dir = summary_dump_dir(&stdout);
     assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));
 
     // An image made for it: no modules directory, no modules packed, nothing to skip.
@@ -904,7 +909,7 @@ fn dedicated_capture_kernel_from_the_fragment() {
         crash_test_given(&bin, &base.join("run-own"), &base.join("own.img"), &disk, &["--capture-kernel", &bz]);
     assert!(console.contains(&format!("Linux version {release} ")), "{console}");
     assert!(!console.contains("cannot load modules") && !console.contains("rkdump: modules:"), "{console}");
-    let dump_dir = PathBuf::from(summary_value(&stdout, "dump:").expect("dump line"));
+    let dump_dir = summary_dump_dir(&stdout);
     assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_dir_all(&src);

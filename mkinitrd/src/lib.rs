@@ -679,6 +679,8 @@ pub struct ImageSizes {
     pub compression: Option<Compression>,
     /// The files it was built from ([`SOURCES_PATH`]; empty if it lists none).
     pub sources: Vec<PathBuf>,
+    /// Its capture plan's text ([`PLAN_PATH`]; `Plan::parse` reads it), if it has one.
+    pub plan: Option<String>,
 }
 
 /// Measures an image made by [`build`] (any image the kernel could unpack).
@@ -698,6 +700,9 @@ pub fn sizes(image: &Path) -> Result<ImageSizes, ListError> {
         out.unpacked += e.size.div_ceil(4096) * 4096;
         if e.path == SOURCES_PATH.trim_start_matches('/') {
             out.sources = parse_sources(bytes);
+        }
+        if e.path == PLAN_PATH.trim_start_matches('/') {
+            out.plan = Some(String::from_utf8_lossy(bytes).into_owned());
         }
         if e.kind != EntryKind::File {
             return Ok(());

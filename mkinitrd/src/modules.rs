@@ -279,30 +279,12 @@ impl ModuleIndex {
     /// The index of a kernel that has every driver built in and loads no modules (`rkdump
     /// build --no-modules`): every name resolves as built in, no alias matches.
     pub fn builtin_only(release: &str) -> Self {
-        let mut idx = ModuleIndex {
-            dir: PathBuf::new(),
-            release: release.to_string(),
-            files: BTreeMap::new(),
-            deps: BTreeMap::new(),
-            softdeps: BTreeMap::new(),
-            builtin: BTreeMap::new(),
-            aliases: Some(Vec::new()),
-            has_dep_file: false,
-            modinfo_loaded: BTreeSet::new(),
-            all_builtin: true,
-        };
-        idx.has_dep_file = false;
-        idx
+        ModuleIndex { aliases: Some(Vec::new()), all_builtin: true, ..ModuleIndex::empty(Path::new(""), release) }
     }
 
-    /// Whether this is a [`ModuleIndex::builtin_only`] index.
-    pub fn is_builtin_only(&self) -> bool {
-        self.all_builtin
-    }
-
-    /// Loads the index files of a modules directory.
-    pub fn load(dir: &Path, release: &str) -> Result<Self, ModuleError> {
-        let mut idx = ModuleIndex {
+    /// An index of `dir` with nothing read yet.
+    fn empty(dir: &Path, release: &str) -> Self {
+        ModuleIndex {
             dir: dir.to_path_buf(),
             release: release.to_string(),
             files: BTreeMap::new(),
@@ -313,7 +295,17 @@ impl ModuleIndex {
             has_dep_file: false,
             modinfo_loaded: BTreeSet::new(),
             all_builtin: false,
-        };
+        }
+    }
+
+    /// Whether this is a [`ModuleIndex::builtin_only`] index.
+    pub fn is_builtin_only(&self) -> bool {
+        self.all_builtin
+    }
+
+    /// Loads the index files of a modules directory.
+    pub fn load(dir: &Path, release: &str) -> Result<Self, ModuleError> {
+        let mut idx = ModuleIndex::empty(dir, release);
         if let Some(dep) = read_opt(&dir.join("modules.dep"))? {
             idx.has_dep_file = true;
             for line in dep.lines() {

@@ -126,6 +126,7 @@ fn sizes_measure_the_image_and_its_modules_uncompressed() {
     assert_eq!(s.unpacked, pages);
     assert_eq!(s.paths, paths(&entries));
     assert_eq!(s.compression, Some(Compression::Zstd));
+    assert_eq!(s.plan.as_deref(), Some(r.plan.render().as_str()));
     assert_eq!(s.modules.len(), r.modules.len(), "{:?}", s.modules);
     let mdir = f.base.join("root/lib/modules/9.9-test");
     let mut compressed = 0;

@@ -905,8 +905,31 @@ fn dedicated_capture_kernel_from_the_fragment() {
         .args(["--kernel-release", &release, "--no-modules", "--output"])
         .arg(base.join("own.img")));
     assert!(ok && built.contains(&format!("kernel {release} (0 modules)")), "{err}{built}");
-    let (stdout, console) =
-        crash_test_given(&bin, &base.join("run-own"), &base.join("own.img"), &disk, &["--capture-kernel", &bz]);
+    // Captured with the reservation `rkdump estimate` gives this kernel and image: a third of
+    // what Debian's kernel needs (96M), not Debian's kernel's runtime on top of its own.
+    let (ok, est, err) = run(Command::new(&bin)
+        .arg("estimate")
+        .arg("--kernel")
+        .arg(&bzimage)
+        .arg("--initrd")
+        .arg(base.join("own.img"))
+        .args(["--memory", "2048"]));
+    eprintln!("{err}{est}");
+    assert!(ok, "rkdump estimate: {err}");
+    let ck = summary_value(&est, "recommended:")
+        .and_then(|v| v.strip_prefix("crashkernel="))
+        .expect("recommended line")
+        .to_string();
+    let mib: u64 = ck.trim_end_matches('M').parse().expect("a size in MiB");
+    assert!((32..=64).contains(&mib), "recommended {ck} for the dedicated kernel");
+    let (stdout, console) = crash_test_given(
+        &bin,
+        &base.join("run-own"),
+        &base.join("own.img"),
+        &disk,
+        &["--capture-kernel", &bz, "--crashkernel", &ck],
+    );
+    assert!(console.contains(&format!("crash reservation: {mib} MiB")), "{console}");
     assert!(console.contains(&format!("Linux version {release} ")), "{console}");
     assert!(!console.contains("cannot load modules") && !console.contains("rkdump: modules:"), "{console}");
     let dump_dir = summary_dump_dir(&stdout);

@@ -11,8 +11,9 @@
 //! - the end marker `0x11 0x00 0x00`.
 //!
 //! The search is LZO1X-1's (a hash table of recent positions, a step that grows through literal
-//! runs) with matches of at least 5 bytes instead of 4, a coarser step and a backward extension
-//! of every match found.
+//! runs) with matches of at least 5 bytes instead of 4, a coarser step, a backward extension
+//! of every match found, and one fixed candidate tried before the table at every position:
+//! the bytes 8 back (kernel data repeats whole 8-byte words).
 //!
 //! Distances never exceed 16 KiB, so the far-match form (`0001HLLL`) is only used for the end
 //! marker. The format follows the Linux kernel's description of the LZO stream
@@ -40,10 +41,10 @@ const SEQ_SHIFT: usize = 64 - 8 * MIN_MATCH;
 /// Distance tried before the hash table at every position. Kernel data is full of 8-byte
 /// words equal to the one before them (pointers, counters, table entries), and the skipping
 /// search never inserts most of their positions into the table. Trying this one candidate
-/// first, and leaving the table unchanged when it matches, gave real `-d 31` pages 3.6% less
-/// output in 9-13% less time (1.8% less output at `-d 1`, same time). One distance of 4, 16,
-/// 64 or 256 did about as well; a second fixed candidate cost `-d 1` pages 2-14% more time.
-/// See BENCHMARKS.md.
+/// first, and leaving the table unchanged when it matches, gave real `-d 31` pages 3.6-14%
+/// less output in 8-15% less time (1.8% less output at `-d 1`, 3-4% less time). One distance
+/// of 4, 16, 64 or 256 did about as well; a second fixed candidate cost `-d 1` pages 4-15%
+/// more time. See BENCHMARKS.md.
 const NEAR_DIST: usize = 8;
 /// Largest distance of the short-match form.
 const M2_MAX_DIST: usize = 2048;

@@ -145,6 +145,7 @@ impl PageCompressor {
         let n = page.len();
         let ok = match &mut self.ctx {
             Ctx::None => None,
+            Ctx::Zlib(_) if uniform_bytes(page) => None,
             Ctx::Zlib(c) => {
                 c.reset();
                 out.reserve(n + n / 8 + 64);
@@ -180,6 +181,55 @@ impl PageCompressor {
             }
         }
     }
+}
+
+/// Whether the bytes of `page` are spread over all 256 values about as evenly as random
+/// bytes are: their collision sum (the sum of each value's count squared) at most 1/32 above
+/// that of uniform random bytes, `n + n²/256`.
+///
+/// zlib cannot shrink such a page (its Huffman codes need uneven byte frequencies, and random
+/// data has no repeats), yet deflating it costs about 31 us, twice a typical kernel page.
+/// Most pages are turned away after their first 512 bytes, and the check costs well under
+/// 1 us. On the kept pages of three real dumps, 2,400-3,000 pages per dump passed it, and zlib
+/// would have saved 250-800 bytes on all of them together (a few dozen bytes on each of 4-9
+/// pages). LZO gives up on such a page within 1 us and zstd within 3, so only zlib uses it.
+/// A page of random bytes that repeats itself (two copies of one 2 KiB block) passes too and
+/// is stored raw where zlib would halve it; no real dump here had one. See BENCHMARKS.md.
+fn uniform_bytes(page: &[u8]) -> bool {
+    // Quick rejections on the first 512 bytes, before the histogram of the whole page: random
+    // bytes hold about 2 zero bytes and 221 distinct values there; kernel data holds far more
+    // zeros, text far fewer values.
+    let Some(head) = page.get(..512) else { return false };
+    if head.iter().map(|&b| u32::from(b == 0)).sum::<u32>() > 8 {
+        return false;
+    }
+    let mut seen = [0u64; 4];
+    for &b in head {
+        seen[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+    if seen.iter().map(|w| w.count_ones()).sum::<u32>() < 192 {
+        return false;
+    }
+    let n = page.len() as u64;
+    let mut h = [[0u32; 256]; 4];
+    let mut quads = page.chunks_exact(4);
+    for q in quads.by_ref() {
+        h[0][q[0] as usize] += 1;
+        h[1][q[1] as usize] += 1;
+        h[2][q[2] as usize] += 1;
+        h[3][q[3] as usize] += 1;
+    }
+    for &b in quads.remainder() {
+        h[0][b as usize] += 1;
+    }
+    let sum: u64 = (0..256)
+        .map(|i| {
+            let c = u64::from(h[0][i] + h[1][i] + h[2][i] + h[3][i]);
+            c * c
+        })
+        .sum();
+    let uniform = n * n / 256 + n;
+    sum <= uniform + uniform / 32
 }
 
 /// Decompression contexts for a reader.
@@ -252,6 +302,54 @@ impl PageDecompressor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn xorshift_bytes(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Random bytes pass; anything with uneven byte frequencies does not, even when close to
+    /// random (random bytes folded below 0xc0 still deflate by a few percent).
+    #[test]
+    fn uniform_bytes_only_for_random_like_pages() {
+        for seed in 1..20 {
+            assert!(uniform_bytes(&xorshift_bytes(4096, seed)), "seed {seed}");
+        }
+        assert!(uniform_bytes(&xorshift_bytes(65536, 3)));
+        let text: Vec<u8> = (0..4096u32).map(|i| b"kernel data "[i as usize % 12]).collect();
+        assert!(!uniform_bytes(&text));
+        assert!(!uniform_bytes(&[0u8; 4096]));
+        let skewed: Vec<u8> = xorshift_bytes(4096, 5).into_iter().map(|b| b % 0xc0).collect();
+        assert!(!uniform_bytes(&skewed));
+        // Random but for a zero-filled or text start.
+        let mut zero_start = xorshift_bytes(4096, 6);
+        zero_start[..64].fill(0);
+        assert!(!uniform_bytes(&zero_start));
+        let mut text_start = xorshift_bytes(4096, 7);
+        text_start[..512].copy_from_slice(&text[..512]);
+        assert!(!uniform_bytes(&text_start));
+        let mut z = flate2::Compress::new(flate2::Compression::new(2), true);
+        let mut out = Vec::with_capacity(8192);
+        assert_eq!(
+            z.compress_vec(&skewed, &mut out, flate2::FlushCompress::Finish).ok(),
+            Some(flate2::Status::StreamEnd)
+        );
+        assert!(out.len() < 4096, "{} bytes", out.len());
+        // Too short to judge, or empty.
+        assert!(!uniform_bytes(&xorshift_bytes(500, 9)));
+        assert!(!uniform_bytes(&[]));
+        // zlib stores such a page raw, as it would have anyway.
+        let mut c = PageCompressor::new(Compression::Zlib).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(c.compress(&xorshift_bytes(4096, 11), &mut out), None);
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn every_method_round_trips_and_keeps_raw_rule() {

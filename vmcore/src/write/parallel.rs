@@ -218,7 +218,10 @@ impl Originals {
     /// cached.
     fn same(&mut self, r: &dyn PageReader, off: u64, page: &[u8]) -> bool {
         let ps = page.len();
-        if self.offs.is_empty() {
+        if ps == 0 {
+            return false;
+        }
+        if self.data.len() != ORIGINALS * ps {
             self.offs = vec![u64::MAX; ORIGINALS];
             self.data = vec![0; ORIGINALS * ps];
         }
@@ -565,5 +568,7 @@ mod tests {
         assert!(!o.same(&r, bad, &page(0)));
         assert!(!o.same(&r, bad, &page(0)));
         assert_eq!(r.reads.load(Ordering::Relaxed), 5);
+        // No page size, no answer (and no division by it).
+        assert!(!o.same(&r, 0, &[]));
     }
 }

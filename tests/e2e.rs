@@ -441,20 +441,11 @@ fn estimated_reservation_is_enough_for_a_capture() {
     eprintln!("{stderr}{stdout}");
     assert!(ok, "first crash-test failed");
     let release = summary_value(&stdout, "kernel:").expect("kernel line").to_string();
-    let (ok, est, err) = run(Command::new(rkdump_bin())
-        .arg("estimate")
-        .arg("--initrd")
-        .arg(first.join("capture.img"))
-        .arg("--kernel")
-        .arg(format!("/boot/vmlinuz-{release}"))
-        .args(["--memory", "2048"]));
-    eprintln!("{err}{est}");
-    assert!(ok, "rkdump estimate failed: {err}");
-    let ck = summary_value(&est, "recommended:")
-        .and_then(|v| v.strip_prefix("crashkernel="))
-        .expect("recommended line")
-        .to_string();
-    let mib: u64 = ck.trim_end_matches('M').parse().expect("a size in MiB");
+    let (ck, mib) = estimated_crashkernel(
+        &rkdump_bin(),
+        Path::new(&format!("/boot/vmlinuz-{release}")),
+        &first.join("capture.img"),
+    );
     // A small image needs far less than kdump-utils' default for 1-4 GiB machines (192M).
     assert!((96..=160).contains(&mib), "recommended {ck}");
 
@@ -475,6 +466,26 @@ fn estimated_reservation_is_enough_for_a_capture() {
     assert!(peak > 1.0 && peak < 16.0, "{line}");
     let vmcore = summary_dump_dir(&stdout).join("vmcore");
     assert!(vmcore.exists());
+}
+
+/// The `crashkernel=` value `rkdump estimate` recommends for `kernel` and `initrd` dumping a
+/// 2 GiB guest (`96M`), and the same in MiB.
+fn estimated_crashkernel(bin: &Path, kernel: &Path, initrd: &Path) -> (String, u64) {
+    let (ok, est, err) = run(Command::new(bin)
+        .arg("estimate")
+        .arg("--kernel")
+        .arg(kernel)
+        .arg("--initrd")
+        .arg(initrd)
+        .args(["--memory", "2048"]));
+    eprintln!("{err}{est}");
+    assert!(ok, "rkdump estimate failed: {err}");
+    let ck = summary_value(&est, "recommended:")
+        .and_then(|v| v.strip_prefix("crashkernel="))
+        .expect("recommended line")
+        .to_string();
+    let mib = ck.trim_end_matches('M').parse().expect("a size in MiB");
+    (ck, mib)
 }
 
 /// `rkdump build --config CONF --kernel-release R --output IMG`, which must succeed; its stdout.
@@ -907,20 +918,7 @@ fn dedicated_capture_kernel_from_the_fragment() {
     assert!(ok && built.contains(&format!("kernel {release} (0 modules)")), "{err}{built}");
     // Captured with the reservation `rkdump estimate` gives this kernel and image: a third of
     // what Debian's kernel needs (96M), not Debian's kernel's runtime on top of its own.
-    let (ok, est, err) = run(Command::new(&bin)
-        .arg("estimate")
-        .arg("--kernel")
-        .arg(&bzimage)
-        .arg("--initrd")
-        .arg(base.join("own.img"))
-        .args(["--memory", "2048"]));
-    eprintln!("{err}{est}");
-    assert!(ok, "rkdump estimate: {err}");
-    let ck = summary_value(&est, "recommended:")
-        .and_then(|v| v.strip_prefix("crashkernel="))
-        .expect("recommended line")
-        .to_string();
-    let mib: u64 = ck.trim_end_matches('M').parse().expect("a size in MiB");
+    let (ck, mib) = estimated_crashkernel(&bin, &bzimage, &base.join("own.img"));
     assert!((32..=64).contains(&mib), "recommended {ck} for the dedicated kernel");
     let (stdout, console) = crash_test_given(
         &bin,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use rkdump_kconfig::checks::{kdump_options, Need, Role};
 use rkdump_kconfig::estimate::{bzimage_init_size, bzimage_release, estimate};
 use rkdump_kconfig::Kconfig;
+use rkdump_mkinitrd::modules::ModuleIndex;
 
 use crate::estimate::{inputs, meminfo_total, read_head};
 
@@ -231,9 +232,7 @@ pub fn run(sys: &System, inp: &CheckInputs<'_>) -> Vec<Check> {
                                 "capture image {}: its modules are for {b}, the capture kernel is {r}",
                                 img.display()
                             ),
-                            if !separate
-                                || ["lib/modules", "usr/lib/modules"].iter().any(|d| sys.path(&format!("/{d}/{r}")).is_dir())
-                            {
+                            if !separate || ModuleIndex::find_dir(Some(&sys.root), r).is_ok() {
                                 format!("rebuild it: rkdump build --kernel-release {r} --output {}", img.display())
                             } else {
                                 // A dedicated capture kernel with no modules installed: its

@@ -92,8 +92,8 @@ pub struct BuildReport {
     pub output: PathBuf,
     /// Kernel release built for.
     pub kernel_release: String,
-    /// Modules directory used.
-    pub modules_dir: PathBuf,
+    /// Modules directory used (none with `no_modules`).
+    pub modules_dir: Option<PathBuf>,
     /// Compression used.
     pub compression: Compression,
     /// Size of the image file.
@@ -265,19 +265,20 @@ const SOURCES_HEADER: &str =
 /// and every program copied in. Absolute, sorted, each once.
 fn build_sources(
     opts: &BuildOptions,
-    modules_dir: &Path,
+    modules_dir: Option<&Path>,
     mods: &[ModuleFile],
     programs: &[programs::ProgramFile],
 ) -> Vec<PathBuf> {
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut out = vec![abs(&opts.config), abs(&opts.init_binary)];
-    let dep = modules_dir.join("modules.dep");
-    if modules_dir.as_os_str().is_empty() {
-        // --no-modules: nothing from a modules directory.
-    } else if dep.is_file() {
-        out.push(abs(&dep));
-    } else {
-        out.extend(mods.iter().map(|m| abs(&modules_dir.join(&m.rel_path))));
+    // None: --no-modules, nothing from a modules directory.
+    if let Some(modules_dir) = modules_dir {
+        let dep = modules_dir.join("modules.dep");
+        if dep.is_file() {
+            out.push(abs(&dep));
+        } else {
+            out.extend(mods.iter().map(|m| abs(&modules_dir.join(&m.rel_path))));
+        }
     }
     out.extend(programs.iter().map(|p| p.source.clone()));
     out.sort();
@@ -416,11 +417,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         warnings.push(format!(
             "no kernel modules packed (--no-modules): the capture kernel must have the target's storage and filesystem drivers built in (kernel release {release})"
         ));
-        (PathBuf::new(), modules::ModuleIndex::builtin_only(&release))
+        (None, modules::ModuleIndex::builtin_only(&release))
     } else {
         let dir = modules::ModuleIndex::find_dir(opts.root.as_deref(), &release)?;
         let index = modules::ModuleIndex::load(&dir, &release)?;
-        (dir, index)
+        (Some(dir), index)
     };
     phase("modules index");
 
@@ -524,7 +525,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     })?;
     init_binary_warnings(&init, &opts.init_binary, &mut warnings);
 
-    let sources = build_sources(opts, &dir, &mods, &programs);
+    let sources = build_sources(opts, dir.as_deref(), &mods, &programs);
     let mut sources_text = String::from(SOURCES_HEADER);
     for p in &sources {
         sources_text += &p.to_string_lossy();
@@ -539,14 +540,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     w.add_file("init", 0o755, &init)?;
     w.add_file(PLAN_PATH, 0o644, plan.render().as_bytes())?;
     w.add_file(SOURCES_PATH, 0o644, sources_text.as_bytes())?;
-    for (m, in_image) in mods.iter().zip(&plan.modules) {
-        let src = dir.join(&m.rel_path);
-        let data = std::fs::read(&src).map_err(|source| BuildError::Io {
-            what: "cannot read module",
-            path: src.clone(),
-            source,
-        })?;
-        w.add_file(in_image, 0o644, &data)?;
+    if let Some(dir) = &dir {
+        for (m, in_image) in mods.iter().zip(&plan.modules) {
+            let src = dir.join(&m.rel_path);
+            let data = std::fs::read(&src).map_err(|source| BuildError::Io {
+                what: "cannot read module",
+                path: src.clone(),
+                source,
+            })?;
+            w.add_file(in_image, 0o644, &data)?;
+        }
     }
     for p in &programs {
         let data = std::fs::read(&p.source).map_err(|source| BuildError::Io {

@@ -512,6 +512,9 @@ impl DumpSource for DiskDump {
             62
         }
     }
+    fn has_page_data(&self, pfn: Pfn) -> bool {
+        self.is_dumpable(pfn.0)
+    }
     fn mark_missing(&self, start: Pfn, classes: &mut [PageClass]) {
         for (i, c) in classes.iter_mut().enumerate() {
             if *c == PageClass::Kept && !self.is_dumpable(start.0 + i as u64) {

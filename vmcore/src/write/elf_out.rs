@@ -3,7 +3,8 @@
 //! Pass 1 classifies windows of pfns (reading kept pages for zero detection when dump level
 //! bit 1 is set) and runs one small state machine per source PT_LOAD: a run of fewer than
 //! [`PFN_EXCLUDED`] excluded pages stays in the segment with its original contents; a longer
-//! run ends the segment (its `p_memsz` covers the run, `p_filesz` stops before it) and a new
+//! run, or one with a page whose contents the source does not hold (a dump filtered before),
+//! ends the segment (its `p_memsz` covers the run, `p_filesz` stops before it) and a new
 //! PT_LOAD starts at the next dumpable page. Pass 2 writes the headers, the notes and each
 //! segment's file-backed bytes, packed with no alignment. Memory is bounded by the window and
 //! the list of output segments.
@@ -42,16 +43,21 @@ struct SegState {
     seg_vaddr: u64,
     file_end: u64,
     excl_run: u64,
+    /// The current excluded run has a page without data in the source.
+    excl_missing: bool,
     out: Vec<OutSegment>,
 }
 
 impl SegState {
-    fn span(&mut self, s: u64, e: u64, dumpable: bool) {
+    /// Lay out the page spanning `[s, e)`: `dumpable`, or else whether the source holds
+    /// its contents (`has_data`).
+    fn span(&mut self, s: u64, e: u64, dumpable: bool, has_data: bool) {
         if !dumpable {
             self.excl_run += 1;
+            self.excl_missing |= !has_data;
             return;
         }
-        if self.excl_run >= PFN_EXCLUDED {
+        if self.excl_run >= PFN_EXCLUDED || (self.excl_run > 0 && self.excl_missing) {
             let memsz = s - self.seg_start;
             self.out.push(OutSegment {
                 paddr: self.seg_start,
@@ -64,6 +70,7 @@ impl SegState {
         }
         self.file_end = e;
         self.excl_run = 0;
+        self.excl_missing = false;
     }
 
     fn close(&mut self) {
@@ -128,6 +135,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
             seg_vaddr: s.virt_start,
             file_end: s.phys_start,
             excl_run: 0,
+            excl_missing: false,
             out: Vec::new(),
         })
         .collect();
@@ -171,7 +179,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
                 let span_s = (pfn * ps).max(a);
                 let span_e = ((pfn + 1) * ps).min(b);
                 let kept = classes[(pfn - s) as usize] == PageClass::Kept;
-                st.span(span_s, span_e, kept);
+                st.span(span_s, span_e, kept, kept || src.has_page_data(Pfn(pfn)));
             }
         }
         progress(e, total_work);
@@ -197,7 +205,11 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     phdr(&mut table, 4, 0, notes_off, 0, 0, notes.len() as u64, notes.len() as u64);
     let mut offsets = Vec::with_capacity(outsegs.len());
     for sg in &outsegs {
-        let off = if sg.filesz == 0 { 0 } else { data_off };
+        // An empty segment gets offset 0, as makedumpfile writes it, except the first: crash
+        // takes the first PT_LOAD's offset for the size of the headers and notes, and cannot
+        // open a dump where it is 0. A vmcore's first segment (kernel text) is never empty, a
+        // dump filtered before may start with one.
+        let off = if sg.filesz == 0 && !offsets.is_empty() { 0 } else { data_off };
         phdr(&mut table, 1, 7, off, sg.vaddr, sg.paddr, sg.filesz, sg.memsz);
         offsets.push(data_off);
         data_off = data_off.checked_add(sg.filesz).ok_or_else(|| WriteError::Layout("ELF data offset".into()))?;

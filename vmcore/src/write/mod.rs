@@ -267,6 +267,12 @@ pub trait DumpSource: PhysMemory {
     /// Turn pages of the window starting at `start` whose data the source does not hold
     /// (excluded by an earlier filter) from [`PageClass::Kept`] into [`PageClass::NoData`].
     fn mark_missing(&self, _start: Pfn, _classes: &mut [PageClass]) {}
+    /// Whether the source holds the data of `pfn` at all (a dump filtered earlier does not
+    /// hold the pages it excluded). The ELF writer keeps short excluded runs inside a segment
+    /// with their contents (makedumpfile `-E`) only where the source has them.
+    fn has_page_data(&self, _pfn: Pfn) -> bool {
+        true
+    }
 }
 
 /// Page data read by file offset from any thread (see [`DumpSource::page_reader`]).

@@ -431,8 +431,22 @@ fn enospc_leaves_an_incomplete_but_readable_dump() {
 #[test]
 fn refiltering_our_dump_gives_the_same_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let vmcore = synth(dir.path());
+    let vmcore = dir.path().join("vmcore");
+    // Kernel data right before and after the synthetic machine's short excluded runs (28
+    // cache pages at pfn 4096, 16 user at 4128, 9 free at 6144), so the ELF writer keeps
+    // those runs inside a segment when their contents exist.
+    let mut s = SynthSpec::default().build();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for pfn in [4095u64, 4144, 6143, 6153] {
+        s.phys.write(pfn * 4096, &noise(&mut x, 4096));
+    }
+    s.write_elf(&vmcore).unwrap();
     let core = ElfVmcore::open(&vmcore).unwrap();
+    let classes = expected_classes(&core, 31);
+    for (pfn, run) in [(4095usize, 4096..4124), (4127, 4128..4144), (6143, 6144..6153)] {
+        assert_eq!((classes[pfn], classes[run.end]), (PageClass::Kept, PageClass::Kept));
+        assert!(run.clone().all(|p| classes[p].excluded_at(31)), "pfns {run:?}: {:?}", &classes[run.clone()]);
+    }
     let first = dir.path().join("d0");
     write_file(
         &core,
@@ -445,7 +459,7 @@ fn refiltering_our_dump_gives_the_same_pages() {
     check_kdump(&core, &d, 31, &r);
     // And ELF from a kdump source.
     let third = dir.path().join("e31");
-    filter(
+    let r = filter(
         &second,
         Output::Path(&third),
         &FilterOptions { format: DumpFormat::Elf, ..FilterOptions::default() },
@@ -457,6 +471,19 @@ fn refiltering_our_dump_gives_the_same_pages() {
         if let Some(p) = page_of(&d, pfn) {
             assert_eq!(page_of(&e, pfn).unwrap(), p, "pfn {pfn:#x}");
         }
+    }
+    // Pages the kdump dump left out are not in the ELF one either: short excluded runs keep
+    // their contents only where the source has them (no zeros stand in for them).
+    assert_eq!(r.unreadable_pages, 0);
+    // crash reads the headers and notes up to the first PT_LOAD's offset.
+    let headers = 64 + 56 * (1 + e.loads().len() as u64) + e.notes_bytes().len() as u64;
+    assert_eq!(e.loads()[0].file_offset.0, headers);
+    let short_runs = (0..d.max_mapnr()).filter(|&pfn| page_of(&d, pfn).is_none() && page_of(&core, pfn).is_some());
+    assert!(short_runs.clone().count() > 0);
+    let in_file =
+        |pfn: u64| e.loads().iter().any(|l| pfn * 4096 >= l.phys_start.0 && pfn * 4096 < l.phys_start.0 + l.file_size);
+    for pfn in short_runs {
+        assert!(!in_file(pfn), "pfn {pfn:#x} excluded from the kdump dump has data in the ELF one");
     }
 }
 

@@ -466,7 +466,8 @@ impl Synth {
         hdr.extend_from_slice(&0u16.to_le_bytes());
         let ph = |h: &mut Vec<u8>, t: u32, off: u64, va: u64, pa: u64, sz: u64| {
             h.extend_from_slice(&t.to_le_bytes());
-            h.extend_from_slice(&0u32.to_le_bytes());
+            // p_flags: RWE on PT_LOAD, as the kernel and kexec-tools write them.
+            h.extend_from_slice(&(if t == 1 { 7u32 } else { 0 }).to_le_bytes());
             h.extend_from_slice(&off.to_le_bytes());
             h.extend_from_slice(&va.to_le_bytes());
             h.extend_from_slice(&pa.to_le_bytes());

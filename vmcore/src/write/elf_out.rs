@@ -6,7 +6,9 @@
 //! run, or one with a page whose contents the source does not hold (a dump filtered before),
 //! ends the segment (its `p_memsz` covers the run, `p_filesz` stops before it) and a new
 //! PT_LOAD starts at the next dumpable page. Pass 2 writes the headers, the notes and each
-//! segment's file-backed bytes, packed with no alignment. Memory is bounded by the window and
+//! segment's file-backed bytes, packed with no alignment. The output is byte-identical to
+//! makedumpfile's but for one case: where makedumpfile gives an empty first PT_LOAD offset 0,
+//! which crash cannot open, ours is the end of the notes. Memory is bounded by the window and
 //! the list of output segments.
 
 use super::{
@@ -34,6 +36,8 @@ pub struct OutSegment {
     pub memsz: u64,
     /// `p_filesz`.
     pub filesz: u64,
+    /// The last piece of its source segment (not ended by a long excluded run).
+    pub last: bool,
 }
 
 /// Per-source-segment layout state.
@@ -64,6 +68,7 @@ impl SegState {
                 vaddr: self.seg_vaddr,
                 memsz,
                 filesz: self.file_end - self.seg_start,
+                last: false,
             });
             self.seg_vaddr = self.seg_vaddr.wrapping_add(memsz);
             self.seg_start = s;
@@ -80,6 +85,7 @@ impl SegState {
             vaddr: self.seg_vaddr,
             memsz: end - self.seg_start,
             filesz: self.file_end - self.seg_start,
+            last: true,
         });
     }
 }
@@ -205,11 +211,12 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     phdr(&mut table, 4, 0, notes_off, 0, 0, notes.len() as u64, notes.len() as u64);
     let mut offsets = Vec::with_capacity(outsegs.len());
     for sg in &outsegs {
-        // An empty segment gets offset 0, as makedumpfile writes it, except the first: crash
-        // takes the first PT_LOAD's offset for the size of the headers and notes, and cannot
-        // open a dump where it is 0. A vmcore's first segment (kernel text) is never empty, a
-        // dump filtered before may start with one.
-        let off = if sg.filesz == 0 && !offsets.is_empty() { 0 } else { data_off };
+        // Offsets as makedumpfile writes them: an empty piece ended by a long excluded run
+        // gets 0, the last piece of a source segment the current offset even when empty. And
+        // never 0 for the first PT_LOAD: crash takes its offset for the size of the headers
+        // and notes, and cannot open a dump where it is 0 (a vmcore's first segment, kernel
+        // text, is never empty; a dump filtered before may start with an empty piece).
+        let off = if sg.filesz == 0 && !sg.last && !offsets.is_empty() { 0 } else { data_off };
         phdr(&mut table, 1, 7, off, sg.vaddr, sg.paddr, sg.filesz, sg.memsz);
         offsets.push(data_off);
         data_off = data_off.checked_add(sg.filesz).ok_or_else(|| WriteError::Layout("ELF data offset".into()))?;

@@ -70,7 +70,10 @@ impl SegState {
                 filesz: self.file_end - self.seg_start,
                 last: false,
             });
-            self.seg_vaddr = self.seg_vaddr.wrapping_add(memsz);
+            // A source without virtual addresses (a kdump-compressed dump) gives 0 throughout.
+            if self.src.virt_start != 0 {
+                self.seg_vaddr = self.seg_vaddr.wrapping_add(memsz);
+            }
             self.seg_start = s;
         }
         self.file_end = e;

@@ -80,6 +80,11 @@ pub fn counts_json(c: &crate::classify::ClassCounts) -> serde_json::Value {
     })
 }
 
+/// Whether makedumpfile runs here (tests that take it as their oracle skip without it).
+pub fn available() -> bool {
+    Command::new("makedumpfile").arg("-v").output().is_ok()
+}
+
 /// Run `makedumpfile -l -d LEVEL --message-level 31 VMCORE OUT` and parse its report.
 pub fn run_makedumpfile_level(vmcore: &Path, out: &Path, level: u8) -> Result<MdfCounts, String> {
     let _ = std::fs::remove_file(out);

@@ -8,7 +8,7 @@
 #[test]
 fn page_counts_match_makedumpfile() {
     let Some(cores) = rkdump_vmcore::mdf::real_vmcores() else { return };
-    if std::process::Command::new("makedumpfile").arg("-v").output().is_err() {
+    if !rkdump_vmcore::mdf::available() {
         panic!("vmcores found ({}) but makedumpfile is not installed", cores[0].display());
     }
     let tmp = tempfile::tempdir().expect("tempdir");

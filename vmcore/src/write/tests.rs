@@ -837,7 +837,7 @@ fn hash_collisions_are_caught_by_comparing_bytes() {
 /// byte (short excluded runs kept, long ones splitting segments, the offsets of empty pieces).
 #[test]
 fn elf_output_is_byte_identical_to_makedumpfile_on_synthetic_vmcores() {
-    if std::process::Command::new("makedumpfile").arg("-v").output().is_err() {
+    if !crate::mdf::available() {
         eprintln!("SKIPPED: makedumpfile is not installed");
         return;
     }

@@ -13,11 +13,11 @@
 //! set of four slots, which hold the four pages stored last whose hashes picked it (a new page
 //! replaces the one stored first). Against one slot per hash this finds 0.4% more duplicates
 //! at `-d 1` on real captures and makes those dumps 1.6-2.5% smaller (they are page-cache
-//! copies no codec shrinks), at the same speed; two ways gave two thirds of that. Duplicates far apart in the dump can still be
-//! missed (they are then stored again, as without deduplication). A hash match is only a
-//! candidate: the two pages are compared byte for byte (the earlier one re-read from the
-//! source) before a descriptor is shared, so a hash collision — accidental or crafted in a
-//! user page — cannot put wrong data in the dump.
+//! copies no codec shrinks), at the same speed; two ways gave two thirds of that. Duplicates
+//! far apart in the dump can still be missed (they are then stored again, as without
+//! deduplication). A hash match is only a candidate: the two pages are compared byte for byte
+//! (the earlier one re-read from the source) before a descriptor is shared, so a hash
+//! collision — accidental or crafted in a user page — cannot put wrong data in the dump.
 //!
 //! Determinism: batches are resolved against the table strictly in production order (a
 //! worker waits for the batches before its own; they are already being processed), so the

@@ -264,12 +264,19 @@ fn class_table(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions) {
     let _ = writeln!(
         e,
         "dump level {} ({})",
-        opts.dump_level,
+        r.dump_level,
         match opts.format {
             DumpFormat::Elf => "ELF".to_string(),
             DumpFormat::Kdump => format!("kdump-compressed, {:?}", opts.compression).to_lowercase(),
         }
     );
+    if let Some(l) = r.input_dump_level.filter(|_| r.dump_level != opts.dump_level) {
+        let _ = writeln!(
+            e,
+            "  (-d {} asked; the input was written at dump level {l}, and what it left out cannot come back)",
+            opts.dump_level
+        );
+    }
     let _ = writeln!(e, "original pages     {original:>12}");
     let _ = writeln!(e, "  zero             {:>12}", c.zero);
     let _ = writeln!(e, "  cache            {:>12}", c.cache);
@@ -401,5 +408,20 @@ mod tests {
         assert!(report_only.contains("original pages") && !report_only.contains("wrote"), "{report_only}");
         assert_eq!(text(1, 0), "");
         assert!(text(0, 3).contains("3 pages could not be read"));
+    }
+
+    #[test]
+    fn a_raised_dump_level_is_reported() {
+        let r = FilterReport { dump_level: 31, input_dump_level: Some(31), ..FilterReport::default() };
+        let opts = FilterOptions { dump_level: 1, ..FilterOptions::default() };
+        let mut out = Vec::new();
+        report_text(&mut out, &r, &opts, 1.0, true, 31);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("dump level 31 ("), "{text}");
+        assert!(text.contains("-d 1 asked; the input was written at dump level 31"), "{text}");
+        // Not raised: no note.
+        let mut out = Vec::new();
+        report_text(&mut out, &FilterReport { dump_level: 1, ..r }, &opts, 1.0, true, 31);
+        assert!(!String::from_utf8(out).unwrap().contains("asked"));
     }
 }

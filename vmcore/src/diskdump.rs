@@ -515,6 +515,9 @@ impl DumpSource for DiskDump {
     fn has_page_data(&self, pfn: Pfn) -> bool {
         self.is_dumpable(pfn.0)
     }
+    fn earlier_dump_level(&self) -> Option<u8> {
+        u8::try_from(self.sub.dump_level).ok().filter(|&l| l <= 31)
+    }
     fn mark_missing(&self, start: Pfn, classes: &mut [PageClass]) {
         for (i, c) in classes.iter_mut().enumerate() {
             if *c == PageClass::Kept && !self.is_dumpable(start.0 + i as u64) {

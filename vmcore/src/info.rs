@@ -43,6 +43,8 @@ pub struct InfoReport {
     /// The dump says its writer did not finish (kdump-compressed: header status INCOMPLETE;
     /// ELF: `e_flags` bit 0): pages past where it stopped read as missing.
     pub incomplete: bool,
+    /// The dump level a filtered dump was written at (kdump-compressed: the sub-header's).
+    pub written_at_dump_level: Option<u8>,
     /// `OSRELEASE`.
     pub kernel_release: Option<String>,
     /// `CRASHTIME` (seconds since the epoch).
@@ -100,6 +102,7 @@ pub fn info_from_source(src: &dyn DumpSource, path: &Path, format: &'static str)
         path: path.to_path_buf(),
         format,
         incomplete: false,
+        written_at_dump_level: src.earlier_dump_level(),
         kernel_release: vi.and_then(|v| v.osrelease()).map(str::to_string),
         crash_time: vi.and_then(|v| v.crash_time()),
         cpus: src.nr_cpus(),
@@ -130,6 +133,7 @@ impl InfoReport {
             "path": self.path.display().to_string(),
             "format": self.format,
             "incomplete": self.incomplete,
+            "dump_level": self.written_at_dump_level,
             "kernel_release": self.kernel_release,
             "crash_time": self.crash_time,
             "cpus": self.cpus,
@@ -171,6 +175,9 @@ impl fmt::Display for InfoReport {
                 f,
                 "status:          INCOMPLETE: the writer stopped before the end (full disk, I/O error or interruption); pages it did not write read as missing"
             )?;
+        }
+        if let Some(l) = self.written_at_dump_level {
+            writeln!(f, "written at:      dump level {l}")?;
         }
         writeln!(f, "kernel release:  {}", opt(&self.kernel_release))?;
         match self.crash_time {

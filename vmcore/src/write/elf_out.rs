@@ -280,5 +280,7 @@ pub fn write_elf<S: DumpSource + ?Sized>(
         output_bytes: data_off,
         degraded: cls.degraded().cloned(),
         classify_time,
+        dump_level: opts.dump_level,
+        input_dump_level: None,
     })
 }

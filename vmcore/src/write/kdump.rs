@@ -644,6 +644,8 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
         output_bytes: end,
         degraded,
         classify_time,
+        dump_level: opts.dump_level,
+        input_dump_level: None,
     })
 }
 

@@ -135,6 +135,11 @@ pub struct FilterReport {
     /// Time spent classifying pages and writing the bitmaps (kdump pass 1; for ELF output,
     /// the layout pass).
     pub classify_time: std::time::Duration,
+    /// The dump level the output was written at: the one asked for, combined with the level
+    /// of an input filtered before ([`DumpSource::earlier_dump_level`]).
+    pub dump_level: u8,
+    /// The dump level an input filtered before was written at.
+    pub input_dump_level: Option<u8>,
 }
 
 /// Errors of the writers.
@@ -272,6 +277,12 @@ pub trait DumpSource: PhysMemory {
     /// with their contents (makedumpfile `-E`) only where the source has them.
     fn has_page_data(&self, _pfn: Pfn) -> bool {
         true
+    }
+    /// The dump level a dump filtered before was written at: the pages it left out cannot
+    /// come back, so a new dump of it is written at this level or higher (makedumpfile's
+    /// rule). `None` for a vmcore.
+    fn earlier_dump_level(&self) -> Option<u8> {
+        None
     }
 }
 
@@ -526,10 +537,14 @@ pub fn write_dump<S: DumpSource + ?Sized>(
     opts: &FilterOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<FilterReport, WriteError> {
-    let r = match opts.format {
+    let input_dump_level = src.earlier_dump_level();
+    let opts = &FilterOptions { dump_level: opts.dump_level | input_dump_level.unwrap_or(0), ..*opts };
+    let mut r = match opts.format {
         DumpFormat::Kdump => kdump::write_kdump(src, out, opts, progress),
         DumpFormat::Elf => elf_out::write_elf(src, out, opts, progress),
     }?;
+    r.dump_level = opts.dump_level;
+    r.input_dump_level = input_dump_level;
     out.finish().map_err(|source| WriteError::Write {
         what: "end of stream",
         offset: r.output_bytes,

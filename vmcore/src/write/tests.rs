@@ -455,8 +455,25 @@ fn refiltering_our_dump_gives_the_same_pages() {
     );
     let second = dir.path().join("d31");
     let r = filter(&first, Output::Path(&second), &FilterOptions::default(), &mut |_, _| {}).unwrap();
+    assert_eq!((r.dump_level, r.input_dump_level), (31, Some(0)));
     let d = DiskDump::open(&second).unwrap();
     check_kdump(&core, &d, 31, &r);
+    // A lower level than the input's is raised to it, as makedumpfile does: what the input
+    // left out cannot come back, and the header says so.
+    let lower = dir.path().join("d1");
+    let r = filter(
+        &second,
+        Output::Path(&lower),
+        &FilterOptions { dump_level: 1, ..FilterOptions::default() },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!((r.dump_level, r.input_dump_level), (31, Some(31)));
+    let dl = DiskDump::open(&lower).unwrap();
+    assert_eq!(dl.sub_header().dump_level, 31);
+    check_kdump(&core, &dl, 31, &r);
+    assert_eq!(crate::info::info(&lower).unwrap().written_at_dump_level, Some(31));
+    assert_eq!(crate::info::info(&vmcore).unwrap().written_at_dump_level, None);
     // And ELF from a kdump source.
     let third = dir.path().join("e31");
     let r = filter(

@@ -61,7 +61,7 @@ impl SegState {
             self.excl_missing |= !has_data;
             return;
         }
-        if self.excl_run >= PFN_EXCLUDED || (self.excl_run > 0 && self.excl_missing) {
+        if self.excl_run >= PFN_EXCLUDED || self.excl_missing {
             let memsz = s - self.seg_start;
             self.out.push(OutSegment {
                 paddr: self.seg_start,

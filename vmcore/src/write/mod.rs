@@ -543,7 +543,6 @@ pub fn write_dump<S: DumpSource + ?Sized>(
         DumpFormat::Kdump => kdump::write_kdump(src, out, opts, progress),
         DumpFormat::Elf => elf_out::write_elf(src, out, opts, progress),
     }?;
-    r.dump_level = opts.dump_level;
     r.input_dump_level = input_dump_level;
     out.finish().map_err(|source| WriteError::Write {
         what: "end of stream",

@@ -332,6 +332,29 @@ fn new_uuid() -> Result<String, CrashTestError> {
     Ok(fs::read_to_string(p).map_err(io_err(p))?.trim().to_string())
 }
 
+/// The UUID of an ext2/3/4 file system image, read from its superblock (at byte 1024: the magic
+/// 0xEF53 at +0x38, the UUID at +0x68).
+fn ext_uuid(disk: &Path) -> Result<String, CrashTestError> {
+    let mut f = fs::File::open(disk).map_err(io_err(disk))?;
+    let mut sb = [0u8; 0x78];
+    f.seek(SeekFrom::Start(1024)).map_err(io_err(disk))?;
+    f.read_exact(&mut sb).map_err(|_| CrashTestError::Step {
+        what: "read the target disk's UUID".into(),
+        detail: format!("{} is too short for an ext2/3/4 image", disk.display()),
+    })?;
+    if sb[0x38..0x3a] != [0x53, 0xef] {
+        return Err(CrashTestError::Step {
+            what: "read the target disk's UUID".into(),
+            detail: format!(
+                "{} is not an ext2/3/4 image; for another target give --initrd built for it",
+                disk.display()
+            ),
+        });
+    }
+    let u: String = sb[0x68..0x78].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{}-{}-{}-{}-{}", &u[..8], &u[8..12], &u[12..16], &u[16..20], &u[20..]))
+}
+
 /// The first-stage `/init` script: workload, arm, status, crash.
 fn stage1_init(opts: &CrashTestOptions) -> String {
     format!(
@@ -437,11 +460,18 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
     fs::create_dir_all(out).map_err(io_err(out))?;
     let work = out.join(".work");
     fs::create_dir_all(&work).map_err(io_err(&work))?;
+    if let Some(w) = space_warning(opts, free_bytes(out)) {
+        progress(&w);
+    }
     let mut phases = Vec::new();
     let t0 = Instant::now();
 
     // 1. kdump.conf and the capture image, with the real `rkdump build` (or the image given).
-    let uuid = new_uuid()?;
+    // A given target disk keeps its UUID, which the built kdump.conf then names.
+    let uuid = match (&opts.target_disk, &opts.initrd) {
+        (Some(d), None) => ext_uuid(d)?,
+        _ => new_uuid()?,
+    };
     let capture = out.join("capture.img");
     if let Some(img) = &opts.initrd {
         fs::copy(img, &capture).map_err(io_err(img))?;
@@ -529,6 +559,36 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
         console,
         phases,
         guest_exited: run.exited,
+    })
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `dir`, if it can be asked.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is a writable statvfs buffer.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the buffer.
+    let st = unsafe { st.assume_init() };
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// A warning when the output directory may fill up: the sparse target image grows by the dump
+/// and the dump is then copied out beside it, so an unfiltered dump of the guest needs about
+/// twice its memory. Filtered dumps are far smaller, so this warns rather than refuses.
+fn space_warning(opts: &CrashTestOptions, free: Option<u64>) -> Option<String> {
+    let free_mib = free? >> 20;
+    let dump_mib = u64::from(opts.memory_mib);
+    let need_mib = if opts.target_disk.is_none() { 2 * dump_mib } else { dump_mib };
+    (free_mib < need_mib).then(|| {
+        format!(
+            "warning: {free_mib} MiB free under {}; a dump of this {dump_mib} MiB guest can need up to \
+             {need_mib} MiB there (the target image and the copy read back), less when filtered",
+            opts.out.display()
+        )
     })
 }
 
@@ -637,23 +697,61 @@ fn run_guest(
     }
 }
 
-/// Finds the newest `127.0.0.1-*` directory under `path` in the ext4 image and copies it into
-/// `out` with `debugfs rdump`.
 /// The dump directory copied out of the target, and its files with their sizes.
 type Collected = (Option<PathBuf>, Vec<(String, u64)>);
 
-fn collect_dump(disk: &Path, path: &str, out: &Path) -> Result<Collected, CrashTestError> {
-    let listing = run_cmd("debugfs ls", Command::new("debugfs").arg("-R").arg(format!("ls -p {path}")).arg(disk))?;
-    // `ls -p` lines: /inode/mode/uid/gid/name/size/
-    let mut dirs: Vec<String> = listing
+/// Entries of a `debugfs ls -p` listing: `(name, size)`, the size `None` for a directory. Lines
+/// look like `/inode/mode/uid/gid/name/size/`; `.` and `..` are left out.
+fn parse_ls_p(listing: &str) -> Vec<(String, Option<u64>)> {
+    listing
         .lines()
-        .filter_map(|l| l.split('/').nth(5).map(str::to_string))
-        .filter(|n| n.starts_with("127.0.0.1-"))
-        .collect();
+        .filter_map(|l| {
+            let mut f = l.trim().split('/').skip(5);
+            let name = f.next()?;
+            let size = f.next()?.parse().ok();
+            (name != "." && name != ".." && !name.is_empty()).then(|| (name.to_string(), size))
+        })
+        .collect()
+}
+
+/// Checks that every file of the image's dump directory was copied out whole. `debugfs rdump`
+/// exits 0 even when the host disk fills up under it, which left a short vmcore that looked
+/// like a finished dump.
+fn check_copied(
+    dir: &Path,
+    in_image: &[(String, Option<u64>)],
+    copied: &[(String, u64)],
+) -> Result<(), CrashTestError> {
+    for (name, want) in in_image.iter().filter_map(|(n, s)| Some((n, (*s)?))) {
+        let got = copied.iter().find(|(n, _)| n == name).map(|&(_, l)| l);
+        if got != Some(want) {
+            let got = got.map_or_else(|| "missing".to_string(), |g| format!("{g} bytes"));
+            return Err(CrashTestError::Step {
+                what: "copy the dump out of the target image".into(),
+                detail: format!(
+                    "{} is {got}, the image holds {want} bytes (is the disk under {} full?)",
+                    dir.join(name).display(),
+                    dir.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Finds the newest `127.0.0.1-*` directory under `path` in the ext4 image and copies it into
+/// `out` with `debugfs rdump`, checking that every file arrived whole.
+fn collect_dump(disk: &Path, path: &str, out: &Path) -> Result<Collected, CrashTestError> {
+    let ls = |dir: &str| {
+        run_cmd("debugfs ls", Command::new("debugfs").arg("-R").arg(format!("ls -p {dir}")).arg(disk))
+            .map(|l| parse_ls_p(&l))
+    };
+    let mut dirs: Vec<String> = ls(path)?.into_iter().map(|(n, _)| n).filter(|n| n.starts_with("127.0.0.1-")).collect();
     dirs.sort();
     let Some(name) = dirs.pop() else {
         return Ok((None, Vec::new()));
     };
+    let in_image = ls(&format!("{path}/{name}"))?;
     run_cmd(
         "debugfs rdump",
         Command::new("debugfs").arg("-R").arg(format!("rdump {path}/{name} {}", out.display())).arg(disk),
@@ -666,6 +764,7 @@ fn collect_dump(disk: &Path, path: &str, out: &Path) -> Result<Collected, CrashT
         files.push((e.file_name().to_string_lossy().into_owned(), len));
     }
     files.sort();
+    check_copied(&dir, &in_image, &files)?;
     Ok((Some(dir), files))
 }
 
@@ -697,6 +796,67 @@ mod tests {
         o.capture_kernel = Some("/k/bzImage".into());
         let s = stage1_init(&o);
         assert!(s.contains("/rkdump arm --kernel /capture-vmlinuz "), "{s}");
+    }
+
+    #[test]
+    fn a_short_copy_of_the_dump_is_an_error() {
+        // As debugfs 1.47 prints it: directories have an empty size.
+        let listing = "/14/040755/0/0/.//\n/13/040755/0/0/..//\n/16/040755/0/0/sub//\n\
+                       /15/100600/0/0/vmcore/1915953152/\n/17/100644/0/0/vmcore-dmesg.txt/26692/\n\n";
+        let in_image = parse_ls_p(listing);
+        assert_eq!(
+            in_image,
+            [
+                ("sub".to_string(), None),
+                ("vmcore".to_string(), Some(1_915_953_152)),
+                ("vmcore-dmesg.txt".to_string(), Some(26_692))
+            ]
+        );
+        let dir = Path::new("/out/127.0.0.1-x");
+        let whole = [("vmcore".to_string(), 1_915_953_152), ("vmcore-dmesg.txt".to_string(), 26_692)];
+        assert!(check_copied(dir, &in_image, &whole).is_ok());
+        let short = [("vmcore".to_string(), 647_524_352), ("vmcore-dmesg.txt".to_string(), 26_692)];
+        let e = check_copied(dir, &in_image, &short).unwrap_err().to_string();
+        assert!(e.contains("647524352 bytes, the image holds 1915953152"), "{e}");
+        let e = check_copied(dir, &in_image, &whole[..1]).unwrap_err().to_string();
+        assert!(e.contains("vmcore-dmesg.txt is missing"), "{e}");
+    }
+
+    #[test]
+    fn warns_when_the_output_disk_is_short() {
+        let k = Kernel { release: "r".into(), image: "/boot/vmlinuz-r".into(), modules: "/lib/modules/r".into() };
+        let mut o = CrashTestOptions::new(k, "/tmp/x".into(), "/x/rkdump".into());
+        o.memory_mib = 2048;
+        assert_eq!(space_warning(&o, Some(8 << 30)), None);
+        assert_eq!(space_warning(&o, None), None);
+        let w = space_warning(&o, Some(3 << 30)).unwrap_or_default();
+        assert!(w.contains("3072 MiB free under /tmp/x") && w.contains("up to 4096 MiB"), "{w}");
+        o.target_disk = Some("/dev/null".into());
+        assert_eq!(space_warning(&o, Some(3 << 30)), None);
+        assert!(free_bytes(Path::new("/")).is_some_and(|f| f > 0));
+    }
+
+    #[test]
+    fn reads_the_uuid_of_an_ext_image() {
+        let dir = std::env::temp_dir().join(format!("rkdump-qemu-uuid-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let img = dir.join("sb.img");
+        let mut b = vec![0u8; 4096];
+        b[1024 + 0x38..1024 + 0x3a].copy_from_slice(&[0x53, 0xef]);
+        for (i, x) in b[1024 + 0x68..1024 + 0x78].iter_mut().enumerate() {
+            *x = 0x10 * (i as u8 % 16) + 0xa;
+        }
+        fs::write(&img, &b).unwrap_or_default();
+        let u = ext_uuid(&img).map_err(|e| e.to_string());
+        assert_eq!(u.as_deref(), Ok("0a1a2a3a-4a5a-6a7a-8a9a-aabacadaeafa"));
+        b[1024 + 0x38] = 0;
+        fs::write(&img, &b).unwrap_or_default();
+        let e = ext_uuid(&img).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("is not an ext2/3/4 image"), "{e}");
+        fs::write(&img, b"short").unwrap_or_default();
+        let e = ext_uuid(&img).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("too short"), "{e}");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -55,8 +55,14 @@ impl QemuCommand {
     pub fn serial_file(&mut self, p: &Path) -> &mut Self {
         self.push("-serial", format!("file:{}", p.display()))
     }
+    /// A raw virtio disk. A host-side write or read error (a full host disk under the sparse
+    /// image) reaches the guest as an I/O error (`werror=report`) instead of QEMU's default of
+    /// pausing the guest, which looked like a hung capture until the timeout.
     pub fn virtio_disk(&mut self, p: &Path) -> &mut Self {
-        self.push("-drive", format!("file={},format=raw,if=virtio,cache=unsafe", p.display()))
+        self.push(
+            "-drive",
+            format!("file={},format=raw,if=virtio,cache=unsafe,werror=report,rerror=report", p.display()),
+        )
     }
 
     /// The runnable command.

@@ -299,6 +299,10 @@ enum Cmd {
         /// fragment) instead of the tested kernel itself.
         #[arg(long, value_name = "BZIMAGE")]
         capture_kernel: Option<PathBuf>,
+        /// Throttle the target disk's writes to this many bytes per second: a slow or stuck
+        /// device (tests the stall watchdog, `stall_timeout` in kdump.conf).
+        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+        throttle_target: Option<u64>,
     },
     /// (internal) memory workload run inside the crash-test guest.
     #[command(hide = true)]
@@ -706,6 +710,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dump_path,
             no_collect,
             capture_kernel,
+            throttle_target,
         } => {
             let kernel = rkdump_qemu::find_kernel(kernel_release.as_deref())?;
             let rkdump = std::env::current_exe()?;
@@ -725,6 +730,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             o.dump_path = dump_path;
             o.collect = !no_collect;
             o.capture_kernel = capture_kernel;
+            o.target_write_bps = throttle_target;
             let summary = rkdump_qemu::crash_test(&o, &mut |l| eprintln!("crash-test: {l}"))?;
             print!("{summary}");
             if o.attach_target && o.collect && summary.vmcore_size().is_none() {

@@ -198,6 +198,39 @@ fn missing_target_times_out_with_message_and_reboots() {
     assert!(console.contains("reboot"), "no reboot announced:\n{console}");
 }
 
+#[test]
+#[ignore = "boots QEMU; run by `make test`"]
+fn a_stuck_target_ends_the_capture_with_the_failure_action() {
+    // The target disk takes one byte per second: writes stall in the guest kernel without an
+    // error. The stall watchdog must end the capture after `stall_timeout`; without it the
+    // guest would hang until crash-test's own timeout.
+    let out = artifacts("stuck-target");
+    let (ok, stdout, stderr) = run(Command::new(rkdump_bin())
+        .arg("crash-test")
+        .arg("--out")
+        .arg(&out)
+        .arg("--throttle-target")
+        .arg("1")
+        .arg("--config-line=stall_timeout 15")
+        .arg("--config-line=failure_action poweroff")
+        .arg("--timeout")
+        .arg("300"));
+    eprintln!("{stderr}{stdout}");
+    assert!(!ok, "crash-test claimed a dump on a stuck target");
+    assert!(
+        stderr.contains("did not produce a complete vmcore"),
+        "not the no-dump error (a hang ends in a timeout):\n{stderr}"
+    );
+    assert!(stderr.contains("guest exited"), "the guest did not end by itself:\n{stderr}");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap();
+    let line = console
+        .lines()
+        .find(|l| l.contains("made no progress for"))
+        .unwrap_or_else(|| panic!("no stall message in the console log:\n{console}"));
+    assert!(line.contains("poweroff without sync"), "{line}");
+    assert!(!console.contains("capture complete"), "a capture claimed complete:\n{console}");
+}
+
 /// Makes `<root>/lib/modules/<release>` holding `.ko.xz` copies of `modules` (paths relative to
 /// the modules dir) and index files rewritten to name them, as xz-module distributions ship them.
 fn xz_module_tree(root: &Path, src: &Path, modules: &[String]) {

@@ -24,6 +24,7 @@ use crate::plan::{Action, Collector, DeviceSpec, OnFailure, Plan, PlanError, HOO
 use crate::probe::{self, Device};
 use crate::save::{dump_dir_name, DumpDir, SaveError, SaveStep, VMCORE};
 use crate::sys::{mkdir_p, read_file, Errno, MountFlags, NodeKind, Open, OsError, Sys};
+use crate::watchdog;
 
 /// Where the dump target is mounted.
 pub const TARGET_MNT: &str = "/kdumproot";
@@ -450,9 +451,13 @@ fn save_steps<S: Sys>(
     dir: &DumpDir,
     steps: &mut [Box<dyn SaveStep<S>>],
 ) -> Result<(), CaptureError> {
+    let stall = init.plan.as_ref().map_or(0, |p| p.stall_timeout_secs);
     for step in steps.iter_mut() {
         let name = step.name().to_string();
-        if let Err(source) = step.run(init, dir) {
+        watchdog::arm(&name, stall);
+        let r = step.run(init, dir);
+        watchdog::disarm();
+        if let Err(source) = r {
             if step.required() {
                 return Err(CaptureError::Save { step: name, source });
             }
@@ -526,7 +531,10 @@ fn capture_raw<S: Sys>(
     let mut written = false;
     for step in steps.iter_mut() {
         let name = step.name().to_string();
-        match step.run_raw(init, device) {
+        watchdog::arm(&name, plan.stall_timeout_secs);
+        let r = step.run_raw(init, device);
+        watchdog::disarm();
+        match r {
             Ok(w) => written |= w,
             Err(source) if step.required() => return Err(CaptureError::Save { step: name, source }),
             Err(source) => init.log(Level::Warning, &format!("saving {name} failed: {source}; continuing")),
@@ -690,6 +698,13 @@ pub fn describe(plan: &Plan) -> Vec<String> {
         out.push(format!("finit_module {m}"));
     }
     out.push(format!("wait up to {} s for {}", plan.device_timeout_secs, plan.target.device));
+    out.push(match plan.stall_timeout_secs {
+        0 => "# no stall watchdog (stall_timeout 0)".to_string(),
+        s => format!(
+            "# while saving: no progress for {s} s -> {} without sync (stall_timeout)",
+            plan.failure_action.as_str()
+        ),
+    });
     if plan.target.is_raw() {
         for p in &plan.pre {
             out.push(format!("{p} || {{ {}; }}  # kdump_pre: non-zero skips the dump", plan.final_action.as_str()));

@@ -17,3 +17,4 @@ pub mod plan;
 pub mod probe;
 pub mod save;
 pub mod sys;
+pub mod watchdog;

@@ -22,6 +22,7 @@ use rkdump_init::probe;
 use rkdump_init::save::default_steps;
 use rkdump_init::sys::real::RealSys;
 use rkdump_init::sys::Sys;
+use rkdump_init::watchdog;
 
 const USAGE: &str = "\
 rkdump-init: the capture init of rkdump (runs as PID 1 in the kdump capture kernel)
@@ -67,19 +68,32 @@ pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_
     code
 }
 
+/// A message that must reach the console and the kernel log from outside the boot sequence's
+/// logger (the panic hook, the stall watchdog): a critical kmsg record and a console line.
+#[cfg_attr(test, allow(dead_code))]
+fn emergency_log(msg: &str) {
+    let msg = msg.replace('\n', " ");
+    if let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        let _ = kmsg.write_all(format!("<2>rkdump: {msg}\n").as_bytes());
+    }
+    let _ = writeln!(std::io::stderr(), "rkdump: {msg}");
+}
+
 /// PID 1: run the capture, then idle forever if reboot(2) returned (PID 1 must never exit).
 #[cfg_attr(test, allow(dead_code))]
 fn pid1() -> ! {
     std::panic::set_hook(Box::new(|info| {
-        let msg = format!("BUG: rkdump-init panicked: {info}").replace('\n', " ");
-        if let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-            let _ = kmsg.write_all(format!("<2>rkdump: {msg}\n").as_bytes());
-        }
-        let _ = writeln!(std::io::stderr(), "rkdump: {msg}");
+        emergency_log(&format!("BUG: rkdump-init panicked: {info}"));
         let mut sys = RealSys::new();
         sys.sync();
         let _ = sys.reboot(boot::panic_action());
     }));
+    // A stuck dump target: the failure action without sync (which would block on it too).
+    watchdog::spawn(emergency_log, || {
+        if let Err(e) = RealSys::new().reboot(boot::panic_action()) {
+            emergency_log(&format!("reboot(2) failed: {}", rkdump_init::sys::OsError(e)));
+        }
+    });
     let mut init = Init::new(RealSys::new());
     let mut steps = default_steps();
     boot::run(&mut init, &mut steps);

@@ -11,6 +11,7 @@
 //! path /var/crash
 //! module /lib/modules/6.1.0-26-amd64/kernel/drivers/block/virtio_blk.ko
 //! device_timeout 30
+//! stall_timeout 300
 //! collector kdump 31 zstd
 //! final_action reboot
 //! failure_action reboot
@@ -301,6 +302,9 @@ pub struct Plan {
     pub modules: Vec<String>,
     /// Seconds to wait for the target device to appear.
     pub device_timeout_secs: u32,
+    /// Seconds a save step may make no progress before the failure action (0: no limit); see
+    /// [`crate::watchdog`].
+    pub stall_timeout_secs: u32,
     /// How the vmcore is written.
     pub collector: Collector,
     pub final_action: Action,
@@ -322,6 +326,7 @@ impl Plan {
             path: "/var/crash".into(),
             modules: Vec::new(),
             device_timeout_secs: 30,
+            stall_timeout_secs: crate::watchdog::DEFAULT_STALL_SECS,
             collector: Collector::default(),
             final_action: Action::Reboot,
             failure_action: Action::Reboot,
@@ -340,6 +345,7 @@ impl Plan {
             s += &format!("module {m}\n");
         }
         s += &format!("device_timeout {}\n", self.device_timeout_secs);
+        s += &format!("stall_timeout {}\n", self.stall_timeout_secs);
         s += &format!("collector {}\n", self.collector);
         s += &format!("final_action {}\n", self.final_action.as_str());
         s += &format!("failure_action {}\n", self.failure_action.as_str());
@@ -367,6 +373,7 @@ impl Plan {
         let mut path = None;
         let mut modules = Vec::new();
         let mut timeout = 30;
+        let mut stall = crate::watchdog::DEFAULT_STALL_SECS;
         let mut collector = Collector::default();
         let mut final_action = Action::Reboot;
         let mut failure_action = Action::Reboot;
@@ -391,6 +398,7 @@ impl Plan {
                 "path" if value.starts_with('/') => path = Some(value.to_string()),
                 "module" if !value.is_empty() => modules.push(value.to_string()),
                 "device_timeout" => timeout = value.parse().map_err(|_| bad())?,
+                "stall_timeout" => stall = value.parse().map_err(|_| bad())?,
                 "collector" => collector = Collector::parse(value).ok_or_else(bad)?,
                 "final_action" => final_action = Action::parse(value).ok_or_else(bad)?,
                 "failure_action" => failure_action = Action::parse(value).ok_or_else(bad)?,
@@ -407,6 +415,7 @@ impl Plan {
             path: path.unwrap_or_else(|| "/var/crash".into()),
             modules,
             device_timeout_secs: timeout,
+            stall_timeout_secs: stall,
             collector,
             final_action,
             failure_action,
@@ -494,6 +503,7 @@ mod tests {
         });
         p.modules = vec!["/lib/modules/r/a.ko".into(), "/lib/modules/r/b.ko.xz".into()];
         p.device_timeout_secs = 7;
+        p.stall_timeout_secs = 45;
         p.failure_action = Action::Halt;
         p.pre = vec!["/usr/sbin/pre one".into()];
         p.post = vec!["/etc/kdump/post.d/10-a".into(), "/sbin/post".into()];

@@ -169,6 +169,9 @@ pub struct CrashTestOptions {
     pub collect: bool,
     /// A bzImage to capture with instead of `kernel` itself.
     pub capture_kernel: Option<PathBuf>,
+    /// Throttle the target disk's writes to this many bytes per second (a slow or stuck
+    /// device, for the stall watchdog).
+    pub target_write_bps: Option<u64>,
 }
 
 impl CrashTestOptions {
@@ -193,6 +196,7 @@ impl CrashTestOptions {
             initrd: None,
             target_disk: None,
             capture_kernel: None,
+            target_write_bps: None,
             dump_path: "/var/crash".into(),
             collect: true,
         }
@@ -513,7 +517,7 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
         .append(&format!("console=ttyS0 crashkernel={} panic=1 rdinit=/init", opts.crashkernel))
         .serial_file(&console);
     if opts.attach_target {
-        q.virtio_disk(&disk);
+        q.virtio_disk(&disk, opts.target_write_bps);
     }
     let cmdline_path = work.join("qemu.sh");
     fs::write(&cmdline_path, format!("{q}\n")).map_err(io_err(&cmdline_path))?;

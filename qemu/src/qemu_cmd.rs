@@ -57,11 +57,13 @@ impl QemuCommand {
     }
     /// A raw virtio disk. A host-side write or read error (a full host disk under the sparse
     /// image) reaches the guest as an I/O error (`werror=report`) instead of QEMU's default of
-    /// pausing the guest, which looked like a hung capture until the timeout.
-    pub fn virtio_disk(&mut self, p: &Path) -> &mut Self {
+    /// pausing the guest, which looked like a hung capture until the timeout. `write_bps`
+    /// throttles the guest's writes (a slow or stuck device).
+    pub fn virtio_disk(&mut self, p: &Path, write_bps: Option<u64>) -> &mut Self {
+        let throttle = write_bps.map(|b| format!(",throttling.bps-write={b}")).unwrap_or_default();
         self.push(
             "-drive",
-            format!("file={},format=raw,if=virtio,cache=unsafe,werror=report,rerror=report", p.display()),
+            format!("file={},format=raw,if=virtio,cache=unsafe,werror=report,rerror=report{throttle}", p.display()),
         )
     }
 

@@ -1,0 +1,212 @@
+//! The stall watchdog: a save step that makes no progress at all for the plan's
+//! `stall_timeout` ends the capture with the failure action instead of hanging forever.
+//!
+//! A dump target can stop taking writes without ever returning an error: a thin-provisioned
+//! or SAN volume out of backing space, a disk that stopped answering, or an ext4 whose journal
+//! aborted under write errors while the writer sits in the kernel's dirty-page throttle. The
+//! capture init would then wait for ever and the machine would never come back. The kernel's
+//! hung-task detector only logs; nothing reboots.
+//!
+//! Progress is measured from outside the work: the CPU time and the bytes read and written
+//! (`/proc/self/task/*/stat` and `io`) of every thread of the init but the watcher itself. A
+//! writer blocked in the kernel gains neither; compressing, reading `/proc/vmcore` through
+//! mmap (CPU time) or writing (bytes) all count. The watch is armed only while a save step
+//! runs (not during hooks, whose programs are other processes, nor the device wait, which has
+//! its own `device_timeout`).
+//!
+//! When it fires, the watcher logs why and applies the failure action with reboot(2) directly:
+//! no `sync` (it would block on the same stuck device), no `on_failure` step (the stuck thread
+//! cannot be taken back). The partial file keeps its `-incomplete` name.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The stall limit in seconds while a step runs; 0 while disarmed.
+static LIMIT: AtomicU64 = AtomicU64::new(0);
+/// Bumped on every arm so that the watcher starts a fresh window.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+/// The step being watched, for the message.
+static STEP: Mutex<String> = Mutex::new(String::new());
+
+/// The default `stall_timeout` in seconds.
+pub const DEFAULT_STALL_SECS: u32 = 300;
+
+/// Arms the watch for the save step `step` with a limit of `secs` (0: no watch).
+pub fn arm(step: &str, secs: u32) {
+    if let Ok(mut s) = STEP.lock() {
+        step.clone_into(&mut s);
+    }
+    EPOCH.fetch_add(1, Ordering::SeqCst);
+    LIMIT.store(u64::from(secs), Ordering::SeqCst);
+}
+
+/// Disarms the watch (the step has returned).
+pub fn disarm() {
+    LIMIT.store(0, Ordering::SeqCst);
+    EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
+/// What the watcher samples: the work's CPU time and I/O, summed over its threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    /// rchar + wchar.
+    pub io_bytes: u64,
+}
+
+/// Decides, from successive samples, how long the work has made no progress.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    epoch: u64,
+    last: Option<Activity>,
+    since: Duration,
+}
+
+impl Tracker {
+    /// Feeds the sample `now_activity` taken at `now` under arm `epoch`; returns how long the
+    /// activity has not changed. A new epoch (a re-arm) or any change starts a new window.
+    pub fn observe(&mut self, epoch: u64, activity: Activity, now: Duration) -> Duration {
+        if epoch != self.epoch || self.last != Some(activity) {
+            self.epoch = epoch;
+            self.last = Some(activity);
+            self.since = now;
+        }
+        now.saturating_sub(self.since)
+    }
+}
+
+/// Sums [`Activity`] over the threads in `/proc/self/task` but `skip_tid`. Threads that end
+/// between the listing and the read are left out (the sum changes, which counts as progress).
+pub fn sample(skip_tid: i32) -> Activity {
+    let mut a = Activity::default();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return a;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(tid) = name.to_str().and_then(|t| t.parse::<i32>().ok()) else {
+            continue;
+        };
+        if tid == skip_tid {
+            continue;
+        }
+        let base = e.path();
+        if let Ok(stat) = std::fs::read_to_string(base.join("stat")) {
+            a.cpu_ticks += cpu_ticks(&stat).unwrap_or(0);
+        }
+        if let Ok(io) = std::fs::read_to_string(base.join("io")) {
+            a.io_bytes += io_bytes(&io);
+        }
+    }
+    a
+}
+
+/// utime + stime from a `/proc/<pid>/stat` line (fields 14 and 15; the command name in
+/// parentheses may hold spaces, so fields are counted after the last `)`).
+pub fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// rchar + wchar from a `/proc/<pid>/io` file.
+pub fn io_bytes(io: &str) -> u64 {
+    io.lines()
+        .filter_map(|l| l.strip_prefix("rchar:").or_else(|| l.strip_prefix("wchar:")))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// The message logged when the watch fires.
+pub fn stall_message(step: &str, stalled: Duration, action: &str) -> String {
+    format!(
+        "saving {step} made no progress for {} s (no CPU time, no bytes read or written): the dump \
+         target stopped taking writes; {action} without sync (stall_timeout in kdump.conf); the \
+         partial file keeps its -incomplete name",
+        stalled.as_secs()
+    )
+}
+
+/// Starts the watcher thread (PID 1 only). It samples every second while armed and, once the
+/// limit is reached, logs through `log` and calls `fire`, which applies the failure action.
+pub fn spawn(log: fn(&str), fire: fn()) {
+    let _ = std::thread::Builder::new().name("stall-watchdog".into()).spawn(move || {
+        let me = rustix::thread::gettid().as_raw_nonzero().get();
+        let start = std::time::Instant::now();
+        let mut tracker = Tracker::default();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let limit = LIMIT.load(Ordering::SeqCst);
+            if limit == 0 {
+                continue;
+            }
+            let epoch = EPOCH.load(Ordering::SeqCst);
+            let stalled = tracker.observe(epoch, sample(me), start.elapsed());
+            // Re-check: the step may have ended (disarm bumps the epoch) while sampling.
+            if stalled.as_secs() >= limit && EPOCH.load(Ordering::SeqCst) == epoch {
+                let step = STEP.lock().map(|s| s.clone()).unwrap_or_default();
+                log(&stall_message(&step, stalled, crate::boot::panic_action().as_str()));
+                fire();
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_without_change_counts_up_and_any_change_restarts_it() {
+        let mut t = Tracker::default();
+        let a = Activity { cpu_ticks: 10, io_bytes: 100 };
+        let s = Duration::from_secs;
+        assert_eq!(t.observe(1, a, s(5)), s(0));
+        assert_eq!(t.observe(1, a, s(6)), s(1));
+        assert_eq!(t.observe(1, a, s(65)), s(60));
+        // One more tick of CPU or one more byte is progress.
+        assert_eq!(t.observe(1, Activity { cpu_ticks: 11, ..a }, s(66)), s(0));
+        assert_eq!(t.observe(1, Activity { cpu_ticks: 11, io_bytes: 101 }, s(70)), s(0));
+        assert_eq!(t.observe(1, Activity { cpu_ticks: 11, io_bytes: 101 }, s(80)), s(10));
+        // A re-arm (new epoch) starts afresh even with the same numbers.
+        assert_eq!(t.observe(2, Activity { cpu_ticks: 11, io_bytes: 101 }, s(81)), s(0));
+        assert_eq!(t.observe(2, Activity { cpu_ticks: 11, io_bytes: 101 }, s(90)), s(9));
+    }
+
+    #[test]
+    fn parses_proc_stat_and_io() {
+        // The command name may hold spaces and parentheses.
+        let stat = "1234 (rkdump (x) y) S 1 1 1 0 -1 4194560 500 0 0 0 37 5 0 0 20 0 3 0 100 0 0";
+        assert_eq!(cpu_ticks(stat), Some(42));
+        assert_eq!(cpu_ticks("garbage"), None);
+        assert_eq!(cpu_ticks("1 (x) S 1"), None);
+        let io = "rchar: 1000\nwchar: 24\nsyscr: 5\nsyscw: 2\nread_bytes: 4096\nwrite_bytes: 0\n";
+        assert_eq!(io_bytes(io), 1024);
+        assert_eq!(io_bytes(""), 0);
+    }
+
+    #[test]
+    fn this_process_shows_activity() {
+        let before = sample(0);
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        let _ = std::fs::read("/proc/self/status");
+        let after = sample(0);
+        assert!(x != 1 || after != before);
+        assert!(after.io_bytes > before.io_bytes, "{before:?} -> {after:?}");
+    }
+
+    #[test]
+    fn the_message_names_the_step_the_time_and_the_setting() {
+        let m = stall_message("vmcore", Duration::from_secs(301), "reboot");
+        assert!(m.starts_with("saving vmcore made no progress for 301 s"), "{m}");
+        assert!(m.contains("reboot without sync") && m.contains("stall_timeout"), "{m}");
+    }
+}

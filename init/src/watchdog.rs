@@ -8,9 +8,11 @@
 //! hung-task detector only logs; nothing reboots.
 //!
 //! Progress is measured from outside the work: the CPU time and the bytes read and written
-//! (`/proc/self/task/*/stat` and `io`) of every thread of the init but the watcher itself. A
-//! writer blocked in the kernel gains neither; compressing, reading `/proc/vmcore` through
-//! mmap (CPU time) or writing (bytes) all count. The watch is armed only while a save step
+//! (`/proc/self/task/*/stat` and `io`) of every thread of the init but the watcher itself, and
+//! the sectors the block devices completed (`/proc/diskstats`). A writer blocked in the kernel
+//! gains none of these once its device stops; compressing, reading `/proc/vmcore` through mmap
+//! (CPU time), writing (bytes) and a slow device draining the page cache under a long `fsync`
+//! (sectors) all count. The watch is armed only while a save step
 //! runs (not during hooks, whose programs are other processes, nor the device wait, which has
 //! its own `device_timeout`).
 //!
@@ -54,6 +56,8 @@ pub struct Activity {
     pub cpu_ticks: u64,
     /// rchar + wchar.
     pub io_bytes: u64,
+    /// Sectors read and written by all block devices.
+    pub disk_sectors: u64,
 }
 
 /// Decides, from successive samples, how long the work has made no progress.
@@ -77,10 +81,14 @@ impl Tracker {
     }
 }
 
-/// Sums [`Activity`] over the threads in `/proc/self/task` but `skip_tid`. Threads that end
-/// between the listing and the read are left out (the sum changes, which counts as progress).
+/// Sums [`Activity`] over the threads in `/proc/self/task` but `skip_tid`, and over the block
+/// devices. Threads that end between the listing and the read are left out (the sum changes,
+/// which counts as progress).
 pub fn sample(skip_tid: i32) -> Activity {
-    let mut a = Activity::default();
+    let mut a = Activity {
+        disk_sectors: std::fs::read_to_string("/proc/diskstats").map_or(0, |d| disk_sectors(&d)),
+        ..Activity::default()
+    };
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return a;
     };
@@ -121,11 +129,23 @@ pub fn io_bytes(io: &str) -> u64 {
         .sum()
 }
 
+/// Sectors read plus sectors written, summed over the lines of `/proc/diskstats`
+/// (`major minor name reads merged sectors_read ms writes merged sectors_written ...`).
+pub fn disk_sectors(diskstats: &str) -> u64 {
+    diskstats
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(f.get(5)?.parse::<u64>().ok()? + f.get(9)?.parse::<u64>().ok()?)
+        })
+        .fold(0, u64::wrapping_add)
+}
+
 /// The message logged when the watch fires.
 pub fn stall_message(step: &str, stalled: Duration, action: &str) -> String {
     format!(
-        "saving {step} made no progress for {} s (no CPU time, no bytes read or written): the dump \
-         target stopped taking writes; {action} without sync (stall_timeout in kdump.conf); the \
+        "saving {step} made no progress for {} s (no CPU time, no bytes read or written, no disk \
+         I/O completed): the dump target stopped taking writes; {action} without sync (stall_timeout in kdump.conf); the \
          partial file keeps its -incomplete name",
         stalled.as_secs()
     )
@@ -164,18 +184,22 @@ mod tests {
     #[test]
     fn a_window_without_change_counts_up_and_any_change_restarts_it() {
         let mut t = Tracker::default();
-        let a = Activity { cpu_ticks: 10, io_bytes: 100 };
+        let a = Activity { cpu_ticks: 10, io_bytes: 100, disk_sectors: 7 };
         let s = Duration::from_secs;
         assert_eq!(t.observe(1, a, s(5)), s(0));
         assert_eq!(t.observe(1, a, s(6)), s(1));
         assert_eq!(t.observe(1, a, s(65)), s(60));
         // One more tick of CPU or one more byte is progress.
         assert_eq!(t.observe(1, Activity { cpu_ticks: 11, ..a }, s(66)), s(0));
-        assert_eq!(t.observe(1, Activity { cpu_ticks: 11, io_bytes: 101 }, s(70)), s(0));
-        assert_eq!(t.observe(1, Activity { cpu_ticks: 11, io_bytes: 101 }, s(80)), s(10));
+        let b = Activity { cpu_ticks: 11, io_bytes: 101, disk_sectors: 7 };
+        assert_eq!(t.observe(1, b, s(70)), s(0));
+        assert_eq!(t.observe(1, b, s(80)), s(10));
+        // The device completing writes (a long fsync on a slow disk) is progress too.
+        let c = Activity { disk_sectors: 15, ..b };
+        assert_eq!(t.observe(1, c, s(81)), s(0));
         // A re-arm (new epoch) starts afresh even with the same numbers.
-        assert_eq!(t.observe(2, Activity { cpu_ticks: 11, io_bytes: 101 }, s(81)), s(0));
-        assert_eq!(t.observe(2, Activity { cpu_ticks: 11, io_bytes: 101 }, s(90)), s(9));
+        assert_eq!(t.observe(2, c, s(82)), s(0));
+        assert_eq!(t.observe(2, c, s(90)), s(8));
     }
 
     #[test]
@@ -188,6 +212,10 @@ mod tests {
         let io = "rchar: 1000\nwchar: 24\nsyscr: 5\nsyscw: 2\nread_bytes: 4096\nwrite_bytes: 0\n";
         assert_eq!(io_bytes(io), 1024);
         assert_eq!(io_bytes(""), 0);
+        let diskstats = "   7       0 loop0 1858 0 121482 149 494 235 4754 159 0 288 451 0 0 0 0 319 142\n \
+                         253       0 vda 10 0 80 1 20 0 160 2 0 3 3\n  8 0 short 1 2\n";
+        assert_eq!(disk_sectors(diskstats), 121_482 + 4754 + 80 + 160);
+        assert_eq!(disk_sectors(""), 0);
     }
 
     #[test]

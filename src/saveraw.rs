@@ -7,7 +7,9 @@
 //! beside it, and the stream's header on the device is zeroed so the same dump is not saved
 //! again (`--keep` leaves it). A device without the stream's header holds no dump: nothing is
 //! done. A stream that ends early (the capture did not finish) leaves what could be read as
-//! `vmcore-incomplete`, the device untouched, and an error.
+//! `vmcore-incomplete`, the device untouched, and an error; so does one that runs on into an
+//! earlier dump's records left on the device (`rkdump_vmcore::flat` refuses a kdump header
+//! rewritten with another crash time).
 
 use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};

@@ -105,6 +105,41 @@ fn record(h: &[u8; 16], at: u64, path: &Path) -> Result<Option<(u64, u64)>, Flat
     Ok(Some((off as u64, size as u64)))
 }
 
+/// Bytes of `struct disk_dump_header` that stay the same however often a stream rewrites it:
+/// signature, header_version, utsname and the crash time (`status`, which follows, changes).
+const KDUMP_HEADER_IDENTITY: usize = 424;
+
+/// Checks that every record writing a kdump-compressed header at offset 0 writes the same dump's
+/// header. A stream replayed from a raw device whose capture stopped early can run on into the
+/// tail of an earlier dump left on the device; where a record boundary happens to line up,
+/// that tail's records (its pages, its final header without the incomplete flag) would be
+/// spliced in. The earlier dump's header names another crash time, which stops it here.
+#[derive(Default)]
+struct SameDump(Option<Vec<u8>>);
+
+impl SameDump {
+    fn check(&mut self, off: u64, payload: &[u8], at: u64, path: &Path) -> Result<(), FlatError> {
+        if off != 0 || payload.len() < KDUMP_HEADER_IDENTITY || !payload.starts_with(b"KDUMP   ") {
+            return Ok(());
+        }
+        let id = &payload[..KDUMP_HEADER_IDENTITY];
+        match &self.0 {
+            None => self.0 = Some(id.to_vec()),
+            Some(first) if first.as_slice() != id => {
+                return Err(FlatError::Corrupt {
+                    path: path.to_path_buf(),
+                    at,
+                    why: "the stream holds records of two dumps (the kdump header is rewritten with another \
+                          kernel or crash time): the capture stopped early and the rest is an earlier dump's"
+                        .into(),
+                })
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+}
+
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -128,6 +163,7 @@ pub fn unflatten(input: &mut dyn Read, out: &File, name: &Path) -> Result<u64, F
     let mut at = FLAT_HEADER_SIZE as u64;
     let mut end = 0u64;
     let mut buf = Vec::new();
+    let mut same = SameDump::default();
     loop {
         let mut rh = [0u8; 16];
         let n = read_full(input, &mut rh).map_err(io("read"))?;
@@ -150,6 +186,7 @@ pub fn unflatten(input: &mut dyn Read, out: &File, name: &Path) -> Result<u64, F
                 why: format!("record of {size} bytes is cut short after {n}"),
             });
         }
+        same.check(off, &buf, at, name)?;
         out.write_all_at(&buf, off).map_err(io("write"))?;
         end = end.max(off + size);
         at += 16 + size;
@@ -181,6 +218,7 @@ impl FlatFile {
         let mut at = FLAT_HEADER_SIZE as u64;
         let mut extents: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         let mut size = 0u64;
+        let mut same = SameDump::default();
         loop {
             let mut rh = [0u8; 16];
             if at + 16 > len {
@@ -201,6 +239,11 @@ impl FlatFile {
                     at,
                     why: format!("record of {sz} bytes runs past the end of the file"),
                 });
+            }
+            if off == 0 {
+                let mut head = vec![0u8; sz.min(KDUMP_HEADER_IDENTITY as u64) as usize];
+                file.read_exact_at(&mut head, payload).map_err(io("read"))?;
+                same.check(off, &head, at, path)?;
             }
             insert_extent(&mut extents, off, off + sz, payload);
             size = size.max(off + sz);
@@ -313,5 +356,45 @@ mod tests {
         ff.read_at(&mut b, 0).unwrap();
         assert_eq!(&b[..], &got[..]);
         assert!(ff.read_at(&mut b, 1).is_err());
+    }
+
+    /// A kdump header block as a record payload: `tv_sec` at byte 408, `status` at 424.
+    fn kdump_header(tv_sec: i64, status: i32) -> Vec<u8> {
+        let mut h = vec![0u8; 4096];
+        h[..8].copy_from_slice(b"KDUMP   ");
+        h[8..12].copy_from_slice(&6i32.to_le_bytes());
+        h[408..416].copy_from_slice(&tv_sec.to_le_bytes());
+        h[424..428].copy_from_slice(&status.to_le_bytes());
+        h
+    }
+
+    fn stream_of(records: &[(i64, Vec<u8>)]) -> Vec<u8> {
+        let mut s = start_header().to_vec();
+        for (off, data) in records {
+            s.extend_from_slice(&off.to_be_bytes());
+            s.extend_from_slice(&(data.len() as i64).to_be_bytes());
+            s.extend_from_slice(data);
+        }
+        s.extend_from_slice(&[0xff; 16]);
+        s
+    }
+
+    #[test]
+    fn a_stream_running_into_an_earlier_dump_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("flat");
+        let out = |n: &str| File::options().create(true).truncate(true).read(true).write(true).open(dir.path().join(n));
+        // One dump: its header written incomplete first, then rewritten complete. Fine.
+        let one = stream_of(&[(0, kdump_header(1000, 1 << 3)), (4096, vec![7; 100]), (0, kdump_header(1000, 0))]);
+        assert_eq!(unflatten(&mut &one[..], &out("a").unwrap(), &p).unwrap(), 4196);
+        std::fs::write(&p, &one).unwrap();
+        assert!(FlatFile::open(&p).is_ok());
+        // The new capture's records, then an earlier crash's: its final header has another time.
+        let spliced = stream_of(&[(0, kdump_header(2000, 1 << 3)), (4096, vec![7; 100]), (0, kdump_header(1000, 0))]);
+        let e = unflatten(&mut &spliced[..], &out("b").unwrap(), &p).unwrap_err().to_string();
+        assert!(e.contains("records of two dumps"), "{e}");
+        std::fs::write(&p, &spliced).unwrap();
+        let e = FlatFile::open(&p).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("records of two dumps"), "{e}");
     }
 }

@@ -4,7 +4,7 @@ BIN       := target/$(MUSL)/release
 OUT       ?= out/demo
 CARGO     ?= cargo
 
-.PHONY: all deps build demo test bench clippy fmt clean-out
+.PHONY: all deps build demo test bench clippy fmt clean-out space
 
 all: build
 
@@ -25,7 +25,18 @@ demo: deps build
 # and cargo-fuzz, compiling them does not), unit tests of every crate, then the end-to-end tests
 # (QEMU, crash as the oracle), then the vmcore crate again against the real vmcores the end-to-end
 # tests captured (makedumpfile, vmcore-dmesg and crash as oracles).
-test: deps build
+# A full `make test` peaks at about 8 GiB under target/ (the build, 2 GiB guests' vmcores and
+# the images they are captured onto); a full disk fails it late and obscurely, so say so first.
+TEST_GIB  ?= 10
+space:
+	@mkdir -p target
+	@free=$$(df -Pk target | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt $(TEST_GIB) ]; then \
+		echo "make test: only $$free GiB free under target/; the tests need about $(TEST_GIB) GiB (TEST_GIB=N overrides)" >&2; \
+		exit 1; \
+	fi
+
+test: space deps build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) fmt --manifest-path vmcore/fuzz/Cargo.toml -- --check

@@ -83,14 +83,13 @@ impl Tracker {
 
 /// Sums [`Activity`] over the threads in `/proc/self/task` but `skip_tid`, and over the block
 /// devices. Threads that end between the listing and the read are left out (the sum changes,
-/// which counts as progress).
-pub fn sample(skip_tid: i32) -> Activity {
+/// which counts as progress). `None` when `/proc` cannot be read: then nothing is known, and
+/// the watch must not take that for a stall.
+pub fn sample(skip_tid: i32) -> Option<Activity> {
+    let dir = std::fs::read_dir("/proc/self/task").ok()?;
     let mut a = Activity {
         disk_sectors: std::fs::read_to_string("/proc/diskstats").map_or(0, |d| disk_sectors(&d)),
         ..Activity::default()
-    };
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return a;
     };
     for e in dir.flatten() {
         let name = e.file_name();
@@ -108,7 +107,7 @@ pub fn sample(skip_tid: i32) -> Activity {
             a.io_bytes += io_bytes(&io);
         }
     }
-    a
+    Some(a)
 }
 
 /// utime + stime from a `/proc/<pid>/stat` line (fields 14 and 15; the command name in
@@ -165,7 +164,10 @@ pub fn spawn(log: fn(&str), fire: fn()) {
                 continue;
             }
             let epoch = EPOCH.load(Ordering::SeqCst);
-            let stalled = tracker.observe(epoch, sample(me), start.elapsed());
+            let Some(now) = sample(me) else {
+                continue;
+            };
+            let stalled = tracker.observe(epoch, now, start.elapsed());
             // Re-check: the step may have ended (disarm bumps the epoch) while sampling.
             if stalled.as_secs() >= limit && EPOCH.load(Ordering::SeqCst) == epoch {
                 let step = STEP.lock().map(|s| s.clone()).unwrap_or_default();
@@ -220,13 +222,13 @@ mod tests {
 
     #[test]
     fn this_process_shows_activity() {
-        let before = sample(0);
+        let before = sample(0).unwrap_or_default();
         let mut x = 0u64;
         for i in 0..20_000_000u64 {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
         let _ = std::fs::read("/proc/self/status");
-        let after = sample(0);
+        let after = sample(0).unwrap_or_default();
         assert!(x != 1 || after != before);
         assert!(after.io_bytes > before.io_bytes, "{before:?} -> {after:?}");
     }

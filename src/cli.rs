@@ -303,6 +303,10 @@ enum Cmd {
         /// device (tests the stall watchdog, `stall_timeout` in kdump.conf).
         #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
         throttle_target: Option<u64>,
+        /// With --throttle-target: bytes the disk first takes at full speed (a device that
+        /// stops part way through the dump).
+        #[arg(long, value_name = "BYTES", requires = "throttle_target", default_value_t = 0)]
+        throttle_burst: u64,
     },
     /// (internal) memory workload run inside the crash-test guest.
     #[command(hide = true)]
@@ -711,6 +715,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             no_collect,
             capture_kernel,
             throttle_target,
+            throttle_burst,
         } => {
             let kernel = rkdump_qemu::find_kernel(kernel_release.as_deref())?;
             let rkdump = std::env::current_exe()?;
@@ -731,6 +736,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             o.collect = !no_collect;
             o.capture_kernel = capture_kernel;
             o.target_write_bps = throttle_target;
+            o.target_write_burst = throttle_burst;
             let summary = rkdump_qemu::crash_test(&o, &mut |l| eprintln!("crash-test: {l}"))?;
             print!("{summary}");
             if o.attach_target && o.collect && summary.vmcore_size().is_none() {

@@ -201,7 +201,8 @@ fn missing_target_times_out_with_message_and_reboots() {
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn a_stuck_target_ends_the_capture_with_the_failure_action() {
-    // The target disk takes one byte per second: writes stall in the guest kernel without an
+    // The target disk takes its first 8 MiB (the kernel log, the start of the dump) at full
+    // speed, then one byte per second: the dump's writes stall in the guest kernel without an
     // error. The stall watchdog must end the capture after `stall_timeout`; without it the
     // guest would hang until crash-test's own timeout.
     let out = artifacts("stuck-target");
@@ -211,6 +212,8 @@ fn a_stuck_target_ends_the_capture_with_the_failure_action() {
         .arg(&out)
         .arg("--throttle-target")
         .arg("1")
+        .arg("--throttle-burst")
+        .arg("8388608")
         .arg("--config-line=stall_timeout 15")
         .arg("--config-line=failure_action poweroff")
         .arg("--timeout")
@@ -227,6 +230,7 @@ fn a_stuck_target_ends_the_capture_with_the_failure_action() {
         .lines()
         .find(|l| l.contains("made no progress for"))
         .unwrap_or_else(|| panic!("no stall message in the console log:\n{console}"));
+    assert!(line.contains("saving vmcore made no progress for 15 s"), "{line}");
     assert!(line.contains("poweroff without sync"), "{line}");
     assert!(!console.contains("capture complete"), "a capture claimed complete:\n{console}");
 }

@@ -172,6 +172,8 @@ pub struct CrashTestOptions {
     /// Throttle the target disk's writes to this many bytes per second (a slow or stuck
     /// device, for the stall watchdog).
     pub target_write_bps: Option<u64>,
+    /// With `target_write_bps`: bytes the disk first takes at full speed (0: none).
+    pub target_write_burst: u64,
 }
 
 impl CrashTestOptions {
@@ -197,6 +199,7 @@ impl CrashTestOptions {
             target_disk: None,
             capture_kernel: None,
             target_write_bps: None,
+            target_write_burst: 0,
             dump_path: "/var/crash".into(),
             collect: true,
         }
@@ -517,7 +520,7 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
         .append(&format!("console=ttyS0 crashkernel={} panic=1 rdinit=/init", opts.crashkernel))
         .serial_file(&console);
     if opts.attach_target {
-        q.virtio_disk(&disk, opts.target_write_bps);
+        q.virtio_disk(&disk, opts.target_write_bps.map(|b| (b, opts.target_write_burst)));
     }
     let cmdline_path = work.join("qemu.sh");
     fs::write(&cmdline_path, format!("{q}\n")).map_err(io_err(&cmdline_path))?;

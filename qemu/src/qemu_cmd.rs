@@ -57,10 +57,18 @@ impl QemuCommand {
     }
     /// A raw virtio disk. A host-side write or read error (a full host disk under the sparse
     /// image) reaches the guest as an I/O error (`werror=report`) instead of QEMU's default of
-    /// pausing the guest, which looked like a hung capture until the timeout. `write_bps`
-    /// throttles the guest's writes (a slow or stuck device).
-    pub fn virtio_disk(&mut self, p: &Path, write_bps: Option<u64>) -> &mut Self {
-        let throttle = write_bps.map(|b| format!(",throttling.bps-write={b}")).unwrap_or_default();
+    /// pausing the guest, which looked like a hung capture until the timeout. `throttle`
+    /// (bytes per second, burst bytes) slows the guest's writes: a slow or stuck device that
+    /// first takes the burst at full speed.
+    pub fn virtio_disk(&mut self, p: &Path, throttle: Option<(u64, u64)>) -> &mut Self {
+        let throttle = match throttle {
+            None => String::new(),
+            Some((bps, 0)) => format!(",throttling.bps-write={bps}"),
+            Some((bps, burst)) => format!(
+                ",throttling.bps-write={bps},throttling.bps-write-max={},throttling.bps-write-max-length=1",
+                burst.max(bps)
+            ),
+        };
         self.push(
             "-drive",
             format!("file={},format=raw,if=virtio,cache=unsafe,werror=report,rerror=report{throttle}", p.display()),

@@ -553,7 +553,9 @@ fn capture_raw<S: Sys>(
 }
 
 /// Runs one hook with the hooks' environment (`PATH`, `RKDUMP_TARGET` and `RKDUMP_DUMP_DIR`
-/// once known), logging it. `Err`: how it failed (a non-zero status or why it could not run).
+/// once known), logging it; a `pre`/`post` hook is killed at the plan's `hook_timeout` (the
+/// failure action's shell is not bounded). `Err`: how it failed (a non-zero status, the time
+/// limit, or why it could not run).
 fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]) -> Result<(), String> {
     init.log(
         Level::Info,
@@ -571,9 +573,18 @@ fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]
     if let Some(d) = &raw {
         env.push(("RKDUMP_RAW_DEVICE", d));
     }
-    match init.sys.run_program(program, args, &env) {
-        Ok(0) => Ok(()),
-        Ok(status) => Err(format!("exited with status {status}")),
+    let limit = match kind {
+        "kdump_pre" | "kdump_post" => init.plan.as_ref().map_or(0, |p| p.hook_timeout_secs),
+        _ => 0,
+    };
+    let limit = (limit > 0).then(|| Duration::from_secs(u64::from(limit)));
+    match init.sys.run_program(program, args, &env, limit) {
+        Ok(Some(0)) => Ok(()),
+        Ok(Some(status)) => Err(format!("exited with status {status}")),
+        Ok(None) => Err(format!(
+            "did not finish within {} s and was killed (hook_timeout in kdump.conf)",
+            limit.unwrap_or_default().as_secs()
+        )),
         Err(errno) => Err(format!("could not be run: {}", OsError(errno))),
     }
 }
@@ -705,6 +716,12 @@ pub fn describe(plan: &Plan) -> Vec<String> {
             plan.failure_action.as_str()
         ),
     });
+    if !plan.pre.is_empty() || !plan.post.is_empty() {
+        out.push(match plan.hook_timeout_secs {
+            0 => "# hooks run without a time limit (hook_timeout 0)".to_string(),
+            s => format!("# a hook still running after {s} s is killed and counts as failed (hook_timeout)"),
+        });
+    }
     if plan.target.is_raw() {
         for p in &plan.pre {
             out.push(format!("{p} || {{ {}; }}  # kdump_pre: non-zero skips the dump", plan.final_action.as_str()));
@@ -1152,6 +1169,49 @@ mod tests {
             let tail = &init.sys.calls[init.sys.calls.len() - 3..];
             assert_eq!(tail, ["umount /kdumproot", "sync", "reboot halt"]);
         }
+    }
+
+    /// A hook that never finishes is killed at `hook_timeout` and counts as failed: a hung
+    /// kdump_pre skips the dump like a failing one, a hung post hook is logged and the next
+    /// runs. Without the limit the capture would never reach its final action.
+    #[test]
+    fn a_hung_hook_is_killed_at_hook_timeout() {
+        let hooks = format!("{HOOKS}hook_timeout 20\n");
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), &hooks));
+        with_hooks(&mut sys);
+        sys.hangs.insert("/sbin/pre".into());
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Halt);
+        assert_eq!(init.sys.program_limits, [Some(Duration::from_secs(20))]);
+        assert!(init.sys.file(&format!("{DIR}/vmcore")).is_none());
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(
+            kmsg.contains("kdump_pre /sbin/pre did not finish within 20 s and was killed (hook_timeout in kdump.conf): no dump written; final action halt"),
+            "{kmsg}"
+        );
+
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), &hooks));
+        with_hooks(&mut sys);
+        sys.hangs.insert("/etc/kdump/post.d/10-a".into());
+        let (action, init) = run_fake(sys);
+        assert_eq!(action, Action::Halt);
+        assert!(init.sys.file(&format!("{DIR}/vmcore")).is_some());
+        assert_eq!(
+            init.sys.calls_matching(&["run"]),
+            ["run /sbin/pre", "run /etc/kdump/post.d/10-a 0", "run /sbin/post 0"]
+        );
+        let kmsg = init.sys.kmsg.join("\n");
+        assert!(kmsg.contains("kdump_post /etc/kdump/post.d/10-a did not finish within 20 s and was killed"), "{kmsg}");
+
+        // `hook_timeout 0`: no limit; the default is 300 s.
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), &format!("{HOOKS}hook_timeout 0\n")));
+        with_hooks(&mut sys);
+        let (_, init) = run_fake(sys);
+        assert_eq!(init.sys.program_limits, [None, None, None]);
+        let mut sys = capture_kernel(&plan_text(&format!("UUID={UUID_STR}"), HOOKS));
+        with_hooks(&mut sys);
+        let (_, init) = run_fake(sys);
+        assert_eq!(init.sys.program_limits, [Some(Duration::from_secs(300)); 3]);
     }
 
     /// After a failed dump the post hooks still run, with status 1; a failing post hook is

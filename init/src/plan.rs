@@ -12,6 +12,7 @@
 //! module /lib/modules/6.1.0-26-amd64/kernel/drivers/block/virtio_blk.ko
 //! device_timeout 30
 //! stall_timeout 300
+//! hook_timeout 300
 //! collector kdump 31 zstd
 //! final_action reboot
 //! failure_action reboot
@@ -35,6 +36,10 @@ pub const PLAN_PATH: &str = "/etc/rkdump/plan";
 
 /// `PATH` of the hooks at capture time (the builder also looks up `#!/usr/bin/env NAME` on it).
 pub const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The default `hook_timeout` in seconds: what kdump-utils' capture service allows for the whole
+/// capture (systemd's start timeout), given to each hook.
+pub const DEFAULT_HOOK_SECS: u32 = 300;
 
 /// Format version written on the first line.
 pub const PLAN_VERSION: u32 = 1;
@@ -305,6 +310,8 @@ pub struct Plan {
     /// Seconds a save step may make no progress before the failure action (0: no limit); see
     /// [`crate::watchdog`].
     pub stall_timeout_secs: u32,
+    /// Seconds a `pre` or `post` hook may run before it is killed (0: no limit).
+    pub hook_timeout_secs: u32,
     /// How the vmcore is written.
     pub collector: Collector,
     pub final_action: Action,
@@ -327,6 +334,7 @@ impl Plan {
             modules: Vec::new(),
             device_timeout_secs: 30,
             stall_timeout_secs: crate::watchdog::DEFAULT_STALL_SECS,
+            hook_timeout_secs: DEFAULT_HOOK_SECS,
             collector: Collector::default(),
             final_action: Action::Reboot,
             failure_action: Action::Reboot,
@@ -346,6 +354,7 @@ impl Plan {
         }
         s += &format!("device_timeout {}\n", self.device_timeout_secs);
         s += &format!("stall_timeout {}\n", self.stall_timeout_secs);
+        s += &format!("hook_timeout {}\n", self.hook_timeout_secs);
         s += &format!("collector {}\n", self.collector);
         s += &format!("final_action {}\n", self.final_action.as_str());
         s += &format!("failure_action {}\n", self.failure_action.as_str());
@@ -374,6 +383,7 @@ impl Plan {
         let mut modules = Vec::new();
         let mut timeout = 30;
         let mut stall = crate::watchdog::DEFAULT_STALL_SECS;
+        let mut hook = DEFAULT_HOOK_SECS;
         let mut collector = Collector::default();
         let mut final_action = Action::Reboot;
         let mut failure_action = Action::Reboot;
@@ -399,6 +409,7 @@ impl Plan {
                 "module" if !value.is_empty() => modules.push(value.to_string()),
                 "device_timeout" => timeout = value.parse().map_err(|_| bad())?,
                 "stall_timeout" => stall = value.parse().map_err(|_| bad())?,
+                "hook_timeout" => hook = value.parse().map_err(|_| bad())?,
                 "collector" => collector = Collector::parse(value).ok_or_else(bad)?,
                 "final_action" => final_action = Action::parse(value).ok_or_else(bad)?,
                 "failure_action" => failure_action = Action::parse(value).ok_or_else(bad)?,
@@ -416,6 +427,7 @@ impl Plan {
             modules,
             device_timeout_secs: timeout,
             stall_timeout_secs: stall,
+            hook_timeout_secs: hook,
             collector,
             final_action,
             failure_action,
@@ -504,6 +516,7 @@ mod tests {
         p.modules = vec!["/lib/modules/r/a.ko".into(), "/lib/modules/r/b.ko.xz".into()];
         p.device_timeout_secs = 7;
         p.stall_timeout_secs = 45;
+        p.hook_timeout_secs = 0;
         p.failure_action = Action::Halt;
         p.pre = vec!["/usr/sbin/pre one".into()];
         p.post = vec!["/etc/kdump/post.d/10-a".into(), "/sbin/post".into()];

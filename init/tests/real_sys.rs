@@ -74,7 +74,8 @@ fn copy_through_real_mmap_windows() {
 }
 
 /// Hooks run through the real layer: exit status, arguments, exactly the environment given,
-/// `/` as working directory, a signal as 128 + its number, a missing program as ENOENT.
+/// `/` as working directory, a signal as 128 + its number, a missing program as ENOENT, and a
+/// program still running at the time limit killed.
 #[test]
 fn run_program_gives_status_arguments_and_environment() {
     use rkdump_init::sys::{Errno, Sys};
@@ -89,11 +90,18 @@ fn run_program_gives_status_arguments_and_environment() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut sys = RealSys::new();
     let s = script.to_str().unwrap();
-    assert_eq!(sys.run_program(s, &["first", "7"], &[("PATH", "/x:/bin")]), Ok(7));
+    assert_eq!(sys.run_program(s, &["first", "7"], &[("PATH", "/x:/bin")], None), Ok(Some(7)));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "first /x:/bin unset /\n");
-    assert_eq!(sys.run_program(s, &["again", "0"], &[]), Ok(0));
-    assert_eq!(sys.run_program("/bin/sh", &["-c", "kill -TERM $$"], &[]), Ok(128 + 15));
-    assert_eq!(sys.run_program("/nonexistent/hook", &[], &[]), Err(Errno::NOENT));
+    assert_eq!(sys.run_program(s, &["again", "0"], &[], None), Ok(Some(0)));
+    assert_eq!(sys.run_program("/bin/sh", &["-c", "kill -TERM $$"], &[], None), Ok(Some(128 + 15)));
+    assert_eq!(sys.run_program("/nonexistent/hook", &[], &[], None), Err(Errno::NOENT));
+    // A time limit: a quick program is waited for; one still running at the limit is killed.
+    let second = Some(std::time::Duration::from_secs(1));
+    assert_eq!(sys.run_program(s, &["limited", "4"], &[], second), Ok(Some(4)));
+    let start = std::time::Instant::now();
+    assert_eq!(sys.run_program("/bin/sleep", &["30"], &[], second), Ok(None));
+    let took = start.elapsed();
+    assert!(took >= std::time::Duration::from_secs(1) && took < std::time::Duration::from_secs(10), "{took:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -15,6 +15,7 @@
 //! | `force_rebuild`, `force_no_rebuild` | `0`/`1`; every `rkdump build` rebuilds anyway |
 //! | `auto_reset_crashkernel`, `override_resettable` | accepted and ignored (warning) |
 //! | `device_timeout <secs>` | rkdump only: how long the capture waits for the target |
+//! | `hook_timeout <secs>` | rkdump only: how long a `kdump_pre`/`kdump_post`/`pre.d`/`post.d` hook may run before it is killed and counts as failed; default 300, `0` never |
 //! | `stall_timeout <secs>` | rkdump only: how long a save step may make no progress at all (a stuck target) before the failure action; default 300, `0` never |
 //! | `kdump_pre <program>`, `kdump_post <program>` | hooks, with `/etc/kdump/pre.d` and `post.d` ([`crate::programs`]) |
 //! | `extra_bins p1 p2` | more programs in the image (repeatable) |
@@ -374,6 +375,8 @@ pub struct KdumpConfig {
     pub device_timeout_secs: u32,
     /// `stall_timeout` (rkdump only; default 300, 0 = no watchdog).
     pub stall_timeout_secs: u32,
+    /// `hook_timeout` (rkdump only; default 300, 0 = no limit).
+    pub hook_timeout_secs: u32,
     /// Non-fatal remarks (each names its line).
     pub warnings: Vec<String>,
 }
@@ -401,6 +404,7 @@ impl KdumpConfig {
         let mut force_no_rebuild = false;
         let mut device_timeout_secs = 30;
         let mut stall_timeout_secs = rkdump_init::watchdog::DEFAULT_STALL_SECS;
+        let mut hook_timeout_secs = rkdump_init::plan::DEFAULT_HOOK_SECS;
         let mut warnings = Vec::new();
 
         for (i, raw) in text.lines().enumerate() {
@@ -440,6 +444,7 @@ impl KdumpConfig {
                         | "force_no_rebuild"
                         | "device_timeout"
                         | "stall_timeout"
+                        | "hook_timeout"
                         | "dracut_args"
                         | "auto_reset_crashkernel"
                         | "override_resettable"
@@ -579,6 +584,13 @@ impl KdumpConfig {
                         .filter(|&s| s == 0 || (10..=86_400).contains(&s))
                         .ok_or_else(|| bad("seconds, 10..86400, or 0 for no limit"))?;
                 }
+                "hook_timeout" => {
+                    hook_timeout_secs = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&s| s <= 86_400)
+                        .ok_or_else(|| bad("seconds, 1..86400, or 0 for no limit"))?;
+                }
                 // auto_reset_crashkernel, override_resettable: kdumpctl policies.
                 _ => warnings
                     .push(format!("kdump.conf line {line}: `{keyword}` is a kdumpctl setting; rkdump ignores it")),
@@ -613,6 +625,7 @@ impl KdumpConfig {
             force_no_rebuild,
             device_timeout_secs,
             stall_timeout_secs,
+            hook_timeout_secs,
             warnings,
         })
     }
@@ -626,6 +639,7 @@ impl KdumpConfig {
         p.path = path;
         p.device_timeout_secs = self.device_timeout_secs;
         p.stall_timeout_secs = self.stall_timeout_secs;
+        p.hook_timeout_secs = self.hook_timeout_secs;
         match self.core_collector.as_ref().and_then(|c| c.to_collector(raw).ok()) {
             Some((c, _)) => p.collector = c,
             // The default collector (zstd, level 31) as a flattened stream for a raw device.
@@ -665,6 +679,7 @@ force_rebuild 1
 device_timeout 45
 auto_reset_crashkernel yes
 stall_timeout 120
+hook_timeout 30
 ";
 
     #[test]
@@ -692,6 +707,7 @@ stall_timeout 120
         assert_eq!(plan.path, "/var/crash");
         assert_eq!(plan.device_timeout_secs, 45);
         assert_eq!(plan.stall_timeout_secs, 120);
+        assert_eq!(plan.hook_timeout_secs, 30);
         assert_eq!(plan.failure_action, Action::Halt);
         assert_eq!(plan.final_action, Action::Poweroff);
         assert!(plan.modules.is_empty());
@@ -812,6 +828,11 @@ stall_timeout 120
         ));
         assert_eq!(KdumpConfig::parse("ext4 /dev/a\n").map(|c| c.stall_timeout_secs), Ok(300));
         assert_eq!(KdumpConfig::parse("ext4 /dev/a\nstall_timeout 0\n").map(|c| c.stall_timeout_secs), Ok(0));
+        assert_eq!(KdumpConfig::parse("ext4 /dev/a\n").map(|c| c.hook_timeout_secs), Ok(300));
+        assert!(matches!(
+            KdumpConfig::parse("ext4 /dev/a\nhook_timeout 100000\n"),
+            Err(ConfigError::BadValue { line: 2, .. })
+        ));
         for bad in ["5", "-1", "100000", "soon"] {
             assert!(matches!(
                 KdumpConfig::parse(&format!("ext4 /dev/a\nstall_timeout {bad}\n")),

@@ -81,6 +81,11 @@ pub struct FakeSys {
     pub exit_status: BTreeMap<String, i32>,
     /// Environments `run_program` was given, in order of the calls.
     pub program_envs: Vec<Vec<(String, String)>>,
+    /// Time limits `run_program` was given, in order of the calls.
+    pub program_limits: Vec<Option<Duration>>,
+    /// Programs that never finish: `run_program` with a limit reports them killed; without one
+    /// it fails with `EDEADLK` (the real call would never return).
+    pub hangs: std::collections::BTreeSet<String>,
 }
 
 fn parent(path: &str) -> &str {
@@ -412,7 +417,13 @@ impl Sys for FakeSys {
         self.record(format!("reboot {}", action.as_str()))
     }
 
-    fn run_program(&mut self, program: &str, args: &[&str], env: &[(&str, &str)]) -> SysResult<i32> {
+    fn run_program(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Option<Duration>,
+    ) -> SysResult<Option<i32>> {
         let mut line = format!("run {program}");
         for a in args {
             line += " ";
@@ -420,10 +431,20 @@ impl Sys for FakeSys {
         }
         self.record(line)?;
         self.program_envs.push(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        self.program_limits.push(limit);
         if !matches!(self.nodes.get(program), Some(Node::File(_))) {
             return Err(Errno::NOENT);
         }
-        Ok(self.exit_status.get(program).copied().unwrap_or(0))
+        if self.hangs.contains(program) {
+            return match limit {
+                Some(l) => {
+                    self.now += l;
+                    Ok(None)
+                }
+                None => Err(Errno::DEADLK),
+            };
+        }
+        Ok(Some(self.exit_status.get(program).copied().unwrap_or(0)))
     }
 }
 

@@ -106,9 +106,16 @@ pub trait Sys {
     /// `reboot(2)` with the command for `action`; returns only on failure (or in the fake).
     fn reboot(&mut self, action: Action) -> SysResult<()>;
     /// Runs `program` with `args`, exactly the environment `env`, working directory `/` and
-    /// PID 1's standard streams (the console), and waits for it. Returns its exit status, or
-    /// 128 + the signal's number when a signal ended it.
-    fn run_program(&mut self, program: &str, args: &[&str], env: &[(&str, &str)]) -> SysResult<i32>;
+    /// PID 1's standard streams (the console), and waits for it, at most `limit` when given.
+    /// Returns its exit status, or 128 + the signal's number when a signal ended it; `None`
+    /// when it was still running at `limit` and was killed (SIGKILL).
+    fn run_program(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Option<Duration>,
+    ) -> SysResult<Option<i32>>;
 }
 
 /// Formats an errno the way users read it: `No space left on device (os error 28)`.

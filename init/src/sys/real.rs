@@ -240,16 +240,38 @@ impl Sys for RealSys {
         rustix::system::reboot(cmd)
     }
 
-    fn run_program(&mut self, program: &str, args: &[&str], env: &[(&str, &str)]) -> SysResult<i32> {
+    fn run_program(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Option<Duration>,
+    ) -> SysResult<Option<i32>> {
         use std::os::unix::process::ExitStatusExt;
-        let status = std::process::Command::new(program)
+        let mut child = std::process::Command::new(program)
             .args(args)
             .env_clear()
             .envs(env.iter().copied())
             .current_dir("/")
-            .status()
+            .spawn()
             .map_err(|e| io_errno(&e))?;
-        Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(255))
+        let code = |s: std::process::ExitStatus| s.code().or_else(|| s.signal().map(|s| 128 + s)).unwrap_or(255);
+        let Some(limit) = limit else {
+            return child.wait().map(|s| Some(code(s))).map_err(|e| io_errno(&e));
+        };
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().map_err(|e| io_errno(&e))? {
+                return Ok(Some(code(s)));
+            }
+            if start.elapsed() >= limit {
+                // Only the program itself: what it started is left to PID 1, which reboots soon.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -601,8 +601,9 @@ impl Drop for Unmount {
 /// build` finds it in the real mount table and sysfs and names it by its UUID, with the
 /// directory's place inside it, and the capture kernel finds that disk and writes the dump
 /// there. The same configuration has `kdump_pre` and `kdump_post` scripts run by the build
-/// machine's dynamic `/bin/sh`, and `extra_bins /bin/ls`: the capture runs them with the
-/// loader and libraries the build found.
+/// machine's dynamic `/bin/sh`, and `extra_bins /bin/ls /bin/sleep`: the capture runs them with
+/// the loader and libraries the build found. The post hook then hangs: `hook_timeout 10` kills
+/// it and the capture goes on to its final action.
 #[test]
 #[ignore = "boots QEMU; run by `make test`"]
 fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
@@ -631,12 +632,15 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
         p
     };
     let pre = hook("pre.sh", "#!/bin/sh\necho \"rkdump-e2e: kdump_pre in $RKDUMP_DUMP_DIR\"\necho ran > \"$RKDUMP_DUMP_DIR/kdump_pre-ran\"\n");
-    let post = hook("post.sh", "#!/bin/sh\necho \"rkdump-e2e: kdump_post status $1\"\nls -1 \"$RKDUMP_DUMP_DIR\"\n");
+    let post = hook(
+        "post.sh",
+        "#!/bin/sh\necho \"rkdump-e2e: kdump_post status $1\"\nls -1 \"$RKDUMP_DUMP_DIR\"\nsleep 600\n",
+    );
     let conf = base.join("kdump.conf");
     std::fs::write(
         &conf,
         format!(
-            "path {}/srv/crash\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\nkdump_pre {}\nkdump_post {}\nextra_bins /bin/ls\n",
+            "path {}/srv/crash\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -l --message-level 7 -d 31\nkdump_pre {}\nkdump_post {}\nextra_bins /bin/ls /bin/sleep\nhook_timeout 10\n",
             mnt.display(),
             pre.display(),
             post.display()
@@ -658,6 +662,10 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
     assert!(!console.contains("error while loading shared libraries"), "{console}");
     // `ls` of the dump directory by the post hook, one name per line.
     assert!(console.lines().any(|l| l.trim_end_matches('\r') == "vmcore-dmesg.txt"), "{console}");
+    assert!(
+        console.contains(&format!("kdump_post {} did not finish within 10 s and was killed", post.display())),
+        "{console}"
+    );
     let dump_dir = summary_dump_dir(&stdout);
     assert_eq!(std::fs::read_to_string(dump_dir.join("kdump_pre-ran")).unwrap(), "ran\n");
     assert_sysrq_dump(&kernel.release, &dump_dir.join("vmcore"));

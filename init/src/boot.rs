@@ -370,7 +370,10 @@ fn mount_target<S: Sys>(init: &mut Init<S>, plan: &Plan, device: &str) -> Result
     let fstype = plan.target.fstype.as_str();
     mkdir_p(&mut init.sys, "/", TARGET_MNT, 0o755)
         .map_err(|errno| CaptureError::Mkdir { path: TARGET_MNT.into(), errno })?;
-    init.sys.mount(device, TARGET_MNT, fstype, MountFlags::empty(), "").map_err(|errno| {
+    watchdog::arm(&format!("mounting {device}"), plan.stall_timeout_secs);
+    let mounted = init.sys.mount(device, TARGET_MNT, fstype, MountFlags::empty(), "");
+    watchdog::disarm();
+    mounted.map_err(|errno| {
         let hint = match errno {
             Errno::NODEV => format!("; the capture kernel has no {fstype} driver: add its module to extra_modules"),
             Errno::INVAL => {
@@ -445,16 +448,21 @@ fn run_pre_hooks<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<(), CaptureE
     Ok(())
 }
 
+/// The plan's `stall_timeout` (no watch before the plan is read).
+fn stall_secs<S: Sys>(init: &Init<S>) -> u32 {
+    init.plan.as_ref().map_or(0, |p| p.stall_timeout_secs)
+}
+
 /// Runs the save steps into `dir`: a required step's failure stops them.
 fn save_steps<S: Sys>(
     init: &mut Init<S>,
     dir: &DumpDir,
     steps: &mut [Box<dyn SaveStep<S>>],
 ) -> Result<(), CaptureError> {
-    let stall = init.plan.as_ref().map_or(0, |p| p.stall_timeout_secs);
+    let stall = stall_secs(init);
     for step in steps.iter_mut() {
         let name = step.name().to_string();
-        watchdog::arm(&name, stall);
+        watchdog::arm(&format!("saving {name}"), stall);
         let r = step.run(init, dir);
         watchdog::disarm();
         if let Err(source) = r {
@@ -480,7 +488,10 @@ fn dump_to_rootfs<S: Sys>(
         return Ok(());
     };
     if init.target_mounted {
-        match init.sys.umount(TARGET_MNT) {
+        watchdog::arm(&format!("unmounting the failed target from {TARGET_MNT}"), plan.stall_timeout_secs);
+        let unmounted = init.sys.umount(TARGET_MNT);
+        watchdog::disarm();
+        match unmounted {
             Ok(()) => init.target_mounted = false,
             Err(errno) => {
                 return Err(CaptureError::MountTarget {
@@ -531,7 +542,7 @@ fn capture_raw<S: Sys>(
     let mut written = false;
     for step in steps.iter_mut() {
         let name = step.name().to_string();
-        watchdog::arm(&name, plan.stall_timeout_secs);
+        watchdog::arm(&format!("saving {name}"), plan.stall_timeout_secs);
         let r = step.run_raw(init, device);
         watchdog::disarm();
         match r {
@@ -603,6 +614,8 @@ fn run_post_hooks<S: Sys>(init: &mut Init<S>, status: u8) {
 
 /// Step 3: unmount the target, sync, apply `action` with reboot(2).
 pub fn finish<S: Sys>(init: &mut Init<S>, action: Action) {
+    // A target that stopped answering (after a failed dump, its dirty pages) could block both.
+    watchdog::arm(&format!("unmounting {TARGET_MNT} and sync"), stall_secs(init));
     if init.target_mounted {
         match init.sys.umount(TARGET_MNT) {
             Ok(()) => init.target_mounted = false,
@@ -610,6 +623,7 @@ pub fn finish<S: Sys>(init: &mut Init<S>, action: Action) {
         }
     }
     init.sys.sync();
+    watchdog::disarm();
     init.log(Level::Notice, &format!("{}ing", action_verb(action)));
     if let Err(e) = init.sys.reboot(action) {
         init.log(Level::Err, &format!("reboot(2) for {} failed: {}", action.as_str(), OsError(e)));

@@ -202,9 +202,10 @@ fn missing_target_times_out_with_message_and_reboots() {
 #[ignore = "boots QEMU; run by `make test`"]
 fn a_stuck_target_ends_the_capture_with_the_failure_action() {
     // The target disk takes its first 8 MiB (the kernel log, the start of the dump) at full
-    // speed, then one byte per second: the dump's writes stall in the guest kernel without an
-    // error. The stall watchdog must end the capture after `stall_timeout`; without it the
-    // guest would hang until crash-test's own timeout.
+    // speed, then one byte per second: the plain copy (1.8 GB, far more than the capture
+    // kernel's dirty-page limit) stalls in the kernel's dirty-page throttle without an error,
+    // waking now and then. The stall watchdog must end the capture after `stall_timeout`;
+    // without it the guest would hang until crash-test's own timeout.
     let out = artifacts("stuck-target");
     let (ok, stdout, stderr) = run(Command::new(rkdump_bin())
         .arg("crash-test")
@@ -215,6 +216,7 @@ fn a_stuck_target_ends_the_capture_with_the_failure_action() {
         .arg("--throttle-burst")
         .arg("8388608")
         .arg("--config-line=stall_timeout 15")
+        .arg("--config-line=core_collector cp")
         .arg("--config-line=failure_action poweroff")
         .arg("--timeout")
         .arg("300"));

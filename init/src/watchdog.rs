@@ -1,5 +1,6 @@
-//! The stall watchdog: a save step that makes no progress at all for the plan's
-//! `stall_timeout` ends the capture with the failure action instead of hanging forever.
+//! The stall watchdog: work on the dump target (its mount, a save step, the final unmount and
+//! sync) that makes no progress at all for the plan's `stall_timeout` ends the capture with the
+//! failure action instead of hanging forever.
 //!
 //! A dump target can stop taking writes without ever returning an error: a thin-provisioned
 //! or SAN volume out of backing space, a disk that stopped answering, or an ext4 whose journal
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The stall limit in seconds while a step runs; 0 while disarmed.
+/// The stall limit in seconds while armed; 0 while disarmed.
 static LIMIT: AtomicU64 = AtomicU64::new(0);
 /// Bumped on every arm so that the watcher starts a fresh window.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
@@ -164,9 +165,9 @@ pub fn disk_sectors(diskstats: &str) -> u64 {
 /// The message logged when the watch fires.
 pub fn stall_message(what: &str, stalled: Duration, action: &str) -> String {
     format!(
-        "{what} made no progress for {} s (under 5% CPU, no bytes read or written, no disk \
-         I/O completed): the dump target stopped answering; {action} without sync (stall_timeout in kdump.conf); a \
-         partial file keeps its -incomplete name",
+        "{what} made no progress for {} s (under 5% CPU, no bytes read or written, no disk I/O \
+         completed): the dump target stopped answering; {action} without sync (stall_timeout in \
+         kdump.conf); a partial file keeps its -incomplete name",
         stalled.as_secs()
     )
 }

@@ -339,27 +339,30 @@ fn new_uuid() -> Result<String, CrashTestError> {
     Ok(fs::read_to_string(p).map_err(io_err(p))?.trim().to_string())
 }
 
-/// The UUID of an ext2/3/4 file system image, read from its superblock (at byte 1024: the magic
-/// 0xEF53 at +0x38, the UUID at +0x68).
+/// The UUID of an ext2/3/4 file system image, read from its superblock by the capture init's
+/// own probe.
 fn ext_uuid(disk: &Path) -> Result<String, CrashTestError> {
-    let mut f = fs::File::open(disk).map_err(io_err(disk))?;
-    let mut sb = [0u8; 0x78];
-    f.seek(SeekFrom::Start(1024)).map_err(io_err(disk))?;
-    f.read_exact(&mut sb).map_err(|_| CrashTestError::Step {
-        what: "read the target disk's UUID".into(),
-        detail: format!("{} is too short for an ext2/3/4 image", disk.display()),
-    })?;
-    if sb[0x38..0x3a] != [0x53, 0xef] {
+    let mut head = Vec::with_capacity(rkdump_init::probe::HEAD_LEN);
+    fs::File::open(disk)
+        .and_then(|f| f.take(rkdump_init::probe::HEAD_LEN as u64).read_to_end(&mut head))
+        .map_err(io_err(disk))?;
+    let what = "read the target disk's UUID";
+    if head.len() < 2048 {
         return Err(CrashTestError::Step {
-            what: "read the target disk's UUID".into(),
+            what: what.into(),
+            detail: format!("{} is too short for an ext2/3/4 image", disk.display()),
+        });
+    }
+    match rkdump_init::probe::probe_ext(&head) {
+        Some(fs) => Ok(fs.uuid),
+        None => Err(CrashTestError::Step {
+            what: what.into(),
             detail: format!(
                 "{} is not an ext2/3/4 image; for another target give --initrd built for it",
                 disk.display()
             ),
-        });
+        }),
     }
-    let u: String = sb[0x68..0x78].iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{}-{}-{}-{}-{}", &u[..8], &u[8..12], &u[12..16], &u[16..20], &u[20..]))
 }
 
 /// The first-stage `/init` script: workload, arm, status, crash.
@@ -571,15 +574,7 @@ pub fn crash_test(opts: &CrashTestOptions, progress: &mut dyn FnMut(&str)) -> Re
 
 /// Free bytes for an unprivileged writer on the file system holding `dir`, if it can be asked.
 fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` is a writable statvfs buffer.
-    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled the buffer.
-    let st = unsafe { st.assume_init() };
+    let st = rustix::fs::statvfs(dir).ok()?;
     Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 

@@ -370,9 +370,9 @@ fn mount_target<S: Sys>(init: &mut Init<S>, plan: &Plan, device: &str) -> Result
     let fstype = plan.target.fstype.as_str();
     mkdir_p(&mut init.sys, "/", TARGET_MNT, 0o755)
         .map_err(|errno| CaptureError::Mkdir { path: TARGET_MNT.into(), errno })?;
-    watchdog::arm(&format!("mounting {device}"), plan.stall_timeout_secs);
-    let mounted = init.sys.mount(device, TARGET_MNT, fstype, MountFlags::empty(), "");
-    watchdog::disarm();
+    let mounted = watchdog::watched(&format!("mounting {device}"), plan.stall_timeout_secs, || {
+        init.sys.mount(device, TARGET_MNT, fstype, MountFlags::empty(), "")
+    });
     mounted.map_err(|errno| {
         let hint = match errno {
             Errno::NODEV => format!("; the capture kernel has no {fstype} driver: add its module to extra_modules"),
@@ -441,7 +441,7 @@ pub fn capture<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -
 /// Runs the plan's `pre` hooks in order; the first that fails stops the capture.
 fn run_pre_hooks<S: Sys>(init: &mut Init<S>, plan: &Plan) -> Result<(), CaptureError> {
     for program in &plan.pre {
-        if let Err(how) = run_hook(init, "kdump_pre", program, &[]) {
+        if let Err(how) = run_hook(init, "kdump_pre", program, &[], hook_limit(init)) {
             return Err(CaptureError::PreHook { program: program.clone(), how, final_action: plan.final_action });
         }
     }
@@ -462,9 +462,7 @@ fn save_steps<S: Sys>(
     let stall = stall_secs(init);
     for step in steps.iter_mut() {
         let name = step.name().to_string();
-        watchdog::arm(&format!("saving {name}"), stall);
-        let r = step.run(init, dir);
-        watchdog::disarm();
+        let r = watchdog::watched(&format!("saving {name}"), stall, || step.run(init, dir));
         if let Err(source) = r {
             if step.required() {
                 return Err(CaptureError::Save { step: name, source });
@@ -488,9 +486,8 @@ fn dump_to_rootfs<S: Sys>(
         return Ok(());
     };
     if init.target_mounted {
-        watchdog::arm(&format!("unmounting the failed target from {TARGET_MNT}"), plan.stall_timeout_secs);
-        let unmounted = init.sys.umount(TARGET_MNT);
-        watchdog::disarm();
+        let what = format!("unmounting the failed target from {TARGET_MNT}");
+        let unmounted = watchdog::watched(&what, plan.stall_timeout_secs, || init.sys.umount(TARGET_MNT));
         match unmounted {
             Ok(()) => init.target_mounted = false,
             Err(errno) => {
@@ -542,9 +539,7 @@ fn capture_raw<S: Sys>(
     let mut written = false;
     for step in steps.iter_mut() {
         let name = step.name().to_string();
-        watchdog::arm(&format!("saving {name}"), plan.stall_timeout_secs);
-        let r = step.run_raw(init, device);
-        watchdog::disarm();
+        let r = watchdog::watched(&format!("saving {name}"), plan.stall_timeout_secs, || step.run_raw(init, device));
         match r {
             Ok(w) => written |= w,
             Err(source) if step.required() => return Err(CaptureError::Save { step: name, source }),
@@ -563,11 +558,23 @@ fn capture_raw<S: Sys>(
     Ok(plan.final_action)
 }
 
+/// The plan's `hook_timeout` for the `pre`/`post` hooks (none before the plan is read, or 0).
+fn hook_limit<S: Sys>(init: &Init<S>) -> Option<Duration> {
+    let secs = init.plan.as_ref().map_or(0, |p| p.hook_timeout_secs);
+    (secs > 0).then(|| Duration::from_secs(u64::from(secs)))
+}
+
 /// Runs one hook with the hooks' environment (`PATH`, `RKDUMP_TARGET` and `RKDUMP_DUMP_DIR`
-/// once known), logging it; a `pre`/`post` hook is killed at the plan's `hook_timeout` (the
-/// failure action's shell is not bounded). `Err`: how it failed (a non-zero status, the time
-/// limit, or why it could not run).
-fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]) -> Result<(), String> {
+/// once known), logging it, and kills it at `limit` (the `pre`/`post` hooks get
+/// [`hook_limit`]; the failure action's shell none). `Err`: how it failed (a non-zero status,
+/// the time limit, or why it could not run).
+fn run_hook<S: Sys>(
+    init: &mut Init<S>,
+    kind: &str,
+    program: &str,
+    args: &[&str],
+    limit: Option<Duration>,
+) -> Result<(), String> {
     init.log(
         Level::Info,
         &format!("running {kind} {program}{}", args.iter().map(|a| format!(" {a}")).collect::<String>()),
@@ -584,11 +591,6 @@ fn run_hook<S: Sys>(init: &mut Init<S>, kind: &str, program: &str, args: &[&str]
     if let Some(d) = &raw {
         env.push(("RKDUMP_RAW_DEVICE", d));
     }
-    let limit = match kind {
-        "kdump_pre" | "kdump_post" => init.plan.as_ref().map_or(0, |p| p.hook_timeout_secs),
-        _ => 0,
-    };
-    let limit = (limit > 0).then(|| Duration::from_secs(u64::from(limit)));
     match init.sys.run_program(program, args, &env, limit) {
         Ok(Some(0)) => Ok(()),
         Ok(Some(status)) => Err(format!("exited with status {status}")),
@@ -606,7 +608,7 @@ fn run_post_hooks<S: Sys>(init: &mut Init<S>, status: u8) {
     let status = status.to_string();
     let post = init.plan.as_ref().map(|p| p.post.clone()).unwrap_or_default();
     for program in post {
-        if let Err(how) = run_hook(init, "kdump_post", &program, &[&status]) {
+        if let Err(how) = run_hook(init, "kdump_post", &program, &[&status], hook_limit(init)) {
             init.log(Level::Err, &format!("kdump_post {program} {how}"));
         }
     }
@@ -615,15 +617,15 @@ fn run_post_hooks<S: Sys>(init: &mut Init<S>, status: u8) {
 /// Step 3: unmount the target, sync, apply `action` with reboot(2).
 pub fn finish<S: Sys>(init: &mut Init<S>, action: Action) {
     // A target that stopped answering (after a failed dump, its dirty pages) could block both.
-    watchdog::arm(&format!("unmounting {TARGET_MNT} and sync"), stall_secs(init));
-    if init.target_mounted {
-        match init.sys.umount(TARGET_MNT) {
-            Ok(()) => init.target_mounted = false,
-            Err(e) => init.log(Level::Warning, &format!("cannot unmount {TARGET_MNT}: {}", OsError(e))),
+    watchdog::watched(&format!("unmounting {TARGET_MNT} and sync"), stall_secs(init), || {
+        if init.target_mounted {
+            match init.sys.umount(TARGET_MNT) {
+                Ok(()) => init.target_mounted = false,
+                Err(e) => init.log(Level::Warning, &format!("cannot unmount {TARGET_MNT}: {}", OsError(e))),
+            }
         }
-    }
-    init.sys.sync();
-    watchdog::disarm();
+        init.sys.sync();
+    });
     init.log(Level::Notice, &format!("{}ing", action_verb(action)));
     if let Err(e) = init.sys.reboot(action) {
         init.log(Level::Err, &format!("reboot(2) for {} failed: {}", action.as_str(), OsError(e)));
@@ -686,7 +688,7 @@ pub fn run<S: Sys>(init: &mut Init<S>, steps: &mut [Box<dyn SaveStep<S>>]) -> Ac
                         Level::Err,
                         &format!("capture failed; failure_action shell: /bin/sh on the console, then {}", a.as_str()),
                     );
-                    if let Err(how) = run_hook(init, "failure_action shell", "/bin/sh", &[]) {
+                    if let Err(how) = run_hook(init, "failure_action shell", "/bin/sh", &[], None) {
                         init.log(Level::Err, &format!("failure_action shell: /bin/sh {how}"));
                     }
                     1

@@ -307,8 +307,8 @@ pub struct Plan {
     pub modules: Vec<String>,
     /// Seconds to wait for the target device to appear.
     pub device_timeout_secs: u32,
-    /// Seconds a save step may make no progress before the failure action (0: no limit); see
-    /// [`crate::watchdog`].
+    /// Seconds the work on the target (mount, save steps, final unmount and sync) may make no
+    /// progress before the failure action (0: no limit); see [`crate::watchdog`].
     pub stall_timeout_secs: u32,
     /// Seconds a `pre` or `post` hook may run before it is killed (0: no limit).
     pub hook_timeout_secs: u32,

@@ -31,15 +31,15 @@ static LIMIT: AtomicU64 = AtomicU64::new(0);
 /// Bumped on every arm so that the watcher starts a fresh window.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// What is being watched, for the message.
-static STEP: Mutex<String> = Mutex::new(String::new());
+static WHAT: Mutex<String> = Mutex::new(String::new());
 
 /// The default `stall_timeout` in seconds.
 pub const DEFAULT_STALL_SECS: u32 = 300;
 
 /// Arms the watch over `what` (`saving vmcore`, `mounting /dev/vda`) with a limit of `secs`
 /// (0: no watch).
-pub fn arm(what: &str, secs: u32) {
-    if let Ok(mut s) = STEP.lock() {
+fn arm(what: &str, secs: u32) {
+    if let Ok(mut s) = WHAT.lock() {
         what.clone_into(&mut s);
     }
     EPOCH.fetch_add(1, Ordering::SeqCst);
@@ -47,9 +47,17 @@ pub fn arm(what: &str, secs: u32) {
 }
 
 /// Disarms the watch (the work has returned).
-pub fn disarm() {
+fn disarm() {
     LIMIT.store(0, Ordering::SeqCst);
     EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Runs `f` under the watch over `what` with a limit of `secs` (0: no watch), disarming after.
+pub fn watched<T>(what: &str, secs: u32, f: impl FnOnce() -> T) -> T {
+    arm(what, secs);
+    let r = f();
+    disarm();
+    r
 }
 
 /// What the watcher samples: the work's CPU time and I/O, summed over its threads.
@@ -192,7 +200,7 @@ pub fn spawn(log: fn(&str), fire: fn()) {
             let stalled = tracker.observe(epoch, now, start.elapsed());
             // Re-check: the step may have ended (disarm bumps the epoch) while sampling.
             if stalled.as_secs() >= limit && EPOCH.load(Ordering::SeqCst) == epoch {
-                let step = STEP.lock().map(|s| s.clone()).unwrap_or_default();
+                let step = WHAT.lock().map(|s| s.clone()).unwrap_or_default();
                 log(&stall_message(&step, stalled, crate::boot::panic_action().as_str()));
                 fire();
                 return;

@@ -16,7 +16,7 @@
 //! | `auto_reset_crashkernel`, `override_resettable` | accepted and ignored (warning) |
 //! | `device_timeout <secs>` | rkdump only: how long the capture waits for the target |
 //! | `hook_timeout <secs>` | rkdump only: how long a `kdump_pre`/`kdump_post`/`pre.d`/`post.d` hook may run before it is killed and counts as failed; default 300, `0` never |
-//! | `stall_timeout <secs>` | rkdump only: how long a save step may make no progress at all (a stuck target) before the failure action; default 300, `0` never |
+//! | `stall_timeout <secs>` | rkdump only: how long the capture's work on the target (its mount, a save step, the final unmount and sync) may make no progress at all (a stuck target) before the failure action; default 300, `0` never |
 //! | `kdump_pre <program>`, `kdump_post <program>` | hooks, with `/etc/kdump/pre.d` and `post.d` ([`crate::programs`]) |
 //! | `extra_bins p1 p2` | more programs in the image (repeatable) |
 //! | `dracut_args` | `--add-drivers`/`--force-drivers` become `extra_modules`; `--omit`, `--omit-drivers`, `--hostonly*`, `--compress` and other size/packaging options are ignored (warning); anything else is an error |

@@ -209,6 +209,11 @@ enum Cmd {
         /// Store every page, even one identical to a page already stored.
         #[arg(long)]
         no_dedup: bool,
+        /// Keep the free pages of the kernel's per-CPU lists, as makedumpfile does. By default
+        /// dump level 16 leaves them out with the buddy allocator's free pages (the summary
+        /// counts them as "free (per-CPU)").
+        #[arg(long)]
+        keep_percpu_free: bool,
         /// makedumpfile's message level, a mask: 1 the progress bar, 2 the closing lines (bytes
         /// written, time), 16 the report of pages per class; errors and warnings are always
         /// printed. Default: all of them (kdump-utils' lines give 7: no report).
@@ -646,6 +651,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             num_threads,
             dedup,
             no_dedup,
+            keep_percpu_free,
             message_level,
             force,
             ignored,
@@ -664,6 +670,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 flattened,
                 num_threads: num_threads.unwrap_or_else(rkdump_vmcore::write::default_threads),
                 dedup: (dedup || rkdump_vmcore::write::dedup::on_by_default(dump_level, compression)) && !no_dedup,
+                percpu_free: !keep_percpu_free,
             };
             if let Some(note) = ignored.note() {
                 eprintln!("rkdump: note: {note}");

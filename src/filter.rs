@@ -283,6 +283,7 @@ fn class_table(e: &mut dyn Write, r: &FilterReport, opts: &FilterOptions) {
     let _ = writeln!(e, "  cache private    {:>12}", c.cache_private);
     let _ = writeln!(e, "  user             {:>12}", c.user);
     let _ = writeln!(e, "  free             {:>12}", c.free);
+    let _ = writeln!(e, "  free (per-CPU)   {:>12}", c.free_percpu);
     let _ = writeln!(e, "  hwpoison         {:>12}", c.hwpoison);
     let _ = writeln!(e, "  offline          {:>12}", c.offline);
     let _ = writeln!(e, "excluded pages     {excluded:>12} ({:.1}%)", pct(excluded));

@@ -110,6 +110,7 @@ pub fn filter_vmcore(
         // One thread per CPU of the capture kernel (one with the usual nr_cpus=1).
         num_threads: write::default_threads(),
         dedup: write::dedup::on_by_default(dump_level, compression),
+        percpu_free: true,
     };
     let r = write::filter(std::path::Path::new(src), Output::Path(std::path::Path::new(dst)), &opts, progress)
         .map_err(|e| {
@@ -124,7 +125,7 @@ pub fn filter_vmcore(
         })?;
     let c = &r.counts;
     let mut summary = format!(
-        "{} of {} pages kept ({} excluded: {} zero, {} cache, {} private cache, {} user, {} free), {} bytes",
+        "{} of {} pages kept ({} excluded: {} zero, {} cache, {} private cache, {} user, {} free, {} free per-CPU), {} bytes",
         c.original().saturating_sub(c.excluded()),
         c.original(),
         c.excluded(),
@@ -133,6 +134,7 @@ pub fn filter_vmcore(
         c.cache_private,
         c.user,
         c.free,
+        c.free_percpu,
         r.output_bytes
     );
     if r.shared_pages > 0 {

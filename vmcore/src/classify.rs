@@ -7,7 +7,11 @@
 //!    PGMM_CACHED cache) and each page goes through makedumpfile's first-match chain
 //!    (tail -> free -> cache -> cache private -> user -> hwpoison -> offline). Multi-page
 //!    exclusions (buddy blocks, THP/hugetlb folios) that run past the window are carried to the
-//!    next window when windows are requested in ascending contiguous order;
+//!    next window when windows are requested in ascending contiguous order.
+//!    A page the chain keeps at a dump level that drops free pages may still be free: the
+//!    page allocator's per-CPU lists hold freed pages off the buddy lists, without the buddy
+//!    page type, and makedumpfile keeps them. Those proven free are
+//!    [`PageClass::FreePercpu`] (see [`percpu_free_pages`]);
 //! 3. zero pages (optional, [`Classifier::mark_zero_pages`]): still-kept pages whose contents
 //!    are all zero.
 //!
@@ -49,6 +53,10 @@ pub enum PageClass {
     Hwpoison = 7,
     /// Logically offline (balloon, memory hot-unplug).
     Offline = 8,
+    /// Free, on the page allocator's per-CPU lists (`zone->per_cpu_pageset`): free pages
+    /// makedumpfile keeps, left out with the buddy allocator's free pages (dump level bit 16)
+    /// unless [`ClassifyOptions::percpu_free`] is off.
+    FreePercpu = 10,
 }
 
 impl PageClass {
@@ -60,7 +68,7 @@ impl PageClass {
             PageClass::Cache => dump_level & 6 != 0,
             PageClass::CachePrivate => dump_level & 4 != 0,
             PageClass::User => dump_level & 8 != 0,
-            PageClass::Free => dump_level & 16 != 0,
+            PageClass::Free | PageClass::FreePercpu => dump_level & 16 != 0,
             PageClass::Hwpoison | PageClass::Offline => true,
         }
     }
@@ -71,11 +79,21 @@ impl PageClass {
 pub struct ClassifyOptions {
     /// makedumpfile `-d` level (0..=31); decides which branches of the chain are taken.
     pub dump_level: u8,
+    /// With bit 16 of the dump level, also leave out the free pages of the per-CPU lists
+    /// ([`PageClass::FreePercpu`]). Off: makedumpfile's selection, page for page.
+    pub percpu_free: bool,
+}
+
+impl ClassifyOptions {
+    /// The options of a dump at `dump_level`, per-CPU free pages left out with the others.
+    pub fn level(dump_level: u8) -> ClassifyOptions {
+        ClassifyOptions { dump_level, percpu_free: true }
+    }
 }
 
 impl Default for ClassifyOptions {
     fn default() -> Self {
-        ClassifyOptions { dump_level: 31 }
+        ClassifyOptions::level(31)
     }
 }
 
@@ -123,6 +141,21 @@ pub struct PageKeys {
     order_off: Option<u64>,
     dtor_off: Option<u64>,
     free_area_len: Option<u64>,
+    percpu: Option<PercpuKeys>,
+}
+
+/// What telling a free page of a per-CPU list needs: `page._refcount`, `page.lru` and
+/// `list_head`'s fields, and which low bits of `page.flags` are page flags.
+#[derive(Clone, Copy, Debug)]
+struct PercpuKeys {
+    off_refcount: u64,
+    off_lru: u64,
+    list_next: u64,
+    list_prev: u64,
+    /// Bits 0..=the highest `PG_*` bit VMCOREINFO names: the page allocator clears all of them
+    /// when it frees a page (`PAGE_FLAGS_CHECK_AT_PREP`); the node, zone and section fields
+    /// sit above every flag.
+    flag_mask: u64,
 }
 
 fn bitnum(vi: &VmcoreInfo, name: &str) -> Option<u32> {
@@ -215,6 +248,7 @@ impl PageKeys {
             order_off,
             dtor_off,
             free_area_len: vi.length("zone.free_area"),
+            percpu: percpu_keys(vi, size),
         })
     }
 
@@ -222,6 +256,20 @@ impl PageKeys {
     pub fn has_buddy(&self) -> bool {
         self.buddy_value.is_some() || self.pg_buddy.is_some()
     }
+}
+
+/// The keys of [`PercpuKeys`], or `None` when one is missing or out of `struct page`.
+fn percpu_keys(vi: &VmcoreInfo, size: u64) -> Option<PercpuKeys> {
+    let off_refcount = vi.offset("page._refcount").filter(|&o| o.saturating_add(4) <= size)?;
+    let off_lru = vi.offset("page.lru").filter(|&o| o.saturating_add(16) <= size)?;
+    let list_next = vi.offset("list_head.next").filter(|&o| o <= 8)?;
+    let list_prev = vi.offset("list_head.prev").filter(|&o| o <= 8 && o != list_next)?;
+    let top = ["PG_lru", "PG_private", "PG_swapcache", "PG_swapbacked", "PG_slab", "PG_hwpoison", "PG_buddy"]
+        .iter()
+        .filter_map(|n| bitnum(vi, n))
+        .chain(vi.number("PG_head_mask").filter(|&m| m > 0 && m < 1 << 62).map(|m| m.trailing_zeros()))
+        .max()?;
+    Some(PercpuKeys { off_refcount, off_lru, list_next, list_prev, flag_mask: (2u64 << top) - 1 })
 }
 
 /// Linux 6.12+ stores the page type in the top byte (`PGTY_x << 24`).
@@ -606,7 +654,17 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
                 } else {
                     None
                 };
-                if let Some((class, nr)) = decide(keys, self.opts.dump_level, p, page, next, &mut self.stats) {
+                let dl = self.opts.dump_level;
+                let found = decide(keys, dl, p, page, next, &mut self.stats).or_else(|| {
+                    let pk = keys.percpu.as_ref().filter(|_| self.opts.percpu_free && dl & 16 != 0)?;
+                    let at = |j: u64| {
+                        (j < n && ok(j) && self.seg_mask[(pfn + j - start) as usize])
+                            .then(|| &self.buf[(j * size) as usize..((j + 1) * size) as usize])
+                    };
+                    let me = VirtAddr(va.0.wrapping_add(i * size));
+                    percpu_free_pages(pk, keys, kmem, me, p, |j| at(i + j)).map(|nr| (PageClass::FreePercpu, nr))
+                });
+                if let Some((class, nr)) = found {
                     let stop = p.saturating_add(nr);
                     Self::exclude(out, start, p, stop.min(lim), class);
                     if stop > end {
@@ -643,6 +701,78 @@ impl<'m, M: PhysMemory + ?Sized> Classifier<'m, M> {
             }
         }
     }
+}
+
+/// Largest block of free pages [`percpu_free_pages`] proves (order 9: 2 MiB, the largest
+/// block x86_64's per-CPU lists hold; a block of it never crosses a batch of struct pages).
+const PERCPU_MAX_ORDER: u32 = 9;
+
+/// A page whose struct page says nothing is in it: no reference, no page flag, no mapping,
+/// no page type, not a compound tail.
+fn unused(k: &PageKeys, pk: &PercpuKeys, page: &[u8]) -> bool {
+    rd_u32(page, pk.off_refcount) == 0
+        && rd_u64(page, k.off_flags) & pk.flag_mask == 0
+        && rd_u64(page, k.off_mapping) == 0
+        && rd_u32(page, k.off_mapcount) == u32::MAX
+        && rd_u64(page, k.off_compound_head) & 1 == 0
+}
+
+/// The number of free pages starting at pfn `pfn` (struct page at `va`) that are proven to be a
+/// free block of a per-CPU list, or `None`. `page(j)` is the struct page of pfn `pfn + j`
+/// when it was read and is in a memory range.
+///
+/// Freed pages go to the per-CPU lists of their zone (`zone->per_cpu_pageset`) before the
+/// buddy lists; only the first page of a block is linked there (through `page.lru`), with no
+/// buddy page type, so makedumpfile's chain keeps them. The per-CPU structure itself is not
+/// described by VMCOREINFO, so the proof works from the struct pages alone:
+///
+/// 1. The page is [`unused`] and on a list: `lru.next->prev` and `lru.prev->next` both point
+///    back at its `lru`, and neither is the page itself. The page allocator unlinks with
+///    `list_del` (which poisons both pointers) before it hands a page out, and an allocated
+///    page has a reference, so an unreferenced page on an intact list is free (on a per-CPU
+///    list, on compaction's list of isolated free pages, or on its way back to the
+///    allocator).
+/// 2. The block is the largest `2^k` pages (`k <= PERCPU_MAX_ORDER`) the page is aligned to
+///    whose other pages are all [`unused`]. None of those is allocated: an allocated block
+///    starts at a page with a reference (or with a compound flag), and one starting before
+///    them would contain the free first page. So the pages of a high-order block on a list
+///    go with it, and where `k` comes out larger than the true order the extra pages are free
+///    all the same.
+///
+/// Anything unreadable or unexpected keeps the page.
+fn percpu_free_pages<'a, M: PhysMemory + ?Sized>(
+    pk: &PercpuKeys,
+    keys: &PageKeys,
+    kmem: &KernelMemory<'_, M>,
+    va: VirtAddr,
+    pfn: u64,
+    page: impl Fn(u64) -> Option<&'a [u8]>,
+) -> Option<u64> {
+    let first = page(0)?;
+    if !unused(keys, pk, first) {
+        return None;
+    }
+    let me = va.0.wrapping_add(pk.off_lru);
+    let next = rd_u64(first, pk.off_lru + pk.list_next);
+    let prev = rd_u64(first, pk.off_lru + pk.list_prev);
+    if next == me || prev == me {
+        return None;
+    }
+    let points_back = |node: u64, field: u64| {
+        let mut b = [0u8; 8];
+        kmem.read_virt(VirtAddr(node.wrapping_add(field)), &mut b).is_ok() && u64::from_le_bytes(b) == me
+    };
+    if !points_back(next, pk.list_prev) || !points_back(prev, pk.list_next) {
+        return None;
+    }
+    let mut k = 0;
+    while k < PERCPU_MAX_ORDER
+        && pfn % (2u64 << k) == 0
+        && ((1u64 << k)..(2u64 << k)).all(|j| page(j).is_some_and(|p| unused(keys, pk, p)))
+    {
+        k += 1;
+    }
+    Some(1u64 << k)
 }
 
 /// makedumpfile's decision chain for one page. Returns the class and the number of pages it
@@ -752,6 +882,9 @@ pub struct ClassCounts {
     pub user: u64,
     /// "Free pages".
     pub free: u64,
+    /// Free pages of the per-CPU lists (no makedumpfile counterpart: makedumpfile keeps them,
+    /// so its "Remaining pages" is `remaining() + free_percpu`).
+    pub free_percpu: u64,
     /// "Hwpoison pages".
     pub hwpoison: u64,
     /// "Offline pages".
@@ -765,9 +898,16 @@ impl ClassCounts {
     }
     /// "Excluded pages".
     pub fn excluded(&self) -> u64 {
-        self.zero + self.cache + self.cache_private + self.user + self.free + self.hwpoison + self.offline
+        self.zero
+            + self.cache
+            + self.cache_private
+            + self.user
+            + self.free
+            + self.free_percpu
+            + self.hwpoison
+            + self.offline
     }
-    /// "Remaining pages".
+    /// "Remaining pages" (makedumpfile's count: plus [`ClassCounts::free_percpu`]).
     pub fn remaining(&self) -> u64 {
         self.original().saturating_sub(self.excluded())
     }
@@ -785,6 +925,7 @@ impl ClassCounts {
             PageClass::CachePrivate => self.cache_private += n,
             PageClass::User => self.user += n,
             PageClass::Free => self.free += n,
+            PageClass::FreePercpu => self.free_percpu += n,
             PageClass::Hwpoison => self.hwpoison += n,
             PageClass::Offline => self.offline += n,
         }

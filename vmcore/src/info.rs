@@ -96,7 +96,7 @@ pub fn info_from(core: &ElfVmcore) -> InfoReport {
 /// the callers above read it from the container's header.
 pub fn info_from_source(src: &dyn DumpSource, path: &Path, format: &'static str) -> InfoReport {
     let vi = src.vmcoreinfo();
-    let mut cls = Classifier::new(src, vi, ClassifyOptions { dump_level: 31 });
+    let mut cls = Classifier::new(src, vi, ClassifyOptions::level(31));
     let counts = cls.count_all(DEFAULT_WINDOW, true);
     InfoReport {
         path: path.to_path_buf(),
@@ -120,13 +120,21 @@ pub fn info_from_source(src: &dyn DumpSource, path: &Path, format: &'static str)
 /// Page counts of an opened dump at any makedumpfile dump level (zero pages counted only
 /// when bit 1 is set), with makedumpfile's report semantics.
 pub fn counts_at_level(core: &ElfVmcore, dump_level: u8) -> ClassCounts {
-    let mut cls = Classifier::new(core, core.vmcoreinfo(), ClassifyOptions { dump_level });
-    cls.count_all(DEFAULT_WINDOW, dump_level & 1 != 0)
+    counts_with(core, ClassifyOptions::level(dump_level))
+}
+
+/// [`counts_at_level`] with any classifier options (`percpu_free: false`: makedumpfile's
+/// page selection).
+pub fn counts_with(core: &ElfVmcore, opts: ClassifyOptions) -> ClassCounts {
+    let mut cls = Classifier::new(core, core.vmcoreinfo(), opts);
+    cls.count_all(DEFAULT_WINDOW, opts.dump_level & 1 != 0)
 }
 
 impl InfoReport {
     /// Machine-readable form. Count keys mean what makedumpfile's `--message-level 31`
-    /// report means; `remaining_at_level_31` is its "Remaining pages".
+    /// report means, but for `free_percpu` (free pages of the per-CPU lists, which
+    /// makedumpfile keeps): `excluded` counts them and `remaining_at_level_31` does not, so
+    /// makedumpfile's "Remaining pages" is `remaining_at_level_31 + free_percpu`.
     pub fn to_json(&self) -> serde_json::Value {
         let c = &self.counts;
         serde_json::json!({
@@ -149,6 +157,7 @@ impl InfoReport {
             "cache_private": c.cache_private,
             "user": c.user,
             "free": c.free,
+            "free_percpu": c.free_percpu,
             "hwpoison": c.hwpoison,
             "offline": c.offline,
             "excluded": c.excluded(),
@@ -216,6 +225,7 @@ impl fmt::Display for InfoReport {
         writeln!(f, "    cache (private):       {:>12}", c.cache_private)?;
         writeln!(f, "    user:                  {:>12}", c.user)?;
         writeln!(f, "    free:                  {:>12}", c.free)?;
+        writeln!(f, "    free (per-CPU lists):  {:>12}", c.free_percpu)?;
         writeln!(f, "    hwpoison:              {:>12}", c.hwpoison)?;
         writeln!(f, "    offline:               {:>12}", c.offline)?;
         writeln!(f, "  remaining:               {:>12} ({:.1}%)", c.remaining(), pct(c.remaining()))?;

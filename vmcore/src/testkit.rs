@@ -108,6 +108,8 @@ pub struct SynthExpect {
     pub user: u64,
     /// Free pages.
     pub free: u64,
+    /// Free pages of the per-CPU lists.
+    pub free_percpu: u64,
     /// Hwpoison pages.
     pub hwpoison: u64,
     /// Offline pages.
@@ -346,6 +348,47 @@ impl SynthSpec {
         e.free += 1;
         set(&mut m, 0x1810, 0, 0, 11, BUDDY);
         data(&mut m, 0x1810);
+        // A per-CPU free list (head in kernel data, reached through the direct map) holding an
+        // order-0 page, an order-3 block (its tails unreferenced), an odd order-0 page, an
+        // order-0 page followed by an allocated one, and a referenced page (kept).
+        let lru = |pfn: u64| vmemmap + pfn * SIZEOF_PAGE + OFF_CHEAD;
+        let head_pa = KDATA + 0x11000;
+        let head = page_offset + head_pa;
+        let members = [0x1c00u64, 0x1c08, 0x1c21, 0x1c60, 0x1c70];
+        let unref = |m: &mut SparsePhys, pfn: u64| {
+            m.write_u32(sp(pfn) + OFF_REFCOUNT, 0);
+            data(m, pfn);
+        };
+        for (n, &pfn) in members.iter().enumerate() {
+            let prev = if n == 0 { head } else { lru(members[n - 1]) };
+            let next = members.get(n + 1).map_or(head, |&q| lru(q));
+            m.write_u64(sp(pfn) + OFF_CHEAD, next);
+            m.write_u64(sp(pfn) + OFF_CHEAD + 8, prev);
+            unref(&mut m, pfn);
+        }
+        m.write_u32(sp(0x1c70) + OFF_REFCOUNT, 1);
+        m.write_u64(head_pa, lru(members[0]));
+        m.write_u64(head_pa + 8, lru(0x1c70));
+        for pfn in 0x1c09..0x1c10 {
+            unref(&mut m, pfn);
+        }
+        e.free_percpu += 1 + 8 + 1 + 1;
+        for pfn in [0x1c01, 0x1c22, 0x1c61, 0x1c71] {
+            data(&mut m, pfn);
+        }
+        // Kept: unreferenced but not on a list (its lru points at itself); the tails of an
+        // order-2 allocation without __GFP_COMP (unreferenced, never linked); and one whose
+        // neighbours do not point back at it.
+        unref(&mut m, 0x1c40);
+        m.write_u64(sp(0x1c40) + OFF_CHEAD, lru(0x1c40));
+        m.write_u64(sp(0x1c40) + OFF_CHEAD + 8, lru(0x1c40));
+        data(&mut m, 0x1c50);
+        for pfn in 0x1c51..0x1c54 {
+            unref(&mut m, pfn);
+        }
+        unref(&mut m, 0x1c90);
+        m.write_u64(sp(0x1c90) + OFF_CHEAD, lru(0x1c00));
+        m.write_u64(sp(0x1c90) + OFF_CHEAD + 8, head);
         // Slab pages whose mapping word is odd: never anon/user.
         for pfn in 0x1900..0x1904 {
             let slab_mapping = page_offset + 0x1000 + u64::from(self.odd_slab_mapping);

@@ -308,16 +308,22 @@ fn writers_on_real_vmcores() {
         if has_mdf {
             // (e) makedumpfile's own output: -E byte-identical; -l identical up to the end of
             // the bitmaps (header, sub-header, notes, both bitmaps).
+            // makedumpfile keeps the free pages of the per-CPU lists: without them
+            // (--keep-percpu-free), the same pages, byte for byte.
             let theirs = d.join("mdf.elf");
             run_makedumpfile(&["-E", "-d", "31"], &core_path, &theirs);
+            let keep = FilterOptions { percpu_free: false, ..opts };
+            let elf_keep = d.join("dump.keep.elf");
+            filter(&core_path, Output::Path(&elf_keep), &keep, &mut |_, _| {}).unwrap();
             assert!(
-                std::fs::read(&theirs).unwrap() == std::fs::read(&elf).unwrap(),
-                "-E output differs from makedumpfile -E -d 31"
+                std::fs::read(&theirs).unwrap() == std::fs::read(&elf_keep).unwrap(),
+                "-E --keep-percpu-free output differs from makedumpfile -E -d 31"
             );
-            eprintln!("  -E: byte-identical to makedumpfile -E -d 31");
+            eprintln!("  -E --keep-percpu-free: byte-identical to makedumpfile -E -d 31");
             std::fs::remove_file(&theirs).ok();
+            std::fs::remove_file(&elf_keep).ok();
             let ours = d.join("dump.l31");
-            let o = FilterOptions { compression: Compression::Lzo, ..FilterOptions::default() };
+            let o = FilterOptions { compression: Compression::Lzo, percpu_free: false, ..FilterOptions::default() };
             filter(&core_path, Output::Path(&ours), &o, &mut |_, _| {}).unwrap();
             run_makedumpfile(&["-l", "-d", "31"], &core_path, &theirs);
             let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
@@ -327,10 +333,29 @@ fn writers_on_real_vmcores() {
             assert!(a.len() > prefix && b.len() > prefix);
             assert!(a[..prefix] == b[..prefix], "-l -d 31: headers/notes/bitmaps differ from makedumpfile");
             eprintln!(
-                "  -l -d 31: headers, notes and bitmaps identical to makedumpfile; size {} vs {}",
+                "  -l -d 31 --keep-percpu-free: headers, notes and bitmaps identical to makedumpfile; size {} vs {}",
                 a.len(),
                 b.len()
             );
+            // By default the per-CPU free pages leave bitmap 2, and nothing else changes.
+            let o = FilterOptions { percpu_free: true, ..o };
+            let r = filter(&core_path, Output::Path(&ours), &o, &mut |_, _| {}).unwrap();
+            let a = std::fs::read(&ours).unwrap();
+            let bm1 = (1 + h.sub_hdr_size as usize) * 4096;
+            let bm2 = bm1 + h.bitmap_blocks as usize / 2 * 4096;
+            assert!(a[..bm2] == b[..bm2], "-l -d 31: header, notes or bitmap 1 changed with the per-CPU free pages");
+            let (mut dropped, mut added) = (0u64, 0u64);
+            for (x, y) in a[bm2..prefix].iter().zip(&b[bm2..prefix]) {
+                dropped += u64::from((y & !x).count_ones());
+                added += u64::from((x & !y).count_ones());
+            }
+            assert_eq!(added, 0, "-l -d 31 keeps pages makedumpfile leaves out");
+            assert_eq!(
+                dropped, r.counts.free_percpu,
+                "pages left out beyond makedumpfile's are not the per-CPU free ones"
+            );
+            assert!(dropped > 0, "no per-CPU free pages in a real vmcore");
+            eprintln!("  -l -d 31: {dropped} per-CPU free pages left out, size {} vs {}", a.len(), b.len());
             std::fs::remove_file(&theirs).ok();
             std::fs::remove_file(&ours).ok();
         }

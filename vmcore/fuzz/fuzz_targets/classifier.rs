@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(vi) = VmcoreInfo::parse(s.vmcoreinfo.as_bytes()) else {
         return;
     };
-    let mut cls = Classifier::new(&s.phys, Some(&vi), ClassifyOptions { dump_level: data[1] & 31 });
+    let mut cls = Classifier::new(
+        &s.phys,
+        Some(&vi),
+        ClassifyOptions { dump_level: data[1] & 31, percpu_free: data[0] & 1 != 0 },
+    );
     let window = 1 + (data[1] as u64) * 97;
     let c = cls.count_all(window, false);
     assert!(c.excluded() <= c.total, "{c:?}");

@@ -131,7 +131,8 @@ pub fn write_elf<S: DumpSource + ?Sized>(
     let dl = opts.dump_level;
     let ps = src.page_size();
     let shift = src.page_shift();
-    let mut cls = Classifier::new(src, src.vmcoreinfo(), ClassifyOptions { dump_level: dl });
+    let mut cls =
+        Classifier::new(src, src.vmcoreinfo(), ClassifyOptions { dump_level: dl, percpu_free: opts.percpu_free });
     let max_mapnr = cls.max_pfn().0;
     let mut counts = ClassCounts { total: max_mapnr, memhole: cls.memhole_pages(), ..ClassCounts::default() };
     let mut segs: Vec<SegState> = src

@@ -364,7 +364,8 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     let vi = src.vmcoreinfo();
     let ps = src.page_size();
     let psz = usize::try_from(ps).map_err(|_| layout_err("page size"))?;
-    let cls1 = Classifier::new(src, vi, ClassifyOptions { dump_level: dl });
+    let copts = ClassifyOptions { dump_level: dl, percpu_free: opts.percpu_free };
+    let cls1 = Classifier::new(src, vi, copts);
     let max_mapnr = cls1.max_pfn().0;
     let notes = src.notes_bytes();
 
@@ -508,7 +509,7 @@ pub fn write_kdump<S: DumpSource + ?Sized>(
     let mut cls2 = match plan.borrow().kept_bits {
         Some(_) => None,
         None if read_back => None,
-        None => Some(Classifier::new(src, vi, ClassifyOptions { dump_level: dl })),
+        None => Some(Classifier::new(src, vi, copts)),
     };
     let mut feeder = Feeder {
         classes: Vec::new(),
@@ -670,6 +671,7 @@ fn summarize_window(classes: &[PageClass], bm1: &mut [u8], bm2: &mut [u8], count
         (PageClass::CachePrivate, hist[PageClass::CachePrivate as usize]),
         (PageClass::User, hist[PageClass::User as usize]),
         (PageClass::Free, hist[PageClass::Free as usize]),
+        (PageClass::FreePercpu, hist[PageClass::FreePercpu as usize]),
         (PageClass::Hwpoison, hist[PageClass::Hwpoison as usize]),
         (PageClass::Offline, hist[PageClass::Offline as usize]),
     ] {

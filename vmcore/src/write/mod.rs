@@ -79,6 +79,10 @@ pub struct FilterOptions {
     /// (kdump-compressed output from an ELF source; see [`dedup`]). The command line's default
     /// is [`dedup::on_by_default`] of the dump level and the codec.
     pub dedup: bool,
+    /// With bit 16 of the dump level, leave out the free pages of the per-CPU lists too
+    /// ([`PageClass::FreePercpu`](crate::classify::PageClass::FreePercpu)); off: makedumpfile's
+    /// page selection.
+    pub percpu_free: bool,
 }
 
 impl Default for FilterOptions {
@@ -90,6 +94,7 @@ impl Default for FilterOptions {
             flattened: false,
             num_threads: 0,
             dedup: dedup::on_by_default(31, Compression::Lzo),
+            percpu_free: true,
         }
     }
 }

@@ -45,7 +45,8 @@ test: space deps build
 	$(CARGO) clippy --manifest-path vmcore/fuzz/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) test --workspace --no-fail-fast
 	RKDUMP_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test -p rkdump --test e2e -- --ignored --test-threads=1 --nocapture
-	RKDUMP_VMCORES=$(CURDIR)/target/e2e/vmcores $(CARGO) test -p rkdump-vmcore --lib --tests --no-fail-fast -- --nocapture
+	RKDUMP_VMCORES=$(CURDIR)/target/e2e/vmcores RKDUMP_DRGN=$(CURDIR)/target/drgn-venv/bin/drgn \
+		$(CARGO) test -p rkdump-vmcore --lib --tests --no-fail-fast -- --nocapture
 
 # rkdump against makedumpfile on the same vmcore (default: one `make test` captured), and the
 # capture image's size and build time. Results are recorded in BENCHMARKS.md.

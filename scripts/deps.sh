@@ -39,6 +39,7 @@ check gzip /bin/gzip
 check bc /usr/bin/bc
 check vmtouch /usr/bin/vmtouch   # bench/run.sh: keeps the vmcore in the page cache
 check fdisk /usr/sbin/sfdisk    # partitioned disk images for the PARTUUID tests
+check python3-venv /usr/share/doc/python3-venv   # drgn, a third reader of our dumps (below)
 # The dedicated capture kernel test: Debian's kernel source and what building it takes.
 check linux-source-6.1 /usr/src/linux-source-6.1.tar.xz
 check flex /usr/bin/flex
@@ -107,4 +108,16 @@ else
     exit 1
 fi
 
-echo "deps: ok (kernel $release, debug vmlinux $vmlinux)"
+# drgn (with libkdumpfile in its wheel) from PyPI, in a virtualenv under target/: the tests
+# open our dumps with it as well as with crash. Pinned, so an oracle update is a deliberate step.
+here=$(cd "$(dirname "$0")/.." && pwd)
+drgn_version=0.3.0
+venv=$here/target/drgn-venv
+if ! "$venv/bin/python" -c "import drgn, sys; sys.exit(drgn.__version__ != '$drgn_version')" 2>/dev/null; then
+    echo "deps: installing drgn $drgn_version into $venv"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "drgn==$drgn_version"
+fi
+
+echo "deps: ok (kernel $release, debug vmlinux $vmlinux, drgn $drgn_version)"

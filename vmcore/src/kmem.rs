@@ -199,6 +199,21 @@ impl<'m, M: PhysMemory + ?Sized> KernelMemory<'m, M> {
         Ok(u64::from_le_bytes(b))
     }
 
+    /// The start of the direct map (`page_offset_base`), from VMCOREINFO's `mem_section`
+    /// pointer: on SPARSEMEM_EXTREME kernels it points at memory the direct map covers, so its
+    /// virtual address less the physical one the page tables give is the base. `None` when
+    /// the pointer is missing or untranslatable, lies outside the direct map's possible range
+    /// (a static array in the kernel image), or gives a base that is not 1 GiB aligned (the
+    /// direct map's placement unit, KASLR or not).
+    pub fn direct_map_base(&self, vi: &VmcoreInfo) -> Option<u64> {
+        let va = vi.symbol("mem_section")?;
+        if !(0xff00_0000_0000_0000..0xffff_ffff_8000_0000).contains(&va) {
+            return None;
+        }
+        let base = va.wrapping_sub(self.translate(VirtAddr(va)).ok()?.0);
+        (base % (1 << 30) == 0 && base >= 0xff00_0000_0000_0000).then_some(base)
+    }
+
     /// Read a little-endian u32 at `va`.
     pub fn read_u32(&self, va: VirtAddr) -> Result<u32, KmemError> {
         let mut b = [0u8; 4];

@@ -277,6 +277,26 @@ fn corrupt_struct_pages_never_panic() {
 }
 
 #[test]
+fn the_direct_map_base_comes_from_the_mem_section_pointer() {
+    for (levels, base) in [(4, 0xffff_8880_0000_0000u64), (5, 0xff11_0000_0000_0000)] {
+        let s = SynthSpec { levels, ..SynthSpec::default() }.build();
+        let vi = VmcoreInfo::parse(s.vmcoreinfo.as_bytes()).unwrap();
+        let k = KernelMemory::new(&s.phys, &vi).unwrap();
+        assert_eq!(k.direct_map_base(&vi), Some(base));
+        // A mem_section in the kernel image (SPARSEMEM without EXTREME) says nothing.
+        let text = s.vmcoreinfo.lines().map(|l| {
+            if l.starts_with("SYMBOL(mem_section)=") {
+                "SYMBOL(mem_section)=ffffffff81030000".to_string()
+            } else {
+                l.to_string()
+            }
+        });
+        let vi = VmcoreInfo::parse(text.collect::<Vec<_>>().join("\n").as_bytes()).unwrap();
+        assert_eq!(KernelMemory::new(&s.phys, &vi).unwrap().direct_map_base(&vi), None);
+    }
+}
+
+#[test]
 fn lower_dump_levels_take_fewer_branches() {
     let (_d, path, s) = build(SynthSpec::default());
     let core = ElfVmcore::open(&path).unwrap();

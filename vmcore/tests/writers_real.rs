@@ -13,6 +13,10 @@
 //! unflatten, and `-F` then `makedumpfile -R`, give files crash opens identically; `-E`
 //! output too; (e) `-E -d 31` is byte-identical to makedumpfile's, and `-l -d 31` has the same
 //! header, sub-header, notes and bitmaps. Also: 2 compression threads give the same file.
+//! Wherever crash compares, drgn (libkdumpfile's reader for kdump-compressed files) does too:
+//! the crashed thread's stack, every task, a hash of the kernel log and raw physical reads
+//! print the same as on the source (`RKDUMP_DRGN`, which `make test` sets to the drgn that
+//! `make deps` installs; without it those checks are skipped with a note).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,6 +36,47 @@ fn vmlinux(core: &Path) -> Option<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")));
     let crash_ok = Command::new("crash").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     (p.is_file() && crash_ok).then_some(p)
+}
+
+/// drgn, from `RKDUMP_DRGN` (which must then work) or `make deps`' virtualenv.
+fn drgn() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RKDUMP_DRGN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "RKDUMP_DRGN={} does not exist (run `make deps`)", p.display());
+        return Some(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/drgn-venv/bin/drgn");
+    p.is_file().then_some(p)
+}
+
+/// What the drgn script prints: the release, the crashed thread and its stack, every task,
+/// a hash of the kernel log, and `spots` read as physical memory.
+fn drgn_output(drgn: &Path, vmlinux: &Path, dump: &Path, dir: &Path, spots: &[u64]) -> String {
+    let script = dir.join("probe.py");
+    let mut text = String::from(
+        "import hashlib\n\
+         from drgn.helpers.linux.pid import for_each_task\n\
+         from drgn.helpers.linux.printk import get_dmesg\n\
+         print(prog['init_uts_ns'].name.release.string_().decode())\n\
+         t = prog.crashed_thread()\n\
+         print(t.tid, t.name)\n\
+         print(t.stack_trace())\n\
+         print(sorted((int(x.pid), x.comm.string_().decode()) for x in for_each_task(prog)))\n\
+         print('log', hashlib.sha256(get_dmesg(prog)).hexdigest())\n",
+    );
+    for pa in spots {
+        text += &format!("print('{pa:#x}', prog.read({pa:#x}, 32, True).hex())\n");
+    }
+    std::fs::write(&script, text).unwrap();
+    let out = Command::new(drgn).arg("-q").arg("-c").arg(dump).arg("-s").arg(vmlinux).arg(&script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("sysrq_handle_crash"),
+        "drgn failed on {}:\n{stdout}{}",
+        dump.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// Physical addresses of kernel data every dump level keeps (the utsname, the top page table,
@@ -123,6 +168,10 @@ fn writers_on_real_vmcores() {
         // `make test` installs both; only a developer's partial setup gets here.
         eprintln!("SKIPPED (crash parts): crash or the debug vmlinux is missing (run `make deps`)");
     }
+    let drgn = drgn();
+    if drgn.is_none() {
+        eprintln!("SKIPPED (drgn parts): drgn is missing (run `make deps`, or set RKDUMP_DRGN)");
+    }
     let has_mdf = Command::new("makedumpfile").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     let dir = tempfile::tempdir_in(std::env::var_os("RKDUMP_TMP").unwrap_or_else(|| "/tmp".into())).unwrap();
     let d = dir.path();
@@ -145,11 +194,20 @@ fn writers_on_real_vmcores() {
             }
         }
         let want_dmesg = if has_mdf { dmesg_of(&core_path, &d.join("src.dmesg")) } else { None };
+        let want_drgn = match (&drgn, &vml) {
+            (Some(g), Some(v)) => Some(drgn_output(g, v, &core_path, d, &spots)),
+            _ => None,
+        };
         let crash_same = |dump: &Path, what: &str| {
             if let (Some(v), Some(w)) = (&vml, &want_crash) {
                 let got = crash_output(v, dump, d, &spots);
                 assert!(got == *w, "crash output on {what} differs from the source:\n{}", first_diff(w, &got));
                 eprintln!("  {what}: crash output identical");
+            }
+            if let (Some(g), Some(v), Some(w)) = (&drgn, &vml, &want_drgn) {
+                let got = drgn_output(g, v, dump, d, &spots);
+                assert!(got == *w, "drgn output on {what} differs from the source:\n{}", first_diff(w, &got));
+                eprintln!("  {what}: drgn output identical");
             }
         };
         // Each codec as `rkdump filter -d 31` writes it by default (zstd, the default codec,

@@ -243,14 +243,20 @@ pub trait DumpSource: PhysMemory {
     /// ELF machine number of the dumped kernel (62 x86_64, 183 aarch64).
     fn e_machine(&self) -> u16;
     /// The memory segments (ELF PT_LOADs) in source order. The default derives them from
-    /// [`PhysMemory::ranges`] and [`PhysMemory::data_ranges`] with virtual address 0.
+    /// [`PhysMemory::ranges`] and [`PhysMemory::data_ranges`], at their direct-map addresses
+    /// as in `/proc/vmcore` ([`crate::KernelMemory::direct_map_base`]), or at virtual address 0
+    /// when the base cannot be found. (Readers such as drgn take `p_vaddr` at its word: 0 would
+    /// place every segment over user addresses.)
     fn segments(&self) -> Vec<SourceSegment> {
+        let base = self
+            .vmcoreinfo()
+            .and_then(|vi| crate::KernelMemory::new(self, vi).ok().and_then(|k| k.direct_map_base(vi)));
         self.ranges()
             .iter()
             .zip(self.data_ranges())
             .map(|(r, d)| SourceSegment {
                 phys_start: r.start.0,
-                virt_start: 0,
+                virt_start: base.map_or(0, |b| b.wrapping_add(r.start.0)),
                 mem_size: r.end.0.saturating_sub(r.start.0),
                 file_size: d.end.0.saturating_sub(d.start.0),
             })

@@ -495,8 +495,11 @@ fn refiltering_our_dump_gives_the_same_pages() {
     // crash reads the headers and notes up to the first PT_LOAD's offset.
     let headers = 64 + 56 * (1 + e.loads().len() as u64) + e.notes_bytes().len() as u64;
     assert_eq!(e.loads()[0].file_offset.0, headers);
-    // The kdump format has no virtual addresses: none is made up.
-    assert!(e.loads().iter().all(|l| l.virt_start.0 == 0));
+    // The kdump format has no virtual addresses: each segment gets its direct-map address, as
+    // in /proc/vmcore, from the base VMCOREINFO's mem_section pointer gives (p_vaddr 0 would
+    // put every segment over user addresses for a reader that takes it at its word, as drgn
+    // does).
+    assert!(e.loads().iter().all(|l| l.virt_start.0 == 0xffff_8880_0000_0000 + l.phys_start.0));
     let short_runs = (0..d.max_mapnr()).filter(|&pfn| page_of(&d, pfn).is_none() && page_of(&core, pfn).is_some());
     assert!(short_runs.clone().count() > 0);
     let in_file =

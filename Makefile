@@ -44,7 +44,8 @@ test: space deps build
 	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path vmcore/fuzz/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) test --workspace --no-fail-fast
-	RKDUMP_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test -p rkdump --test e2e -- --ignored --test-threads=1 --nocapture
+	RKDUMP_BIN_DIR=$(CURDIR)/$(BIN) RKDUMP_DRGN=$(CURDIR)/target/drgn-venv/bin/drgn \
+		$(CARGO) test -p rkdump --test e2e -- --ignored --test-threads=1 --nocapture
 	RKDUMP_VMCORES=$(CURDIR)/target/e2e/vmcores RKDUMP_DRGN=$(CURDIR)/target/drgn-venv/bin/drgn \
 		$(CARGO) test -p rkdump-vmcore --lib --tests --no-fail-fast -- --nocapture
 

@@ -409,6 +409,26 @@ fn filtered_capture_with_the_kdump_utils_default_collector() {
 
     let sys = crash_cmds(&debug_vmlinux(&release), &vmcore, "sys");
     assert!(sys.contains("sysrq triggered crash"), "crash sys:\n{sys}");
+    // Level 16 left out the crashed kernel's per-CPU free pages too, and said how many.
+    let percpu: u64 = console
+        .lines()
+        .find_map(|l| l.split(" free per-CPU)").next().filter(|s| s.len() < l.len())?.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no per-CPU free count in the capture's summary:\n{console}"));
+    assert!(percpu > 0, "no per-CPU free pages left out");
+    // drgn (libkdumpfile) unwinds the crashed thread from the dump written in the capture kernel.
+    if let Some(drgn) = std::env::var_os("RKDUMP_DRGN") {
+        let (ok, trace, err) = run(Command::new(drgn)
+            .arg("-q")
+            .arg("-c")
+            .arg(&vmcore)
+            .arg("-s")
+            .arg(debug_vmlinux(&release))
+            .arg("-e")
+            .arg("print(prog.crashed_thread().stack_trace())"));
+        assert!(ok && trace.contains("sysrq_handle_crash"), "drgn on our dump:\n{trace}{err}");
+    } else {
+        eprintln!("SKIPPED (drgn part): RKDUMP_DRGN is not set");
+    }
     // makedumpfile reads our dump's kernel log, and so do we, identically.
     let theirs = out.join("mdf-dmesg.txt");
     let (ok, _, err) = run(Command::new("makedumpfile").arg("--dump-dmesg").arg(&vmcore).arg(&theirs));

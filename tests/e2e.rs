@@ -703,10 +703,14 @@ fn capture_without_a_target_line_goes_to_the_filesystem_holding_path() {
 fn raw_target_capture_is_saved_by_save_raw() {
     let (base, bin, kernel) = setup("raw-target");
     let conf = base.join("kdump.conf");
-    std::fs::write(&conf, "raw /dev/vda\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -F -l --message-level 7 -d 31\n").unwrap();
+    // rkdump's --keep-percpu-free: makedumpfile's page selection, per-CPU free pages kept.
+    std::fs::write(&conf, "raw /dev/vda\nextra_modules virtio_blk virtio_pci\ncore_collector makedumpfile -F -l --message-level 7 -d 31 --keep-percpu-free\n").unwrap();
     let img = base.join("capture.img");
     let built = build_from(&bin, &conf, &kernel.release, &img);
-    assert!(built.contains("target: raw device /dev/vda") && built.contains("collector flat 31 lzo"), "{built}");
+    assert!(
+        built.contains("target: raw device /dev/vda") && built.contains("collector flat 31 lzo keep_percpu_free"),
+        "{built}"
+    );
     // A disk whose first MiB holds something else (an earlier life of the device).
     let disk = base.join("disk.raw");
     let f = std::fs::File::create(&disk).unwrap();
@@ -716,6 +720,7 @@ fn raw_target_capture_is_saved_by_save_raw() {
 
     let (_, console) = crash_test_given(&bin, &base.join("run"), &img, &disk, &["--no-collect"]);
     assert!(console.contains("rkdump: saved the dump to /dev/vda in"), "{console}");
+    assert!(console.contains(" free, 0 free per-CPU), "), "{console}");
     assert!(console.contains("capture complete"), "{console}");
 
     // makedumpfile -R of the stream is the reference for what save-raw must write.

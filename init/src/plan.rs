@@ -170,8 +170,9 @@ pub enum Collector {
     /// Unfiltered byte copy of `/proc/vmcore` (an ELF file): `core_collector cp`/`cat`.
     Copy,
     /// Filtered with makedumpfile semantics: dump level (`-d`), kdump-compressed with `codec`
-    /// or ELF (`-E`).
-    Filter { dump_level: u8, format: DumpFormat, codec: Codec },
+    /// or ELF (`-E`); `keep_percpu_free` (`--keep-percpu-free`): keep the free pages of the
+    /// per-CPU lists, which level 16 otherwise leaves out, as makedumpfile does.
+    Filter { dump_level: u8, format: DumpFormat, codec: Codec, keep_percpu_free: bool },
 }
 
 /// Output container of a filtered dump.
@@ -218,46 +219,55 @@ impl Codec {
 
 impl Default for Collector {
     /// kdump-utils' default is `makedumpfile -l -d 31`; our default codec is zstd (identical
-    /// pages stored once): 0.5-0.75 of that dump's size, for 1.0-1.2x makedumpfile's
-    /// filtering time with two CPUs and about
-    /// 1.8x with one, which is about the time a 100 MB/s disk saves writing the smaller dump
-    /// (see BENCHMARKS.md).
+    /// pages stored once, per-CPU free pages left out too): 0.4 of that dump's size, for
+    /// 0.8-0.9x makedumpfile's filtering time with two CPUs and 1.4-1.6x with one, about the
+    /// time a 100 MB/s disk saves writing the smaller dump (see BENCHMARKS.md, thirteenth
+    /// round).
     fn default() -> Self {
-        Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Zstd }
+        Collector::filter(31, DumpFormat::Kdump, Codec::Zstd)
     }
 }
 
 impl fmt::Display for Collector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Collector::Copy => f.write_str("copy"),
-            Collector::Filter { dump_level, format: DumpFormat::Elf, .. } => write!(f, "elf {dump_level}"),
-            Collector::Filter { dump_level, format: DumpFormat::Kdump, codec } => {
-                write!(f, "kdump {dump_level} {}", codec.as_str())
-            }
-            Collector::Filter { dump_level, format: DumpFormat::Flattened, codec } => {
-                write!(f, "flat {dump_level} {}", codec.as_str())
-            }
+        let Collector::Filter { dump_level, format, codec, keep_percpu_free } = self else {
+            return f.write_str("copy");
+        };
+        match format {
+            DumpFormat::Elf => write!(f, "elf {dump_level}")?,
+            DumpFormat::Kdump => write!(f, "kdump {dump_level} {}", codec.as_str())?,
+            DumpFormat::Flattened => write!(f, "flat {dump_level} {}", codec.as_str())?,
         }
+        if *keep_percpu_free {
+            f.write_str(" keep_percpu_free")?;
+        }
+        Ok(())
     }
 }
 
 impl Collector {
+    /// A filter with makedumpfile's page selection but for the per-CPU free pages (left out
+    /// at level 16).
+    pub fn filter(dump_level: u8, format: DumpFormat, codec: Codec) -> Self {
+        Collector::Filter { dump_level, format, codec, keep_percpu_free: false }
+    }
+
     /// Parses the plan's `collector` value (the [`Display`](fmt::Display) form).
     pub fn parse(s: &str) -> Option<Self> {
-        let w: Vec<&str> = s.split_whitespace().collect();
+        let mut w: Vec<&str> = s.split_whitespace().collect();
+        let keep = w.last() == Some(&"keep_percpu_free");
+        if keep {
+            w.pop();
+        }
         let level = |v: &str| v.parse::<u8>().ok().filter(|l| *l <= 31);
-        Some(match w.as_slice() {
-            ["copy"] => Collector::Copy,
-            ["elf", l] => Collector::Filter { dump_level: level(l)?, format: DumpFormat::Elf, codec: Codec::None },
-            ["kdump", l, c] => {
-                Collector::Filter { dump_level: level(l)?, format: DumpFormat::Kdump, codec: Codec::parse(c)? }
-            }
-            ["flat", l, c] => {
-                Collector::Filter { dump_level: level(l)?, format: DumpFormat::Flattened, codec: Codec::parse(c)? }
-            }
+        let (dump_level, format, codec) = match w.as_slice() {
+            ["copy"] if !keep => return Some(Collector::Copy),
+            ["elf", l] => (level(l)?, DumpFormat::Elf, Codec::None),
+            ["kdump", l, c] => (level(l)?, DumpFormat::Kdump, Codec::parse(c)?),
+            ["flat", l, c] => (level(l)?, DumpFormat::Flattened, Codec::parse(c)?),
             _ => return None,
-        })
+        };
+        Some(Collector::Filter { dump_level, format, codec, keep_percpu_free: keep })
     }
 }
 
@@ -560,9 +570,11 @@ mod tests {
         for c in [
             Collector::Copy,
             Collector::default(),
-            Collector::Filter { dump_level: 1, format: DumpFormat::Kdump, codec: Codec::Lzo },
-            Collector::Filter { dump_level: 17, format: DumpFormat::Elf, codec: Codec::None },
-            Collector::Filter { dump_level: 31, format: DumpFormat::Flattened, codec: Codec::Lzo },
+            Collector::filter(1, DumpFormat::Kdump, Codec::Lzo),
+            Collector::filter(17, DumpFormat::Elf, Codec::None),
+            Collector::filter(31, DumpFormat::Flattened, Codec::Lzo),
+            Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Lzo, keep_percpu_free: true },
+            Collector::Filter { dump_level: 16, format: DumpFormat::Elf, codec: Codec::None, keep_percpu_free: true },
         ] {
             assert_eq!(Collector::parse(&c.to_string()), Some(c));
             let mut p = sample();
@@ -571,6 +583,8 @@ mod tests {
         }
         assert_eq!(Collector::parse("kdump 32 zstd"), None);
         assert_eq!(Collector::parse("kdump 31 brotli"), None);
+        assert_eq!(Collector::parse("copy keep_percpu_free"), None);
+        assert_eq!(Collector::parse("kdump 31 keep_percpu_free zstd"), None);
         assert!(Plan::parse(&(sample().render() + "collector tar\n")).is_err());
     }
 

@@ -89,7 +89,7 @@ pub fn filter_vmcore(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<String, String> {
     use rkdump_vmcore::write::{self, codec::Compression, FilterOptions, Output};
-    let Collector::Filter { dump_level, format, codec } = collector else {
+    let Collector::Filter { dump_level, format, codec, keep_percpu_free } = collector else {
         return Err("the copy collector has no filter".into());
     };
     let compression = match codec {
@@ -110,7 +110,7 @@ pub fn filter_vmcore(
         // One thread per CPU of the capture kernel (one with the usual nr_cpus=1).
         num_threads: write::default_threads(),
         dedup: write::dedup::on_by_default(dump_level, compression),
-        percpu_free: true,
+        percpu_free: !keep_percpu_free,
     };
     let r = write::filter(std::path::Path::new(src), Output::Path(std::path::Path::new(dst)), &opts, progress)
         .map_err(|e| {

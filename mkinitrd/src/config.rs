@@ -9,7 +9,7 @@
 //! | `path <dir>` | directory on the target (default `/var/crash`); without a target line, a directory of the build machine |
 //! | `extra_modules m1 m2` | more modules (repeatable) |
 //! | `raw <device>` | dump target: the device itself, as a flattened stream (needs `-F`; `path` ignored) |
-//! | `core_collector makedumpfile <flags>` / `cp` | [`CoreCollector`] -> the plan's `Collector` (`-d`, `-c/-l/-p/-z`, `-E`, `-F` for raw targets; `scp` not yet supported) |
+//! | `core_collector makedumpfile <flags>` / `cp` | [`CoreCollector`] -> the plan's `Collector` (`-d`, `-c/-l/-p/-z`, `-E`, `-F` for raw targets, rkdump's `--keep-percpu-free`; `scp` not yet supported) |
 //! | `failure_action` / `default` | reboot, halt, poweroff; shell (`/bin/sh` goes into the image) or dump_to_rootfs (the root filesystem of the build machine), then the final action |
 //! | `final_action` | reboot, halt, poweroff |
 //! | `force_rebuild`, `force_no_rebuild` | `0`/`1`; every `rkdump build` rebuilds anyway |
@@ -126,6 +126,8 @@ pub struct CoreCollector {
     pub message_level: Option<u32>,
     /// `--num-threads N`.
     pub num_threads: Option<u32>,
+    /// `--keep-percpu-free` (rkdump's own flag): keep the free pages of the per-CPU lists.
+    pub keep_percpu_free: bool,
     /// Any other argument, verbatim.
     pub other: Vec<String>,
     /// The whole command line as written.
@@ -145,6 +147,7 @@ impl CoreCollector {
             elf: false,
             message_level: None,
             num_threads: None,
+            keep_percpu_free: false,
             other: Vec::new(),
             raw: value.to_string(),
         };
@@ -162,6 +165,7 @@ impl CoreCollector {
                 _ if w.starts_with("-d") && w.len() > 2 => c.dump_level = Some(dump_level(num(Some(&w[2..]), "-d")?)?),
                 "--message-level" => c.message_level = Some(num(words.next(), w)?),
                 "--num-threads" => c.num_threads = Some(num(words.next(), w)?),
+                "--keep-percpu-free" => c.keep_percpu_free = true,
                 _ if w.starts_with("--message-level=") => {
                     c.message_level = Some(num(w.split_once('=').map(|x| x.1), "--message-level")?)
                 }
@@ -242,7 +246,12 @@ impl CoreCollector {
         }
         let dump_level = self.dump_level.unwrap_or(0);
         let collector = if self.elf {
-            Collector::Filter { dump_level, format: DumpFormat::Elf, codec: Codec::None }
+            Collector::Filter {
+                dump_level,
+                format: DumpFormat::Elf,
+                codec: Codec::None,
+                keep_percpu_free: self.keep_percpu_free,
+            }
         } else {
             let codec = match self.compression {
                 Some(CollectorCompression::Zlib) => Codec::Zlib,
@@ -252,7 +261,7 @@ impl CoreCollector {
                 None => Codec::None,
             };
             let format = if raw { DumpFormat::Flattened } else { DumpFormat::Kdump };
-            Collector::Filter { dump_level, format, codec }
+            Collector::Filter { dump_level, format, codec, keep_percpu_free: self.keep_percpu_free }
         };
         Ok((collector, notes))
     }
@@ -703,7 +712,7 @@ hook_timeout 30
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("line 12") && c.warnings[0].contains("auto_reset_crashkernel"));
         let plan = plan_of(&c);
-        assert_eq!(plan.collector, Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Lzo });
+        assert_eq!(plan.collector, Collector::filter(31, DumpFormat::Kdump, Codec::Lzo));
         assert_eq!(plan.path, "/var/crash");
         assert_eq!(plan.device_timeout_secs, 45);
         assert_eq!(plan.stall_timeout_secs, 120);
@@ -852,16 +861,18 @@ hook_timeout 30
         assert_eq!(plan("core_collector cp").unwrap(), Collector::Copy);
         assert_eq!(
             plan("core_collector makedumpfile -c -d 17").unwrap(),
-            Collector::Filter { dump_level: 17, format: DumpFormat::Kdump, codec: Codec::Zlib }
+            Collector::filter(17, DumpFormat::Kdump, Codec::Zlib)
         );
         // makedumpfile's own defaults: level 0, no compression.
-        assert_eq!(
-            plan("core_collector makedumpfile").unwrap(),
-            Collector::Filter { dump_level: 0, format: DumpFormat::Kdump, codec: Codec::None }
-        );
+        assert_eq!(plan("core_collector makedumpfile").unwrap(), Collector::filter(0, DumpFormat::Kdump, Codec::None));
         assert_eq!(
             plan("core_collector makedumpfile -E -d 31").unwrap(),
-            Collector::Filter { dump_level: 31, format: DumpFormat::Elf, codec: Codec::None }
+            Collector::filter(31, DumpFormat::Elf, Codec::None)
+        );
+        // rkdump's own flag: makedumpfile's page selection, per-CPU free pages kept.
+        assert_eq!(
+            plan("core_collector makedumpfile -l --keep-percpu-free -d 31").unwrap(),
+            Collector::Filter { dump_level: 31, format: DumpFormat::Kdump, codec: Codec::Lzo, keep_percpu_free: true }
         );
         for bad in ["core_collector makedumpfile -F -l -d 31", "core_collector scp", "core_collector gzip"] {
             let e = plan(bad).unwrap_err().to_string();
@@ -872,11 +883,8 @@ hook_timeout 30
         let raw = |text: &str| KdumpConfig::parse(text).map(|c| plan_of(&c));
         let p = raw("core_collector makedumpfile -F -l -d 31\nraw /dev/vdb\n").unwrap();
         assert_eq!((p.target.fstype.as_str(), p.target.device.to_string()), ("raw", "/dev/vdb".to_string()));
-        assert_eq!(p.collector, Collector::Filter { dump_level: 31, format: DumpFormat::Flattened, codec: Codec::Lzo });
-        assert_eq!(
-            raw("raw /dev/vdb\n").unwrap().collector,
-            Collector::Filter { dump_level: 31, format: DumpFormat::Flattened, codec: Codec::Zstd }
-        );
+        assert_eq!(p.collector, Collector::filter(31, DumpFormat::Flattened, Codec::Lzo));
+        assert_eq!(raw("raw /dev/vdb\n").unwrap().collector, Collector::filter(31, DumpFormat::Flattened, Codec::Zstd));
         let c = KdumpConfig::parse("raw /dev/vdb\npath /x\n").unwrap();
         assert!(c.warnings.iter().any(|w| w.contains("`path` is ignored")), "{:?}", c.warnings);
         for (bad, why) in [

@@ -883,7 +883,7 @@ pub struct ClassCounts {
     /// "Free pages".
     pub free: u64,
     /// Free pages of the per-CPU lists (no makedumpfile counterpart: makedumpfile keeps them,
-    /// so its "Remaining pages" is `remaining() + free_percpu`).
+    /// and counts them among its zero pages or its remaining pages).
     pub free_percpu: u64,
     /// "Hwpoison pages".
     pub hwpoison: u64,
@@ -907,7 +907,8 @@ impl ClassCounts {
             + self.hwpoison
             + self.offline
     }
-    /// "Remaining pages" (makedumpfile's count: plus [`ClassCounts::free_percpu`]).
+    /// "Remaining pages" (makedumpfile's count also holds the non-zero pages of
+    /// [`ClassCounts::free_percpu`]).
     pub fn remaining(&self) -> u64 {
         self.original().saturating_sub(self.excluded())
     }

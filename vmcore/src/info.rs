@@ -133,8 +133,8 @@ pub fn counts_with(core: &ElfVmcore, opts: ClassifyOptions) -> ClassCounts {
 impl InfoReport {
     /// Machine-readable form. Count keys mean what makedumpfile's `--message-level 31`
     /// report means, but for `free_percpu` (free pages of the per-CPU lists, which
-    /// makedumpfile keeps): `excluded` counts them and `remaining_at_level_31` does not, so
-    /// makedumpfile's "Remaining pages" is `remaining_at_level_31 + free_percpu`.
+    /// makedumpfile keeps): `excluded` counts them and `remaining_at_level_31` does not;
+    /// makedumpfile counts them among its zero and remaining pages.
     pub fn to_json(&self) -> serde_json::Value {
         let c = &self.counts;
         serde_json::json!({

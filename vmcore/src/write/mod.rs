@@ -32,6 +32,9 @@ pub mod kdump;
 pub mod lzo;
 pub mod mapped;
 pub mod parallel;
+mod zero;
+
+pub(crate) use zero::is_zero_page;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -406,29 +409,6 @@ pub(crate) fn classify_window<S: DumpSource + ?Sized>(
     // The length matches by construction, so this cannot fail.
     let _ = cls.classify_range(Pfn(start), Pfn(end), out);
     src.mark_missing(Pfn(start), out);
-}
-
-/// True if every byte of `page` is zero.
-///
-/// Blocks of 256 bytes are OR-reduced word by word (the compiler vectorises the inner loop)
-/// and tested once per block: most non-zero pages fail in the first block, and a zero page is
-/// read at memory speed instead of one branch per 16 bytes.
-#[inline]
-pub(crate) fn is_zero_page(page: &[u8]) -> bool {
-    const BLOCK: usize = 256;
-    let mut blocks = page.chunks_exact(BLOCK);
-    for b in blocks.by_ref() {
-        let mut acc = 0u64;
-        for w in b.chunks_exact(8) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(w);
-            acc |= u64::from_ne_bytes(a);
-        }
-        if acc != 0 {
-            return false;
-        }
-    }
-    blocks.remainder().iter().all(|&b| b == 0)
 }
 
 /// Where [`filter`] writes.

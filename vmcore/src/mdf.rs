@@ -31,6 +31,26 @@ pub fn real_vmcores() -> Option<Vec<PathBuf>> {
     Some(cores)
 }
 
+/// The debug vmlinux crash needs for the kernel that wrote the vmcore at `core`
+/// (`RKDUMP_VMLINUX`, else `/usr/lib/debug/boot/vmlinux-<its OSRELEASE>`, which `make deps`
+/// installs), when that file exists and crash runs.
+pub fn debug_vmlinux(core: &Path) -> Option<PathBuf> {
+    let release = crate::ElfVmcore::open(core)
+        .ok()
+        .and_then(|e| e.vmcoreinfo().and_then(|v| v.osrelease()).map(str::to_string))
+        .unwrap_or_default();
+    let p = std::env::var_os("RKDUMP_VMLINUX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")));
+    let crash_ok = Command::new("crash")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    (p.is_file() && crash_ok).then_some(p)
+}
+
 /// Counts from a makedumpfile report, keyed like [`crate::info::InfoReport::to_json`].
 pub type MdfCounts = Vec<(&'static str, u64)>;
 

@@ -8,20 +8,11 @@
 //! only pages it proves unused next to them (counted, and bounded here).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use rkdump_vmcore::classify::{Classifier, ClassifyOptions, PageClass};
 use rkdump_vmcore::{ElfVmcore, Pfn};
-
-fn vmlinux(core: &ElfVmcore) -> Option<PathBuf> {
-    let release = core.vmcoreinfo().and_then(|v| v.osrelease()).map(str::to_string).unwrap_or_default();
-    let p = std::env::var_os("RKDUMP_VMLINUX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")));
-    let crash_ok = Command::new("crash").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    (p.is_file() && crash_ok).then_some(p)
-}
 
 fn crash(vmlinux: &Path, core: &Path, dir: &Path, cmds: &str) -> String {
     let f = dir.join("cmds");
@@ -109,7 +100,7 @@ fn per_cpu_free_pages_match_the_lists_crash_walks() {
     let dir = tempfile::tempdir().unwrap();
     for path in &cores {
         let core = ElfVmcore::open(path).unwrap();
-        let Some(vml) = vmlinux(&core) else {
+        let Some(vml) = rkdump_vmcore::mdf::debug_vmlinux(path) else {
             eprintln!("SKIPPED: crash or the debug vmlinux is missing (run `make deps`)");
             return;
         };

@@ -25,19 +25,6 @@ use rkdump_vmcore::diskdump::DiskDump;
 use rkdump_vmcore::write::{filter, Compression, DumpFormat, FilterOptions, Output};
 use rkdump_vmcore::{ElfVmcore, PhysAddr, PhysMemory};
 
-/// The debug vmlinux for the kernel that wrote `core` (`make deps` installs it).
-fn vmlinux(core: &Path) -> Option<PathBuf> {
-    let release = ElfVmcore::open(core)
-        .ok()
-        .and_then(|e| e.vmcoreinfo().and_then(|v| v.osrelease()).map(str::to_string))
-        .unwrap_or_default();
-    let p = std::env::var_os("RKDUMP_VMLINUX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")));
-    let crash_ok = Command::new("crash").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    (p.is_file() && crash_ok).then_some(p)
-}
-
 /// drgn, from `RKDUMP_DRGN` (which must then work) or `make deps`' virtualenv.
 fn drgn() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("RKDUMP_DRGN") {
@@ -163,7 +150,7 @@ fn check_pages(src: &ElfVmcore, dump: &DiskDump) -> u64 {
 #[test]
 fn writers_on_real_vmcores() {
     let Some(cores) = rkdump_vmcore::mdf::real_vmcores() else { return };
-    let vml = vmlinux(&cores[0]);
+    let vml = rkdump_vmcore::mdf::debug_vmlinux(&cores[0]);
     if vml.is_none() {
         // `make test` installs both; only a developer's partial setup gets here.
         eprintln!("SKIPPED (crash parts): crash or the debug vmlinux is missing (run `make deps`)");

@@ -50,61 +50,8 @@ pub const SLOTS_LOG2: u32 = 16;
 /// Slots of the index (each 24 bytes on the resolver's side and 24 on the writer's).
 pub const SLOTS: usize = 1 << SLOTS_LOG2;
 
-/// A 64-bit hash of a page (any length; whole 64-byte blocks, the tail folded in).
-///
-/// Per 16 bytes, one 64x64->128-bit multiply of the two words, each XORed with a key that
-/// depends on the block's position (so equal blocks in another order hash differently), its
-/// halves folded and summed into one of four lanes; the lanes are mixed at the end. Not
-/// collision resistant, and it need not be: matches are verified byte for byte.
-pub fn page_hash(page: &[u8]) -> u64 {
-    const K: [u64; 8] = [
-        0x9e37_79b9_7f4a_7c15,
-        0xc2b2_ae3d_27d4_eb4f,
-        0x1656_67b1_9e37_79f9,
-        0xd6e8_feb8_6659_fd93,
-        0x243f_6a88_85a3_08d3,
-        0x1319_8a2e_0370_7344,
-        0xa409_3822_299f_31d0,
-        0x082e_fa98_ec4e_6c89,
-    ];
-    const STEP: u64 = 0x2d35_8dcc_aa6c_78a5;
-    let word = |b: &[u8], i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(w)
-    };
-    let mum = |a: u64, b: u64| {
-        let p = u128::from(a) * u128::from(b);
-        (p as u64) ^ ((p >> 64) as u64)
-    };
-    let mut acc = [0u64; 4];
-    let mut pos = 0u64;
-    let mut blocks = page.chunks_exact(64);
-    for b in blocks.by_ref() {
-        pos = pos.wrapping_add(STEP);
-        for (l, a) in acc.iter_mut().enumerate() {
-            let x = word(b, 2 * l) ^ K[2 * l].wrapping_add(pos);
-            let y = word(b, 2 * l + 1) ^ K[2 * l + 1].wrapping_sub(pos);
-            *a = a.wrapping_add(mum(x, y));
-        }
-    }
-    let mut tail = 0u64;
-    for (i, &byte) in blocks.remainder().iter().enumerate() {
-        tail = tail.rotate_left(8) ^ u64::from(byte) ^ (i as u64) << 56;
-        if i % 8 == 7 {
-            acc[i / 8 % 4] = acc[i / 8 % 4].wrapping_add(mum(tail ^ K[i / 8 % 8], K[(i / 8 + 3) % 8]));
-            tail = 0;
-        }
-    }
-    let mut x = mum((page.len() as u64) ^ K[0], tail ^ K[5]);
-    for (l, a) in acc.iter().enumerate() {
-        x = mum(x ^ a, K[l + 4]);
-    }
-    // splitmix64's finalizer.
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
+/// The page hash the index is keyed by (in `hot.rs`, compiled for AVX2 too).
+pub use super::hot::page_hash;
 
 /// Slots a hash may occupy: the table is set-associative, each hash's set of WAYS adjacent
 /// slots keeps the pages stored last whose hashes picked it.

@@ -28,13 +28,13 @@ pub mod codec;
 pub mod dedup;
 pub mod elf_out;
 pub mod flat;
+mod hot;
 pub mod kdump;
 pub mod lzo;
 pub mod mapped;
 pub mod parallel;
-mod zero;
 
-pub(crate) use zero::is_zero_page;
+pub(crate) use hot::is_zero_page;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

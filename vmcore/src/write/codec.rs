@@ -30,7 +30,7 @@ pub enum Compression {
     Lzo,
     /// Raw snappy block (`-p`).
     Snappy,
-    /// zstd frame, level 1 (`-z`).
+    /// zstd frame, level [`ZSTD_LEVEL`] (`-z`).
     Zstd,
 }
 
@@ -107,6 +107,17 @@ enum Ctx {
     Zstd(Box<zstd::bulk::Compressor<'static>>, Vec<u8>),
 }
 
+/// zstd's level for every page: -1, the fastest level that still codes matches with zstd's
+/// entropy coder (negative levels store literals raw). makedumpfile `-z` uses level 1. Against
+/// level 1, on the benchmark captures (default two threads, alternated with makedumpfile `-l`,
+/// medians; time / size against makedumpfile `-l`): `-d 31` on 2 GiB 0.91 / 0.45 -> 0.64 /
+/// 0.52, on 8 GiB 1.06 / 0.34 -> 0.73 / 0.39; `-d 1` on 2 GiB 0.88 / 0.55 -> 0.70 / 0.60. Level
+/// 1 was the default while its output was at the size line of the default-codec goal (0.75x
+/// makedumpfile `-l`); since free per-CPU pages are left out and identical pages stored once,
+/// it is far below it, and the time line is the one level 1 missed (see BENCHMARKS.md).
+/// Level -3 was no faster than -1 and 8-20% larger.
+pub const ZSTD_LEVEL: i32 = -1;
+
 /// A compression context for one thread.
 pub struct PageCompressor {
     method: Compression,
@@ -114,7 +125,7 @@ pub struct PageCompressor {
 }
 
 impl PageCompressor {
-    /// A context for `method`: zstd level 1 like makedumpfile; zlib level 2, because the
+    /// A context for `method`: zstd at [`ZSTD_LEVEL`]; zlib level 2, because the
     /// zlib-rs backend's level 1 is zlib-ng's "quick" strategy (about 20% larger output than
     /// zlib's level 1 on real vmcores), while its level 2 is both smaller than zlib level 1 and
     /// faster than makedumpfile `-c` (see ARCHITECTURE.md).
@@ -125,7 +136,10 @@ impl PageCompressor {
             Compression::Lzo => Ctx::Lzo(Box::default()),
             Compression::Snappy => Ctx::Snappy(Box::new(snap::raw::Encoder::new())),
             Compression::Zstd => Ctx::Zstd(
-                Box::new(zstd::bulk::Compressor::new(1).map_err(|source| CodecError::Init { method: "zstd", source })?),
+                Box::new(
+                    zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                        .map_err(|source| CodecError::Init { method: "zstd", source })?,
+                ),
                 Vec::new(),
             ),
         };

@@ -30,8 +30,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 /// - When the dump keeps any page cache, user or free pages (dump level bits 2, 4, 8 or 16
 ///   clear): that is where copies are, files in the page cache and stale copies of them in
 ///   free pages, often incompressible (at `-d 1`, 38% of a 2 GiB capture's dump).
-/// - With zstd (the default codec) at every level: it costs about 8 us per page, so a page
-///   not compressed pays for hashing about twenty. At `-d 31` the kernel pages left have
+/// - With zstd (the default codec) at every level: it costs several microseconds per page,
+///   so a page not compressed pays for hashing many. At `-d 31` the kernel pages left have
 ///   few duplicates on some captures and many on others: of three captures, one dump came
 ///   out 21% smaller at the same time, two 0.6% smaller in 1.02x (one thread) and 1.05x
 ///   (two threads) the time. A dump written to a disk rather than a tmpfs gains more from
